@@ -1,0 +1,24 @@
+# The two commands of the README. Both install what they need (scripts/setup.sh is idempotent).
+.PHONY: demo test setup lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/mmsin demo
+
+test: setup
+	.venv/bin/ruff check src tests benchmarks scripts
+	.venv/bin/ruff format --check src tests benchmarks scripts
+	.venv/bin/mypy
+	.venv/bin/python -m pytest -q -n 2 --dist loadfile
+
+lint: setup
+	.venv/bin/ruff check --fix src tests benchmarks scripts
+	.venv/bin/ruff format src tests benchmarks scripts
+
+bench: setup
+	.venv/bin/python benchmarks/run.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .mypy_cache

