@@ -85,11 +85,11 @@ def test_override_errors_are_clear(item: str, message: str) -> None:
 def test_from_dict_rejects_unknown_and_mistyped_fields() -> None:
     d = preset("small").to_dict()
     d["train"]["learning_rate"] = 1
-    with pytest.raises(ValueError, match="train.learning_rate"):
+    with pytest.raises(ValueError, match=r"train\.learning_rate"):
         Config.from_dict(d)
     d = preset("small").to_dict()
     d["train"]["epochs"] = "10"
-    with pytest.raises(ValueError, match="train.epochs"):
+    with pytest.raises(ValueError, match=r"train\.epochs"):
         Config.from_dict(d)
 
 

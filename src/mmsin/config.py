@@ -299,9 +299,10 @@ def override(cfg: Config, assignments: list[str] | tuple[str, ...]) -> Config:
         for part in parts[:-1]:
             sub = getattr(target, part, None) if _has_field(target, part) else None
             if sub is None or not dataclasses.is_dataclass(sub):
+                sections = [f.name for f in fields(new) if _is_section(getattr(new, f.name))]
                 raise ValueError(
                     f"override {item!r}: unknown section {part!r}; sections are "
-                    f"{', '.join(f.name for f in fields(new) if dataclasses.is_dataclass(getattr(new, f.name)))}"
+                    f"{', '.join(sections)}"
                 )
             target = sub
         name = parts[-1]
@@ -324,6 +325,10 @@ def _require(ok: bool, name: str, value: object, problem: str) -> None:
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"config {name}={value!r}: choose one of {', '.join(choices)}")
+
+
+def _is_section(value: object) -> bool:
+    return dataclasses.is_dataclass(value)
 
 
 def _has_field(obj: object, name: str) -> bool:
