@@ -1,15 +1,44 @@
 """Audio files in and out: reading, down-mixing, resampling and peak normalisation.
 
 Every failure is raised as :class:`AudioError`, a one-line message naming the file and the
-problem, so that command-line tools can print it without a traceback.
+problem, so that command-line tools can print it without a traceback. What the reader does
+with each kind of messy input (see also ``docs/reliability.md``):
+
+==========================================  ==================================================
+input                                       what happens
+==========================================  ==================================================
+missing path, folder, FIFO/device           AudioError ("no such file", "is a folder", ...)
+empty (0-byte) file                         AudioError ("empty file (0 bytes)")
+not audio (any extension), bad header       AudioError ("not readable as audio (...)")
+valid header, zero samples                  AudioError ("contains no samples")
+truncated WAV (data chunk shorter than      the readable part is used and a warning is logged;
+its header says), truncated FLAC/MP3        ``truncated="error"`` makes it an AudioError
+NaN or infinite samples                     AudioError (count and first position)
+all-silent clip                             kept (warning logged); ``silent="error"`` refuses
+shorter than ``min_samples`` (after         AudioError ("too short: ...")
+resampling)
+stereo / multichannel                       averaged to mono (logged at INFO); ``mono=False``
+                                            keeps the channels
+8/16/24/32-bit integer, 32/64-bit float     read as float32 in [-1, 1] (integer formats)
+other sample rates                          resampled to ``fs`` with soxr (VHQ)
+sample rate below 100 Hz                    AudioError (implausible; guards the up-sampler)
+very long files                             read block by block (never one allocation of
+                                            the header's frame count); ``iter_audio_blocks``
+                                            streams without holding the file in memory
+unicode and spaces in paths                 supported
+==========================================  ==================================================
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
+import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -19,6 +48,18 @@ log = logging.getLogger(__name__)
 
 #: File endings read as audio (decoders come from libsndfile through soundfile).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+#: Lowest sample rate accepted from a file header, in Hz. Lower rates are almost always a
+#: corrupt header, and up-sampling them to ``fs`` would multiply the memory by ``fs / rate``.
+MIN_FILE_SAMPLE_RATE = 100
+
+#: Samples (frames x channels) decoded per read. It bounds the memory of a read whatever the
+#: header claims (a corrupt frame count cannot trigger a huge allocation), and it is small
+#: because a decoder error discards the whole read in progress: a truncated FLAC keeps all
+#: but its last partial block.
+_READ_SAMPLES = 1 << 15
+
+Policy = Literal["keep", "error"]
 
 
 class AudioError(ValueError):
@@ -65,6 +106,251 @@ def normalize_peak(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return np.where(peak > eps, x / np.maximum(peak, eps), x).astype(np.float32)
 
 
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _check_path(p: Path) -> None:
+    """Refuse paths that are not regular, non-empty, readable files (one-line AudioError)."""
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise AudioError(p, "no such file") from None
+    except OSError as exc:
+        raise AudioError(p, f"cannot access ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AudioError(p, "is a folder, not an audio file")
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or a device such as /dev/zero would be read forever.
+        raise AudioError(p, "not a regular file")
+    if st.st_size == 0:
+        raise AudioError(p, "empty file (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise AudioError(p, "permission denied")
+
+
+def _wav_missing_bytes(p: Path) -> int:
+    """Bytes missing from the data chunk of a RIFF/WAVE file (0 if complete or not a WAV).
+
+    libsndfile silently shortens a WAV whose ``data`` chunk is cut off, so the size the header
+    declares is compared with the bytes actually present. Sizes 0 and 0xFFFFFFFF are the
+    "unknown length" markers of streaming writers and are not counted as truncation.
+    """
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            pos = 12
+            # Walk at most a few hundred chunks; a corrupt header must not loop for long.
+            for _ in range(256):
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return 0
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"data":
+                    if csize in (0, 0xFFFFFFFF):
+                        return 0
+                    return max(0, csize - (size - (pos + 8)))
+                pos += 8 + csize + (csize & 1)
+    except OSError:
+        return 0
+    return 0
+
+
+def _finite_or_raise(p: Path, block: np.ndarray, offset: int) -> None:
+    if not np.all(np.isfinite(block)):
+        bad = ~np.isfinite(block)
+        first = int(np.argmax(bad.any(axis=1))) + offset
+        raise AudioError(
+            p, f"contains {int(bad.sum())} NaN or infinite samples (first at frame {first})"
+        )
+
+
+def _raw_blocks(
+    p: Path, *, max_seconds: float | None, truncated: Policy
+) -> tuple[int, int, Iterator[np.ndarray]]:
+    """Open ``p`` and return (sample rate, channels, iterator over (frames, channels) blocks).
+
+    The blocks are float32 at the file's own rate, checked to be finite. Truncation (a WAV data
+    chunk shorter than its header says, or a decoder error after some audio was read) is either
+    logged and the readable part used, or raised, according to ``truncated``.
+    """
+    _check_path(p)
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    missing = _wav_missing_bytes(p)
+    if missing and truncated == "error":
+        raise AudioError(p, f"truncated WAV: data chunk is {missing} bytes short of its header")
+    try:
+        f = sf.SoundFile(str(p))
+    except Exception as exc:  # libsndfile reports every malformed file differently
+        raise AudioError(p, f"not readable as audio ({_first_line(exc)})") from None
+    try:
+        sr, channels = int(f.samplerate), int(f.channels)
+    except Exception as exc:
+        f.close()
+        raise AudioError(p, f"not readable as audio ({_first_line(exc)})") from None
+    if sr < MIN_FILE_SAMPLE_RATE:
+        f.close()
+        raise AudioError(p, f"implausible sample rate {sr} Hz (corrupt header?)")
+    if channels < 1:
+        f.close()
+        raise AudioError(p, f"implausible channel count {channels} (corrupt header?)")
+    limit = None if max_seconds is None else int(max_seconds * sr)
+    block_frames = max(1, _READ_SAMPLES // channels)
+
+    def blocks() -> Iterator[np.ndarray]:
+        done = 0
+        with f:
+            if missing:
+                log.warning(
+                    "%s: truncated WAV (data chunk %d bytes short of its header); "
+                    "using the readable part",
+                    p,
+                    missing,
+                )
+            while limit is None or done < limit:
+                want = block_frames if limit is None else min(block_frames, limit - done)
+                try:
+                    block = f.read(frames=want, dtype="float32", always_2d=True)
+                except Exception as exc:
+                    if done == 0:
+                        raise AudioError(p, f"not readable as audio ({_first_line(exc)})") from None
+                    if truncated == "error":
+                        raise AudioError(
+                            p, f"truncated or corrupt after {done} frames ({_first_line(exc)})"
+                        ) from None
+                    log.warning(
+                        "%s: truncated or corrupt after %d frames (%s); using the readable part",
+                        p,
+                        done,
+                        _first_line(exc),
+                    )
+                    return
+                if block.shape[0] == 0:
+                    return
+                _finite_or_raise(p, block, done)
+                done += block.shape[0]
+                yield block
+                if block.shape[0] < want:
+                    return
+
+    return sr, channels, blocks()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of libsndfile's message, reworded where it would mislead."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    # libsndfile says this for content no decoder accepts, although the file exists.
+    if "does not exist or is not a regular file" in line:
+        return "unknown or corrupt format"
+    return line.removeprefix("Error : ")
+
+
+def _downmix(block: np.ndarray, mono: bool) -> np.ndarray:
+    """(frames, channels) -> (frames,) averaged if ``mono`` else (frames, channels)."""
+    return block.mean(axis=1, dtype=np.float32) if mono else block
+
+
+def iter_audio_blocks(
+    path: str | os.PathLike[str],
+    block_seconds: float = 60.0,
+    fs: int | None = 4096,
+    *,
+    mono: bool = True,
+    max_seconds: float | None = None,
+    truncated: Policy = "keep",
+) -> Iterator[np.ndarray]:
+    """Stream a (long) audio file block by block, down-mixed and resampled on the fly.
+
+    Only one block of the file is in memory at a time: decoding is done in bounded reads and
+    resampling with soxr's streaming resampler, whose concatenated output equals the one-shot
+    :func:`resample` of the whole file. Concatenating the blocks therefore gives exactly
+    :func:`load_audio` ``(path, fs, mono=mono, max_seconds=max_seconds)``.
+
+    Parameters
+    ----------
+    path : path-like
+        Audio file (any format libsndfile reads).
+    block_seconds : float
+        Length of each yielded block in seconds at ``fs``.
+    fs : int or None
+        Target sample rate in Hz; None keeps the file's own rate.
+    mono : bool
+        Average the channels (logged at INFO when there are several).
+    max_seconds : float or None
+        Read at most this many seconds from the start of the file.
+    truncated : {"keep", "error"}
+        What to do with a truncated file: use the readable part (a warning is logged) or raise.
+
+    Yields
+    ------
+    ndarray, shape (block,) if mono else (channels, block), float32, at ``fs`` Hz
+        ``block = round(block_seconds * fs)`` samples, except the last block (shorter, never
+        empty).
+
+    Raises
+    ------
+    AudioError
+        Missing, unreadable, empty or non-finite audio (raised while iterating for faults found
+        inside the file).
+    """
+    p = Path(path)
+    sr, channels, blocks = _raw_blocks(p, max_seconds=max_seconds, truncated=truncated)
+    out_fs = sr if fs is None else int(fs)
+    size = round(block_seconds * out_fs)
+    if size < 1:
+        raise ValueError(f"block_seconds={block_seconds} gives blocks of less than one sample")
+    if mono and channels > 1:
+        log.info("%s: down-mixing %d channels to mono", p, channels)
+    width = 1 if mono else channels
+    stream = (
+        None
+        if out_fs == sr
+        else soxr.ResampleStream(sr, out_fs, width, dtype="float32", quality="VHQ")
+    )
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    total = 0
+
+    def convert(block: np.ndarray, last: bool) -> np.ndarray:
+        y = _downmix(block, mono)
+        if stream is not None:
+            y = stream.resample_chunk(y, last=last)
+        return np.asarray(y, dtype=np.float32)
+
+    def emit(buf: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(buf if mono else buf.T, dtype=np.float32)
+
+    for block in blocks:
+        y = convert(block, last=False)
+        if len(y):
+            pending.append(y)
+            n_pending += len(y)
+        while n_pending >= size:
+            buf = np.concatenate(pending)
+            pending, n_pending = [buf[size:]], n_pending - size
+            total += size
+            yield emit(buf[:size])
+    if stream is not None:
+        tail = convert(np.zeros((0, channels), np.float32), last=True)
+        if len(tail):
+            pending.append(tail)
+            n_pending += len(tail)
+    while n_pending > 0:
+        buf = np.concatenate(pending)
+        take = min(size, n_pending)
+        pending, n_pending = [buf[take:]], n_pending - take
+        total += take
+        yield emit(buf[:take])
+    if total == 0:
+        raise AudioError(p, "contains no samples")
+
+
 def load_audio(
     path: str | os.PathLike[str],
     fs: int | None = 4096,
@@ -72,6 +358,9 @@ def load_audio(
     mono: bool = True,
     normalize: bool = False,
     max_seconds: float | None = None,
+    min_samples: int | None = None,
+    silent: Policy = "keep",
+    truncated: Policy = "keep",
 ) -> np.ndarray:
     """Read an audio file as float32, down-mixed to mono and resampled to ``fs``.
 
@@ -82,11 +371,19 @@ def load_audio(
     fs : int or None
         Target sample rate in Hz; None keeps the file's own rate.
     mono : bool
-        Average the channels (the documented fix-up for stereo and multichannel files).
+        Average the channels (the documented fix-up for stereo and multichannel files, logged
+        at INFO).
     normalize : bool
         Scale the clip to peak 1.
     max_seconds : float or None
         Read at most this many seconds from the start (for long files).
+    min_samples : int or None
+        Refuse clips with fewer samples than this at ``fs`` (callers pass ``2**J`` to refuse
+        clips shorter than one scattering frame).
+    silent : {"keep", "error"}
+        An all-zero clip is kept with a logged warning, or refused.
+    truncated : {"keep", "error"}
+        A truncated file's readable part is used with a logged warning, or the file is refused.
 
     Returns
     -------
@@ -95,36 +392,29 @@ def load_audio(
     Raises
     ------
     AudioError
-        Missing, unreadable, empty or non-finite audio.
+        Missing, unreadable, empty, non-finite, too short (or, by option, silent or truncated)
+        audio; the message names the file and the problem on one line.
     """
     p = Path(path)
-    if not p.exists():
-        raise AudioError(p, "no such file")
-    if p.is_dir():
-        raise AudioError(p, "is a folder, not an audio file")
-    if p.stat().st_size == 0:
-        raise AudioError(p, "empty file (0 bytes)")
-    try:
-        with sf.SoundFile(str(p)) as f:
-            sr = int(f.samplerate)
-            frames = f.frames if max_seconds is None else min(f.frames, int(max_seconds * sr))
-            data = f.read(frames=frames, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(p, f"not readable as audio ({str(exc).splitlines()[0]})") from None
-    if data.shape[0] == 0:
-        raise AudioError(p, "contains no samples")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(p, "contains NaN or infinite samples")
-    x = data.T  # (channels, time)
-    if mono:
-        if x.shape[0] > 1:
-            log.info("%s: down-mixing %d channels to mono", p, x.shape[0])
-        x = x.mean(axis=0)
-    if fs is not None and sr != fs:
-        x = resample(x, sr, fs)
+    parts = list(
+        iter_audio_blocks(p, 3600.0, fs, mono=mono, max_seconds=max_seconds, truncated=truncated)
+    )
+    x = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    n = x.shape[-1]
+    if min_samples is not None and n < min_samples:
+        rate = "the file's rate" if fs is None else f"{fs} Hz"
+        raise AudioError(p, f"too short: {n} samples at {rate}, need at least {min_samples}")
+    if not np.any(x):
+        if silent == "error":
+            raise AudioError(p, "all samples are zero (silent clip)")
+        log.warning("%s: all samples are zero (silent clip); keeping it", p)
     if normalize:
         x = normalize_peak(x)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
 
 
 def save_audio(
@@ -132,20 +422,47 @@ def save_audio(
 ) -> Path:
     """Write a mono (time,) or (channels, time) signal, atomically (temp file + rename).
 
-    Samples are clipped to [-1, 1] for integer subtypes. Returns the path written.
+    Samples are clipped to [-1, 1] for integer subtypes. A reader never sees a half-written
+    file: the data go to a temporary file in the same folder, renamed over ``path`` at the end.
+
+    Parameters
+    ----------
+    path : path-like
+        Output file; the format follows the extension (``.wav`` if there is none).
+    x : ndarray, shape (time,) or (channels, time), float
+        Samples, nominally in [-1, 1].
+    fs : int
+        Sample rate in Hz.
+    subtype : str
+        libsndfile subtype (``PCM_16``, ``PCM_24``, ``FLOAT``, ...).
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    AudioError
+        Non-finite samples, more than two axes, or a write the format refuses.
     """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     y = np.asarray(x, dtype=np.float32)
+    if y.ndim not in (1, 2):
+        raise AudioError(p, f"cannot write an array of shape {y.shape}; need (time,) or (ch, time)")
     if not np.all(np.isfinite(y)):
         raise AudioError(p, "refusing to write NaN or infinite samples")
     if subtype.startswith("PCM"):
         y = np.clip(y, -1.0, 1.0)
     data = y.T if y.ndim == 2 else y
+    p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix or ".wav")
     os.close(fd)
     try:
-        sf.write(tmp, data, fs, subtype=subtype, format=(p.suffix[1:] or "wav").upper())
+        try:
+            sf.write(tmp, data, fs, subtype=subtype, format=(p.suffix[1:] or "wav").upper())
+        except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as exc:
+            raise AudioError(p, f"cannot write ({_first_line(exc)})") from None
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
