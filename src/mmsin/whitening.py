@@ -1,0 +1,474 @@
+"""Whitening operator L and its inverse L^-1: a causal vector autoregression on S_J frames.
+
+Paper section 4: L outputs the innovations of a vector autoregressive (VAR) model of order M
+fitted on the (normalised) scattering frames, so that ``Z = L S_J x`` is close to a Gaussian
+white noise; eq. (1) of section 3 runs the recursion the other way, ``X_J = ReLU(L^-1 Z)``.
+
+Model, with frames before n = 0 equal to zero (the scattering's zero initial state)::
+
+    S[n] = b + sum_{m=1}^{M} A[m-1] S[n-m] + E[n],      E[n] = Sigma^{1/2} Z[n]
+
+``fit_var`` estimates ``A`` and ``b`` in closed form (ridge-regularised least squares through
+the normal equations, accumulated in float64 over the examples), ``Sigma`` is the biased
+covariance of the residuals E on the training frames, and its symmetric square root and
+inverse square root come from one eigendecomposition with a relative eigenvalue floor.
+docs/model.md gives the derivation and the numerical choices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["VAR", "fit_var", "whiteness_report"]
+
+
+def _as_examples(frames: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """Split ``frames`` into a list of (C, T_i) tensors and check that the shapes agree."""
+    if isinstance(frames, Tensor):
+        if frames.dim() != 3:
+            raise ValueError(
+                f"frames must have shape (batch, channels, time), got {tuple(frames.shape)}"
+            )
+        examples = list(frames.unbind(0))
+    else:
+        examples = [torch.as_tensor(f) for f in frames]
+    if not examples:
+        raise ValueError("frames is empty: need at least one example to fit the VAR")
+    channels = examples[0].shape[0]
+    for i, e in enumerate(examples):
+        if e.dim() != 2 or e.shape[0] != channels:
+            raise ValueError(
+                f"example {i} has shape {tuple(e.shape)}; expected (channels={channels}, time)"
+            )
+        if not torch.isfinite(e).all():
+            raise ValueError(f"example {i} contains NaN or infinite values")
+    return examples
+
+
+def _lagged_design(s: Tensor, M: int) -> Tensor:
+    """Design matrix of one example: row n = [S[n-M], ..., S[n-1], 1] (zeros before n = 0).
+
+    Parameters
+    ----------
+    s : Tensor, shape (T, C)
+        Frames of one example, time first.
+    M : int
+        VAR order.
+
+    Returns
+    -------
+    Tensor, shape (T, M * C + 1)
+        Lags in ascending time order, so that the row is a contiguous window of the
+        zero-padded sequence (the same layout ``VAR`` uses for its stacked weight).
+    """
+    T, C = s.shape
+    padded = torch.cat([s.new_zeros(M, C), s[:-1]], dim=0) if T > 0 else s.new_zeros(M, C)
+    # padded[k] = S[k - M]; row n needs padded[n .. n + M - 1] = S[n-M .. n-1].
+    windows = padded.unfold(0, M, 1)[:T]  # (T, C, M)
+    lags = windows.permute(0, 2, 1).reshape(T, M * C)
+    return torch.cat([lags, s.new_ones(T, 1)], dim=1)
+
+
+def _sym_sqrt_pair(cov: Tensor, eig_floor: float) -> tuple[Tensor, Tensor, int]:
+    """Symmetric square root and inverse square root of a covariance, with an eigenvalue floor.
+
+    Eigenvalues below ``eig_floor * max eigenvalue`` (including the exact zeros that duplicated
+    channels produce) are raised to that floor, so both matrices stay finite and are exact
+    inverses of each other.
+
+    Returns
+    -------
+    sqrt_cov, inv_sqrt_cov : Tensor, shape (C, C)
+    floored : int
+        Number of eigenvalues that were raised to the floor.
+    """
+    cov = 0.5 * (cov + cov.T)
+    evals, evecs = torch.linalg.eigh(cov)
+    top = float(evals.max().clamp_min(0.0))
+    if top <= 0.0:
+        raise ValueError("the innovation covariance is zero: the frames are perfectly predictable")
+    floor = eig_floor * top
+    floored = int((evals < floor).sum())
+    evals = evals.clamp_min(floor)
+    root = evals.sqrt()
+    sqrt_cov = (evecs * root) @ evecs.T
+    inv_sqrt_cov = (evecs / root) @ evecs.T
+    return sqrt_cov, inv_sqrt_cov, floored
+
+
+class VAR(nn.Module):
+    """Causal vector autoregression of order M: the whitening L and its inverse L^-1.
+
+    Parameters
+    ----------
+    channels : int
+        Number of S_J channels C.
+    M : int
+        Order (number of past frames), the paper's M = 4.
+    dtype : torch.dtype
+        Dtype of the buffers; ``fit_var`` returns float64, call ``.float()`` for speed.
+
+    Attributes (buffers)
+    --------------------
+    A : Tensor, shape (M, C, C)
+        ``A[m-1]`` multiplies the frame m steps in the past (column-vector convention).
+    b : Tensor, shape (C,)
+        Intercept.
+    sqrt_cov, inv_sqrt_cov : Tensor, shape (C, C)
+        Symmetric Sigma^{1/2} and Sigma^{-1/2} of the innovation covariance (floored).
+
+    Notes
+    -----
+    Every method computes in the buffers' dtype and device. ``whiten`` and ``unwhiten`` return
+    the dtype and device of their input. Frames before the first one are zeros unless
+    ``initial`` frames are given.
+    """
+
+    A: Tensor
+    b: Tensor
+    sqrt_cov: Tensor
+    inv_sqrt_cov: Tensor
+
+    def __init__(self, channels: int, M: int = 4, *, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        if channels < 1 or M < 1:
+            raise ValueError(f"VAR needs channels >= 1 and M >= 1, got channels={channels}, M={M}")
+        self.channels = int(channels)
+        self.M = int(M)
+        self.register_buffer("A", torch.zeros(M, channels, channels, dtype=dtype))
+        self.register_buffer("b", torch.zeros(channels, dtype=dtype))
+        self.register_buffer("sqrt_cov", torch.eye(channels, dtype=dtype))
+        self.register_buffer("inv_sqrt_cov", torch.eye(channels, dtype=dtype))
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> VAR:
+        """Rebuild a VAR from ``state_dict()`` output (plain tensors, ``weights_only``-safe)."""
+        missing = {"A", "b", "sqrt_cov", "inv_sqrt_cov"} - set(state)
+        if missing:
+            raise ValueError(f"VAR state is missing {sorted(missing)}")
+        M, C, _ = state["A"].shape
+        var = cls(C, M, dtype=state["A"].dtype)
+        var.load_state_dict(state)
+        return var
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, M={self.M}"
+
+    def _stacked_weight(self) -> Tensor:
+        """(M*C, C) weight acting on the window [S[n-M], ..., S[n-1]] (ascending time)."""
+        # A[m-1] S[n-m] as a row vector is S[n-m] @ A[m-1]^T; lag m sits at window slot M - m.
+        return self.A.flip(0).transpose(1, 2).reshape(self.M * self.channels, self.channels)
+
+    def _check(self, x: Tensor, name: str) -> None:
+        if x.dim() != 3 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"{name} must have shape (batch, {self.channels}, time), got {tuple(x.shape)}"
+            )
+
+    def _initial(self, initial: Tensor | None, batch: int) -> Tensor:
+        """Past frames as (batch, M, C), zero-padded on the left when fewer than M are given."""
+        ref = self.A
+        if initial is None:
+            return ref.new_zeros(batch, self.M, self.channels)
+        self._check(initial, "initial")
+        if initial.shape[0] != batch:
+            raise ValueError(f"initial has batch {initial.shape[0]}, expected {batch}")
+        init = initial.to(ref).transpose(1, 2)[:, -self.M :]
+        pad = self.M - init.shape[1]
+        if pad > 0:
+            init = torch.cat([ref.new_zeros(batch, pad, self.channels), init], dim=1)
+        return init
+
+    def predict(self, S: Tensor, initial: Tensor | None = None) -> Tensor:
+        """One-step prediction b + sum_m A[m-1] S[n-m] for every frame n.
+
+        Parameters
+        ----------
+        S : Tensor, shape (B, C, T)
+        initial : Tensor, shape (B, C, T0), optional
+            Frames preceding S (the last M are used); zeros by default.
+
+        Returns
+        -------
+        Tensor, shape (B, C, T), in the buffers' dtype.
+        """
+        self._check(S, "S")
+        B, C, T = S.shape
+        s = S.to(self.A).transpose(1, 2)  # (B, T, C)
+        padded = torch.cat([self._initial(initial, B), s[:, :-1]], dim=1)  # (B, T + M - 1, C)
+        windows = padded.unfold(1, self.M, 1)  # (B, T, C, M)
+        windows = windows.permute(0, 1, 3, 2).reshape(B, T, self.M * C)
+        return (windows @ self._stacked_weight() + self.b).transpose(1, 2)
+
+    def innovations(self, S: Tensor, initial: Tensor | None = None) -> Tensor:
+        """Prediction errors E[n] = S[n] - prediction, shape (B, C, T), buffers' dtype."""
+        return S.to(self.A) - self.predict(S, initial)
+
+    def whiten(self, S: Tensor, initial: Tensor | None = None) -> Tensor:
+        """The whitening operator L: Z[n] = Sigma^{-1/2} E[n] (paper section 4).
+
+        Parameters
+        ----------
+        S : Tensor, shape (B, C, T)
+            Normalised S_J frames.
+        initial : Tensor, shape (B, C, T0), optional
+            Frames before S; zeros by default.
+
+        Returns
+        -------
+        Z : Tensor, shape (B, C, T), dtype and device of S.
+        """
+        E = self.innovations(S, initial)
+        Z = (E.transpose(1, 2) @ self.inv_sqrt_cov).transpose(1, 2)
+        return Z.to(dtype=S.dtype, device=S.device)
+
+    def unwhiten(self, Z: Tensor, initial: Tensor | None = None) -> Tensor:
+        """The inverse L^-1: run the recursion S[n] = prediction + Sigma^{1/2} Z[n].
+
+        Exact inverse of ``whiten`` given the same ``initial`` frames (up to rounding). No ReLU
+        here (see ``sample`` for eq. (1)).
+
+        Parameters
+        ----------
+        Z : Tensor, shape (B, C, T)
+        initial : Tensor, shape (B, C, T0), optional
+            Frames before the first one; zeros by default.
+
+        Returns
+        -------
+        S : Tensor, shape (B, C, T), dtype and device of Z.
+        """
+        self._check(Z, "Z")
+        S = self._recursion(Z.to(self.A), initial)
+        return S.to(dtype=Z.dtype, device=Z.device)
+
+    def _recursion(self, Z: Tensor, initial: Tensor | None) -> Tensor:
+        B, C, T = Z.shape
+        M = self.M
+        innov = Z.transpose(1, 2) @ self.sqrt_cov  # (B, T, C): all innovations in one matmul
+        # out[:, k] holds S[k - M]; the window out[:, n:n+M] is S[n-M .. n-1], contiguous in
+        # memory, so each step is one (B, M*C) @ (M*C, C) product on a view, without copies.
+        out = innov.new_empty(B, T + M, C)
+        out[:, :M] = self._initial(initial, B)
+        weight = self._stacked_weight().contiguous()
+        innov = innov + self.b
+        for n in range(T):
+            out[:, n + M] = torch.addmm(innov[:, n], out[:, n : n + M].reshape(B, M * C), weight)
+        return out[:, M:].transpose(1, 2)
+
+    def sample(
+        self,
+        batch: int,
+        frames: int,
+        *,
+        warmup: int = 600,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Synthetic S_J frames from Gaussian white noise: X_J = ReLU(L^-1 Z), eq. (1).
+
+        The recursion starts from zero frames and runs ``warmup + frames`` steps; the first
+        ``warmup`` frames are discarded so the output is close to the stationary regime (the
+        reference code uses 600). The ReLU applies because normalised scattering is
+        non-negative.
+
+        Parameters
+        ----------
+        batch, frames : int
+            Output shape (batch, C, frames).
+        warmup : int
+            Frames discarded at the start.
+        generator : torch.Generator, optional
+            Source of the noise (on the buffers' device).
+        dtype : torch.dtype, optional
+            Output dtype; the buffers' dtype by default.
+
+        Returns
+        -------
+        Tensor, shape (batch, C, frames), non-negative.
+        """
+        if batch < 1 or frames < 1 or warmup < 0:
+            raise ValueError(
+                f"need batch >= 1, frames >= 1, warmup >= 0; got {batch}, {frames}, {warmup}"
+            )
+        Z = torch.randn(
+            batch,
+            self.channels,
+            warmup + frames,
+            generator=generator,
+            dtype=self.A.dtype,
+            device=self.A.device,
+        )
+        S = torch.relu(self._recursion(Z, None)[:, :, warmup:])
+        return S.to(dtype or self.A.dtype)
+
+    def spectral_radius(self) -> float:
+        """Largest modulus of the companion matrix's eigenvalues (< 1 means a stable VAR)."""
+        M, C = self.M, self.channels
+        comp = self.A.new_zeros(M * C, M * C)
+        comp[:C] = self.A.permute(1, 0, 2).reshape(C, M * C)
+        if M > 1:
+            comp[C:, : (M - 1) * C] = torch.eye(
+                (M - 1) * C, dtype=self.A.dtype, device=self.A.device
+            )
+        return float(torch.linalg.eigvals(comp.double()).abs().max())
+
+
+def fit_var(
+    frames: Tensor | Sequence[Tensor],
+    M: int = 4,
+    ridge: float = 1e-3,
+    *,
+    eig_floor: float = 1e-6,
+    chunk_rows: int = 4096,
+) -> VAR:
+    """Fit the causal VAR(M) with intercept in closed form (paper section 4).
+
+    Least squares for S[n] given [S[n-M], ..., S[n-1], 1] over every frame n of every example,
+    frames before 0 being zeros, solved through the normal equations
+    ``(X^T X + R) W = X^T Y`` with ``R = ridge * trace(X_lag^T X_lag) / (M C)`` on the lag
+    columns (the intercept is not penalised). The ridge keeps rank-deficient channel sets (the
+    973-channel transform has exactly duplicated channels) well posed. ``X^T X`` is accumulated
+    chunk by chunk in float64, so memory stays at O((M C)^2) whatever the data size.
+
+    Parameters
+    ----------
+    frames : Tensor, shape (B, C, T), or list of Tensor, shape (C, T_i)
+        Normalised S_J frames of the training set.
+    M : int
+        Order.
+    ridge : float
+        Ridge strength relative to the mean diagonal of the lag Gram matrix.
+    eig_floor : float
+        Eigenvalues of the innovation covariance below ``eig_floor * largest`` are raised to
+        that value before taking (inverse) square roots.
+    chunk_rows : int
+        Frames per accumulation step (memory ~ chunk_rows * (M C + 1) * 8 bytes).
+
+    Returns
+    -------
+    VAR
+        With float64 buffers, on the device of the frames.
+    """
+    if M < 1:
+        raise ValueError(f"M must be >= 1, got {M}")
+    if ridge < 0 or not math.isfinite(ridge):
+        raise ValueError(f"ridge must be a finite non-negative number, got {ridge}")
+    if not 0 <= eig_floor < 1:
+        raise ValueError(f"eig_floor must be in [0, 1), got {eig_floor}")
+    examples = _as_examples(frames)
+    C = examples[0].shape[0]
+    device = examples[0].device
+    D = M * C + 1
+    f64 = torch.float64
+    gram = torch.zeros(D, D, dtype=f64, device=device)  # X^T X
+    cross = torch.zeros(D, C, dtype=f64, device=device)  # X^T Y
+    yty = torch.zeros(C, C, dtype=f64, device=device)  # Y^T Y
+    count = 0
+    for e in examples:
+        s = e.to(device=device, dtype=f64).T  # (T, C)
+        T = s.shape[0]
+        count += T
+        for start in range(0, T, chunk_rows):
+            stop = min(start + chunk_rows, T)
+            # Rows start..stop-1 need frames start-M..stop-2: take a window with M of history.
+            lo = max(0, start - M)
+            X = _lagged_design(s[lo:stop], M)[start - lo :]
+            Y = s[start:stop]
+            gram.addmm_(X.T, X)
+            cross.addmm_(X.T, Y)
+            yty.addmm_(Y.T, Y)
+    if count < 2:
+        raise ValueError(f"need at least 2 frames in total to fit the VAR, got {count}")
+    lag = M * C
+    penalty = ridge * float(gram.diagonal()[:lag].sum()) / lag
+    reg = torch.zeros(D, dtype=f64, device=device)
+    reg[:lag] = penalty
+    lhs = gram + torch.diag(reg)
+    try:
+        chol = torch.linalg.cholesky(lhs)
+        W = torch.cholesky_solve(cross, chol)
+    except RuntimeError:  # singular without ridge: least-norm solution
+        W = torch.linalg.lstsq(
+            lhs, cross, driver="gelsd" if device.type == "cpu" else None
+        ).solution
+    # Residual covariance from the accumulators: R^T R = Y^T Y - W^T X^T Y - W^T diag(reg) W
+    # (uses (X^T X + diag(reg)) W = X^T Y). The intercept is unpenalised, so residuals have zero
+    # mean and this is the biased (1/N) covariance of centred residuals, as in the reference.
+    rtr = yty - cross.T @ W - W.T @ (reg[:, None] * W)
+    cov = rtr / count
+    sqrt_cov, inv_sqrt_cov, _ = _sym_sqrt_pair(cov, eig_floor)
+    var = VAR(C, M).to(device)
+    # W rows: window slot k (time n - M + k) for k = 0..M-1, each C rows; lag m = M - k.
+    slots = W[:lag].reshape(M, C, C)  # slots[k] = A[M-1-k]^T
+    with torch.no_grad():
+        var.A.copy_(slots.flip(0).transpose(1, 2))
+        var.b.copy_(W[lag])
+        var.sqrt_cov.copy_(sqrt_cov)
+        var.inv_sqrt_cov.copy_(inv_sqrt_cov)
+    return var
+
+
+def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor]) -> dict[str, Any]:
+    """How close Z = L S is to a white N(0, I) sequence, on any set of frames.
+
+    Parameters
+    ----------
+    var : VAR
+    S : Tensor, shape (B, C, T), or list of Tensor, shape (C, T_i)
+        Normalised S_J frames (train or test); each example starts from zero past frames.
+
+    Returns
+    -------
+    dict
+        ``cov_rel_fro_error``: ||Cov(Z) - I||_F / ||I||_F (Cov centred, biased, pooled over
+        examples and frames); ``cov_max_offdiag``: largest |off-diagonal| entry;
+        ``cov_mean_diag``: mean variance; ``mean_abs_mean``: mean over channels of |mean Z_c|;
+        ``lag1_mean_abs``: mean over channels of |lag-1 autocorrelation| (pairs within each
+        example); ``kurtosis_mean``, ``kurtosis_median``, ``kurtosis_max``: per-channel excess
+        kurtosis E[(z - mu)^4] / var^2 - 3 (0 for a Gaussian); ``effective_rank``: number of
+        eigenvalues of Cov(Z) above 0.5 (below C when channels are redundant);
+        ``frames``: number of frames used. Channels with zero variance are left out of the
+        lag-1 and kurtosis statistics.
+    """
+    examples = _as_examples(S)
+    zs = [var.whiten(e[None].to(var.A)).to(torch.float64)[0] for e in examples]  # (C, T_i)
+    z = torch.cat(zs, dim=1)  # (C, N)
+    N = z.shape[1]
+    if N < 3:
+        raise ValueError(f"need at least 3 frames for a whiteness report, got {N}")
+    C = z.shape[0]
+    mean = z.mean(dim=1)
+    zc = z - mean[:, None]
+    cov = zc @ zc.T / N
+    eye = torch.eye(C, dtype=cov.dtype, device=cov.device)
+    off = cov - torch.diag(cov.diagonal())
+    var_c = cov.diagonal()
+    live = var_c > 1e-12 * float(var_c.max().clamp_min(1e-300))
+    # Lag-1 autocorrelation within each example, pooled, using the global mean and variance.
+    num = torch.zeros(C, dtype=torch.float64, device=z.device)
+    pairs = 0
+    for e in zs:
+        ec = e - mean[:, None]
+        num += (ec[:, 1:] * ec[:, :-1]).sum(dim=1)
+        pairs += e.shape[1] - 1
+    lag1 = (num / max(pairs, 1)) / var_c.clamp_min(1e-300)
+    kurt = (zc**4).mean(dim=1) / var_c.clamp_min(1e-300) ** 2 - 3.0
+    kl = kurt[live]
+    return {
+        "cov_rel_fro_error": float(torch.linalg.norm(cov - eye) / math.sqrt(C)),
+        "cov_max_offdiag": float(off.abs().max()) if C > 1 else 0.0,
+        "cov_mean_diag": float(var_c.mean()),
+        "mean_abs_mean": float(mean.abs().mean()),
+        "lag1_mean_abs": float(lag1[live].abs().mean()),
+        "kurtosis_mean": float(kl.mean()),
+        "kurtosis_median": float(kl.median()),
+        "kurtosis_max": float(kl.max()),
+        "effective_rank": int((torch.linalg.eigvalsh(cov) > 0.5).sum()),
+        "frames": N,
+    }

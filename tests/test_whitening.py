@@ -1,0 +1,190 @@
+"""Whitening L / L^-1: the closed-form VAR fit against known processes and numpy's lstsq."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mmsin.whitening import VAR, fit_var, whiteness_report
+
+# A stable VAR(2) on 3 channels with a correlated innovation covariance.
+A_TRUE = np.array(
+    [
+        [[0.5, 0.1, 0.0], [-0.2, 0.3, 0.1], [0.0, 0.2, 0.4]],
+        [[-0.2, 0.0, 0.05], [0.1, -0.1, 0.0], [0.0, 0.05, -0.15]],
+    ]
+)
+B_TRUE = np.array([1.0, 0.5, 2.0])
+COV_TRUE = np.array([[1.0, 0.4, 0.1], [0.4, 0.8, -0.2], [0.1, -0.2, 0.5]])
+
+
+def simulate(batch: int, T: int, seed: int, burn: int = 200) -> np.ndarray:
+    """Independent numpy simulation of the VAR(2) above, shape (batch, C, T), stationary."""
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(COV_TRUE)
+    C = 3
+    s = np.zeros((batch, burn + T, C))
+    e = rng.standard_normal((batch, burn + T, C)) @ chol.T
+    for n in range(burn + T):
+        s[:, n] = B_TRUE + e[:, n]
+        for m in (1, 2):
+            if n - m >= 0:
+                s[:, n] += s[:, n - m] @ A_TRUE[m - 1].T
+    return s[:, burn:].transpose(0, 2, 1)
+
+
+def test_recovers_known_var2_coefficients() -> None:
+    S = torch.from_numpy(simulate(8, 2000, seed=1))
+    var = fit_var(S, M=2, ridge=0.0)
+    np.testing.assert_allclose(var.A.numpy(), A_TRUE, atol=0.03)
+    Sigma = (var.sqrt_cov @ var.sqrt_cov).numpy()
+    np.testing.assert_allclose(Sigma, COV_TRUE, atol=0.04)
+    # Higher order than the truth: the extra lags come out near zero.
+    var4 = fit_var(S, M=4, ridge=0.0)
+    assert var4.A[2:].abs().max() < 0.04
+    np.testing.assert_allclose(var4.A[:2].numpy(), A_TRUE, atol=0.04)
+    assert 0.3 < var.spectral_radius() < 0.9
+
+
+def test_matches_numpy_lstsq_reference() -> None:
+    rng = np.random.default_rng(3)
+    examples = [rng.random((4, T)) for T in (30, 17, 25)]  # a list of uneven lengths
+    M = 3
+    rows, targets = [], []
+    for e in examples:
+        padded = np.concatenate([np.zeros((4, M)), e], axis=1)
+        for n in range(e.shape[1]):
+            # regressors: S[n-1], ..., S[n-M], 1 (descending lags, an independent layout)
+            rows.append(np.concatenate([padded[:, M + n - m] for m in range(1, M + 1)] + [[1.0]]))
+            targets.append(e[:, n])
+    X, Y = np.array(rows), np.array(targets)
+    W, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    A_ref = np.stack([W[4 * (m - 1) : 4 * m].T for m in range(1, M + 1)])
+    resid = Y - X @ W
+    var = fit_var([torch.from_numpy(e) for e in examples], M=M, ridge=0.0, chunk_rows=7)
+    np.testing.assert_allclose(var.A.numpy(), A_ref, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(var.b.numpy(), W[-1], rtol=1e-6, atol=1e-8)
+    Sigma = (var.sqrt_cov @ var.sqrt_cov).numpy()
+    np.testing.assert_allclose(Sigma, resid.T @ resid / len(Y), rtol=1e-6, atol=1e-10)
+    # Innovations through the module equal the lstsq residuals.
+    E = torch.cat([var.innovations(torch.from_numpy(e)[None])[0] for e in examples], dim=1)
+    np.testing.assert_allclose(E.numpy().T, resid, atol=1e-9)
+
+
+def test_whitened_output_is_white() -> None:
+    train = torch.from_numpy(simulate(8, 1500, seed=2))
+    test = torch.from_numpy(simulate(4, 1500, seed=5))
+    var = fit_var(train, M=2)
+    for S in (train, test):
+        rep = whiteness_report(var, S)
+        assert rep["cov_rel_fro_error"] < 0.05
+        assert rep["cov_max_offdiag"] < 0.05
+        assert abs(rep["cov_mean_diag"] - 1) < 0.05
+        assert rep["lag1_mean_abs"] < 0.03
+        assert abs(rep["kurtosis_mean"]) < 0.15  # Gaussian innovations
+        assert rep["effective_rank"] == 3
+    # The raw frames are far from white: the report can fail.
+    ident = VAR(3, 2)
+    raw = whiteness_report(ident, train)
+    assert raw["cov_rel_fro_error"] > 0.3 and raw["lag1_mean_abs"] > 0.2
+
+
+def test_kurtosis_detects_heavy_tails() -> None:
+    var = VAR(2, 1)
+    rng = np.random.default_rng(0)
+    Z = torch.from_numpy(rng.laplace(size=(1, 2, 20000)))  # excess kurtosis 3
+    rep = whiteness_report(var, Z)
+    assert 2.5 < rep["kurtosis_mean"] < 3.5
+
+
+def test_round_trip_is_exact_float64() -> None:
+    S = torch.from_numpy(simulate(3, 300, seed=4))
+    var = fit_var(S, M=4)
+    Z = var.whiten(S)
+    np.testing.assert_allclose(var.unwhiten(Z).numpy(), S.numpy(), atol=1e-10)
+    # With explicit initial frames (a continuation of a sequence).
+    init, rest = S[:, :, :50], S[:, :, 50:]
+    Zr = var.whiten(rest, initial=init)
+    np.testing.assert_allclose(var.unwhiten(Zr, initial=init).numpy(), rest.numpy(), atol=1e-10)
+    np.testing.assert_allclose(Zr.numpy(), Z[:, :, 50:].numpy(), atol=1e-10)
+    # And the other direction.
+    Zn = torch.randn(2, 3, 100, dtype=torch.float64)
+    np.testing.assert_allclose(var.whiten(var.unwhiten(Zn)).numpy(), Zn.numpy(), atol=1e-10)
+
+
+def test_float32_buffers_and_inputs() -> None:
+    S = torch.from_numpy(simulate(2, 200, seed=6))
+    var = fit_var(S, M=2).float()
+    Z = var.whiten(S.float())
+    assert Z.dtype == torch.float32
+    np.testing.assert_allclose(var.unwhiten(Z).numpy(), S.float().numpy(), atol=1e-4)
+
+
+def test_rank_deficient_duplicated_channels() -> None:
+    base = simulate(4, 800, seed=7)
+    dup = np.concatenate([base, base[:, :1], base[:, 1:2] * 2.0], axis=1)  # 5 channels, rank 3
+    S = torch.from_numpy(dup)
+    var = fit_var(S, M=4)
+    assert torch.isfinite(var.A).all() and torch.isfinite(var.inv_sqrt_cov).all()
+    Z = var.whiten(S)
+    assert torch.isfinite(Z).all()
+    np.testing.assert_allclose(var.unwhiten(Z).numpy(), dup, atol=1e-8)
+    rep = whiteness_report(var, S)
+    assert rep["effective_rank"] == 3
+    # Within the 3-dimensional innovation subspace Z is white: eigenvalues are ~1 or ~0.
+    ev = torch.linalg.eigvalsh(torch.cov(Z.transpose(0, 1).reshape(5, -1)))
+    np.testing.assert_allclose(sorted(ev.numpy())[2:], [1, 1, 1], atol=0.05)
+    assert ev[:2].abs().max() < 1e-3
+
+
+def test_sample_statistics_match_the_process() -> None:
+    S = torch.from_numpy(simulate(8, 2000, seed=8))
+    var = fit_var(S, M=2)
+    g = torch.Generator().manual_seed(0)
+    out = var.sample(16, 400, warmup=100, generator=g)
+    assert out.shape == (16, 3, 400)
+    assert out.dtype == torch.float64
+    assert (out >= 0).all()
+    # Samples follow ReLU of the stationary process: compare with ReLU of the simulation.
+    ref = torch.relu(S)
+    np.testing.assert_allclose(
+        out.mean(dim=(0, 2)).numpy(), ref.mean(dim=(0, 2)).numpy(), atol=0.08
+    )
+    np.testing.assert_allclose(out.std(dim=(0, 2)).numpy(), ref.std(dim=(0, 2)).numpy(), rtol=0.08)
+    frac = (out == 0).double().mean(dim=(0, 2)).numpy()
+    np.testing.assert_allclose(frac, (ref == 0).double().mean(dim=(0, 2)).numpy(), atol=0.04)
+    # Reproducible with a seeded generator.
+    again = var.sample(16, 400, warmup=100, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert var.sample(1, 5, dtype=torch.float32).dtype == torch.float32
+
+
+def test_relu_applies_to_samples() -> None:
+    var = VAR(2, 1)  # A = 0, b = 0, Sigma = I: samples are ReLU(N(0, 1))
+    out = var.sample(4, 5000, warmup=0, generator=torch.Generator().manual_seed(1))
+    frac_zero = float((out == 0).double().mean())
+    assert abs(frac_zero - 0.5) < 0.02
+    assert abs(float(out.mean()) - 1 / np.sqrt(2 * np.pi)) < 0.02
+
+
+def test_state_dict_round_trip(tmp_path) -> None:
+    var = fit_var(torch.from_numpy(simulate(2, 300, seed=9)), M=3)
+    path = tmp_path / "var.pt"
+    torch.save(var.state_dict(), path)
+    loaded = VAR.from_state_dict(torch.load(path, weights_only=True))
+    assert loaded.M == 3 and loaded.channels == 3
+    S = torch.from_numpy(simulate(1, 50, seed=10))
+    assert torch.equal(loaded.whiten(S), var.whiten(S))
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        fit_var(torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        fit_var(torch.full((1, 2, 10), float("nan")))
+    with pytest.raises(ValueError, match="channels=2"):
+        fit_var([torch.rand(2, 10), torch.rand(3, 10)])
+    var = VAR(3, 2)
+    with pytest.raises(ValueError, match="shape"):
+        var.whiten(torch.zeros(1, 4, 10))
