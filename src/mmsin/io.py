@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import struct
 import tempfile
@@ -248,6 +249,8 @@ def _first_line(exc: BaseException) -> str:
     # libsndfile says this for content no decoder accepts, although the file exists.
     if "does not exist or is not a regular file" in line:
         return "unknown or corrupt format"
+    # The path is already at the front of AudioError's message; drop libsndfile's copy.
+    line = re.sub(r"^Error opening .*?: ", "", line)
     return line.removeprefix("Error : ")
 
 
