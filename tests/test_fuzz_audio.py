@@ -119,7 +119,6 @@ def _cases(folder: Path) -> list[Path]:
     return paths
 
 
-@pytest.mark.slow
 def test_fuzz_load_audio_only_raises_audio_error(tmp_path: Path) -> None:
     cases = _cases(tmp_path)
     assert len(cases) >= 300
