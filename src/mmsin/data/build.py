@@ -1,0 +1,513 @@
+"""Builders of the offline look-alikes: ``nsynth-like`` and ``beethoven-like``.
+
+Both are deterministic (same sound fonts and parameters give the same files) and cached: the
+build parameters are written last to ``build.json`` in the data-set folder, and a later build
+with the same parameters returns at once. A build that stops half-way leaves no ``build.json``
+and is redone. See docs/data.md for sizes, timings and licences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from mmsin import paths
+from mmsin.data.clips import (
+    NOTE_SILENCE_PEAK,
+    SILENCE_RMS,
+    DataError,
+    chop,
+    rms,
+    samplernn_split,
+)
+from mmsin.data.nsynth import FAMILIES, NSYNTH_FS
+from mmsin.data.render import (
+    Preset,
+    Synth,
+    f0_cents_error,
+    find_soundfonts,
+    read_presets,
+    render_midi,
+    render_note,
+)
+from mmsin.io import save_audio
+
+log = logging.getLogger(__name__)
+
+KINDS = ("nsynth-like", "beethoven-like")
+SIZES = ("small", "full")
+MARKER = "build.json"
+#: Bumped whenever a builder's output changes for the same parameters.
+BUILD_VERSION = 1
+
+MIDI_DIR = Path(__file__).with_name("midi")
+
+# --------------------------------------------------------------------------------------------
+# nsynth-like
+
+#: Acoustic General MIDI keyboards, in the order the small size picks them: grand piano,
+#: harpsichord, celesta, bright grand, honky-tonk. Programs 2, 4, 5 and 7 (electric grand,
+#: electric pianos, clavinet) are electric instruments, which NSynth's "acoustic" source excludes.
+KEYBOARD_PROGRAMS = (0, 6, 8, 1, 3)
+#: GM flutes: flute, piccolo, recorder, pan flute, shakuhachi, ocarina, whistle, blown bottle.
+FLUTE_PROGRAMS = (73, 72, 74, 75, 77, 79, 78, 76)
+#: Playing range (MIDI, inclusive) of each program, "as many pitches as the instrument can play".
+PROGRAM_RANGES = {
+    0: (21, 108),
+    1: (21, 108),
+    3: (21, 108),
+    6: (29, 89),
+    8: (60, 108),
+    72: (74, 108),
+    73: (59, 98),
+}
+DEFAULT_RANGE = (60, 96)  # recorder, pan flute, shakuhachi, ocarina, whistle, bottle
+#: Fonts of the small size: the ones scripts/setup.sh installs, so that the small set does not
+#: change when a bigger font is added later.
+SMALL_FONTS = ("FluidR3_GM.sf2", "sf_GMbank.sf2", "TimGM6mb.sf2")
+#: Banks 0-15 hold General MIDI presets and their GS variations; sf_GMbank's bank 127 is an
+#: MT-32 map (program numbers mean other instruments) and bank 128 is percussion.
+MAX_BANK = 15
+
+#: Note checks at build time (section "Checks" of docs/data.md).
+PITCH_TOLERANCE_CENTS = 20.0
+PITCH_REJECT_CENTS = 50.0
+#: Below this MIDI pitch a piano's fundamental is weak and estimators lock onto the octave;
+#: the pitch check there compares pitch classes (cents folded into +-600).
+LOW_PITCH = 45
+
+
+@dataclass(frozen=True)
+class NSynthSize:
+    """Parameters of an nsynth-like size.
+
+    per_family: instruments per family (None: every distinct one); step: semitones between
+    rendered pitches (pitches p with (p - 24) % step == 0); velocities; pitch_range: clamp of
+    every instrument's range; fonts: sound-font file names allowed (None: all found).
+    """
+
+    per_family: int | None
+    step: int
+    velocities: tuple[int, ...]
+    pitch_range: tuple[int, int]
+    fonts: tuple[str, ...] | None
+
+
+NSYNTH_SIZES = {
+    # Step 5 keeps pairs of notes a fourth apart (the paper's pitch interpolation, Fig. 6).
+    "small": NSynthSize(5, 5, (25, 75, 100, 127), (24, 96), SMALL_FONTS),
+    "full": NSynthSize(None, 1, (25, 50, 75, 100, 127), (20, 110), None),
+}
+
+
+@dataclass(frozen=True)
+class BeethovenSize:
+    """Parameters of a beethoven-like size: MIDI files (stems in ``midi/``, None: all) and the
+    sound fonts to try for the piano, best first."""
+
+    pieces: tuple[str, ...] | None
+    fonts: tuple[str, ...]
+
+
+BEETHOVEN_SIZES = {
+    # About 16 min: one quartet movement plus five solo keyboard pieces -> ~115 extracts.
+    "small": BeethovenSize(
+        (
+            "beethoven_opus18no1_movement1",
+            "bach_bwv846",
+            "joplin_maple_leaf_rag",
+            "mozart_k545_movement1_exposition",
+            "schumann_clara_polonaise_op1n1",
+            "chopin_mazurka06-2",
+        ),
+        ("FluidR3_GM.sf2", "TimGM6mb.sf2"),
+    ),
+    "full": BeethovenSize(None, ("MuseScore_General_Full.sf2", "FluidR3_GM.sf2", "TimGM6mb.sf2")),
+}
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def distinct_instruments(fonts: list[Path], programs: tuple[int, ...]) -> list[Preset]:
+    """The distinct recorded instruments among ``programs`` in ``fonts``.
+
+    Presets are visited font by font (best font first), then in the order of ``programs``, then
+    by bank; a preset whose samples (PCM fingerprint) were already seen is a duplicate and
+    skipped. The result is interleaved round-robin over programs -- every program's best
+    instrument first, then the second-best of each, ... -- so that taking the first few gives
+    varied instruments.
+    """
+    seen: set[str] = set()
+    by_program: dict[int, list[Preset]] = {p: [] for p in programs}
+    for font in fonts:
+        presets = [
+            p
+            for p in read_presets(font)
+            if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
+        ]
+        presets.sort(key=lambda p: (programs.index(p.program), p.bank))
+        for p in presets:
+            if p.fingerprint not in seen:
+                seen.add(p.fingerprint)
+                by_program[p.program].append(p)
+    out: list[Preset] = []
+    depth = max((len(v) for v in by_program.values()), default=0)
+    for i in range(depth):
+        out += [by_program[p][i] for p in programs if i < len(by_program[p])]
+    return out
+
+
+def _nsynth_plan(spec: NSynthSize) -> list[tuple[str, Preset]]:
+    """(family, preset) of every instrument to render, in instrument-number order."""
+    fonts = find_soundfonts()
+    if spec.fonts is not None:
+        fonts = [f for f in fonts if f.name in spec.fonts]
+    if not fonts:
+        raise DataError(
+            "no sound font found in /usr/share/sounds/sf2 (or $MMSIN_SOUNDFONTS); install the "
+            "Debian packages fluid-soundfont-gm and timgm6mb-soundfont (scripts/setup.sh does)"
+        )
+    plan: list[tuple[str, Preset]] = []
+    for family, programs in (("keyboard", KEYBOARD_PROGRAMS), ("flute", FLUTE_PROGRAMS)):
+        found = distinct_instruments(fonts, programs)
+        plan += [(family, p) for p in found[: spec.per_family]]
+    return plan
+
+
+def _pitches(program: int, spec: NSynthSize) -> list[int]:
+    lo, hi = PROGRAM_RANGES.get(program, DEFAULT_RANGE)
+    lo, hi = max(lo, spec.pitch_range[0]), min(hi, spec.pitch_range[1])
+    return [p for p in range(lo, hi + 1) if (p - 24) % spec.step == 0]
+
+
+def check_note(x: np.ndarray, fs: int, pitch: int) -> tuple[str, float]:
+    """Check one rendered note: ``("silent"|"clipped"|"off-pitch"|"ok", cents error)``.
+
+    Silent: peak below 1e-4. Clipped: peak at or above full scale. Off-pitch: the harmonic-aware
+    f0 estimate is more than 50 cents from the MIDI pitch (folded to the pitch class below
+    MIDI 45, where a piano's fundamental is too weak to tell octaves apart).
+    """
+    peak = float(np.max(np.abs(x)))
+    if peak < NOTE_SILENCE_PEAK:
+        return "silent", float("nan")
+    if peak >= 1.0:
+        return "clipped", float("nan")
+    err = f0_cents_error(x, fs, pitch)
+    if pitch < LOW_PITCH:
+        err = (err + 600.0) % 1200.0 - 600.0
+    if not abs(err) <= PITCH_REJECT_CENTS:
+        return "off-pitch", err
+    return "ok", err
+
+
+def build_nsynth_like(
+    root: Path, size: str = "small", *, progress: bool = True, spec: NSynthSize | None = None
+) -> Path:
+    """Render the nsynth-like set into ``root`` (NSynth layout, one folder ``nsynth-train``).
+
+    ``spec`` overrides the size's parameters (tests use a tiny one). Returns ``root``.
+    """
+    spec = spec or NSYNTH_SIZES[size]
+    plan = _nsynth_plan(spec)
+    params: dict[str, Any] = {
+        "kind": "nsynth-like",
+        "size": size,
+        "version": BUILD_VERSION,
+        "fs": NSYNTH_FS,
+        "spec": spec.__dict__,
+        "instruments": [
+            [fam, p.soundfont.name, p.bank, p.program, p.fingerprint] for fam, p in plan
+        ],
+    }
+    if _cached(root, params):
+        return root
+    if size == "full" and not any(p.soundfont.name.startswith("MuseScore") for _, p in plan):
+        _say(
+            progress,
+            "note: install the Debian package musescore-general-soundfont-lossless "
+            "(330 MB) for MuseScore's piano and flutes; building with the fonts found.",
+        )
+    _start(root)
+    folder = root / "nsynth-train"
+    audio_dir = folder / "audio"
+    audio_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    jobs = [
+        (fam, p, pitch, v)
+        for fam, p in plan
+        for pitch in _pitches(p.program, spec)
+        for v in spec.velocities
+    ]
+    examples: dict[str, dict[str, Any]] = {}
+    counts: Counter[str] = Counter()
+    errors: list[float] = []
+    index = {"keyboard": 0, "flute": 0}
+    names: dict[tuple[Path, int, int], str] = {}
+    inst_ids: dict[str, int] = {}
+    for fam, p in plan:
+        names[(p.soundfont, p.bank, p.program)] = f"{fam}_acoustic_{index[fam]:03d}"
+        inst_ids[names[(p.soundfont, p.bank, p.program)]] = len(inst_ids)
+        index[fam] += 1
+    with Synth(NSYNTH_FS, gain=1.0, reverb=False) as synth:
+        current = None
+        for fam, p, pitch, v in tqdm(jobs, desc="nsynth-like", unit="note", disable=not progress):
+            key = (p.soundfont, p.bank, p.program)
+            if key != current:
+                synth.select(0, p.soundfont, p.bank, p.program)
+                current = key
+            x = render_note(synth, pitch, v)
+            status, err = check_note(x, NSYNTH_FS, pitch)
+            counts[status] += 1
+            if status != "ok":
+                continue
+            errors.append(err)
+            inst = names[key]
+            note_str = f"{inst}-{pitch:03d}-{v:03d}"
+            save_audio(audio_dir / f"{note_str}.wav", x, NSYNTH_FS, subtype="PCM_24")
+            examples[note_str] = {
+                "note_str": note_str,
+                "note": len(examples),
+                "sample_rate": NSYNTH_FS,
+                "pitch": pitch,
+                "velocity": v,
+                "instrument": inst_ids[inst],
+                "instrument_str": inst,
+                "instrument_family": FAMILIES.index(fam),
+                "instrument_family_str": fam,
+                "instrument_source": 0,
+                "instrument_source_str": "acoustic",
+                "qualities": [0] * 10,
+                "qualities_str": [],
+                # Not in NSynth: where the note came from and its measured tuning.
+                "soundfont": p.soundfont.name,
+                "bank": p.bank,
+                "program": p.program,
+                "preset_name": p.name,
+                "f0_error_cents": round(err, 2),
+            }
+    if not examples:
+        raise DataError(f"{root}: every rendered note failed the checks ({dict(counts)})")
+    with open(folder / "examples.json", "w", encoding="utf-8") as f:
+        json.dump(examples, f, indent=1)
+    errs = np.abs(np.asarray(errors))
+    summary: dict[str, Any] = {
+        "notes": len(examples),
+        "instruments": {fam: sum(1 for f_, _ in plan if f_ == fam) for fam in index},
+        "checks": dict(counts),
+        "within_20_cents": float(np.mean(errs <= PITCH_TOLERANCE_CENTS)),
+        "max_abs_cents": float(errs.max()),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    _finish(root, params, summary)
+    _say(
+        progress,
+        f"nsynth-like ({size}): {summary['notes']} notes of "
+        f"{len(plan)} instruments {summary['instruments']}, checks {dict(counts)}, "
+        f"{100 * summary['within_20_cents']:.1f}% within 20 cents, "
+        f"{summary['seconds']} s -> {root}",
+    )
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# beethoven-like
+
+EXTRACT = 128000  # 8 s at 16 kHz, SampleRNN's extracts
+BEETHOVEN_FS = 16000
+
+
+def midi_files(pieces: tuple[str, ...] | None = None) -> list[Path]:
+    """The committed MIDI files (``mmsin/data/midi``), all or those named by stem, sorted."""
+    files = sorted(MIDI_DIR.glob("*.mid"))
+    if pieces is not None:
+        have = {f.stem: f for f in files}
+        missing = [p for p in pieces if p not in have]
+        if missing:
+            raise DataError(f"{MIDI_DIR}: MIDI file(s) missing: {', '.join(missing)}")
+        files = [have[p] for p in pieces]
+    if not files:
+        raise DataError(f"{MIDI_DIR}: no MIDI files; run scripts/convert_scores.py")
+    return files
+
+
+def build_beethoven_like(
+    root: Path,
+    size: str = "small",
+    *,
+    progress: bool = True,
+    spec: BeethovenSize | None = None,
+) -> Path:
+    """Render the beethoven-like set into ``root`` (SampleRNN's ``music_*.npy`` layout)."""
+    spec = spec or BEETHOVEN_SIZES[size]
+    found = {f.name: f for f in find_soundfonts()}
+    font = next((found[n] for n in spec.fonts if n in found), None)
+    if font is None:
+        raise DataError(
+            f"none of the sound fonts {', '.join(spec.fonts)} is installed; install the Debian "
+            "package fluid-soundfont-gm (scripts/setup.sh does)"
+        )
+    files = midi_files(spec.pieces)
+    params: dict[str, Any] = {
+        "kind": "beethoven-like",
+        "size": size,
+        "version": BUILD_VERSION,
+        "fs": BEETHOVEN_FS,
+        "soundfont": [font.name, font.stat().st_size],
+        "pieces": [[f.stem, f.stat().st_size] for f in files],
+    }
+    if _cached(root, params):
+        return root
+    if size == "full" and not font.name.startswith("MuseScore"):
+        _say(
+            progress,
+            "note: install the Debian package musescore-general-soundfont-lossless "
+            "(330 MB) for MuseScore's grand piano; building with " + font.name,
+        )
+    _start(root)
+    t0 = time.perf_counter()
+    pieces: list[np.ndarray] = []
+    owners: list[tuple[str, int, int]] = []  # (piece, start sample, end sample) in the stream
+    total = 0
+    scaled = []
+    with Synth(BEETHOVEN_FS, gain=0.5, reverb=True) as synth:
+        for f in tqdm(files, desc="beethoven-like", unit="piece", disable=not progress):
+            x = render_midi(synth, f, soundfont=font, bank=0, program=0)
+            peak = float(np.max(np.abs(x)))
+            if peak >= 0.99:  # keep the piece clear of clipping, deterministically
+                x *= 0.99 / peak
+                scaled.append(f.stem)
+            pieces.append(x)
+            owners.append((f.stem, total, total + x.size))
+            total += x.size
+    # SampleRNN concatenates everything and cuts consecutive 8 s extracts.
+    stream = np.concatenate(pieces)
+    chunks = chop(stream, EXTRACT)
+    loud = rms(chunks) >= SILENCE_RMS
+    kept = np.flatnonzero(loud)
+    if kept.size < 3:
+        raise DataError(f"{root}: only {kept.size} non-silent extracts rendered")
+    names = [f"p{i}" for i in kept]
+    split = samplernn_split(names)
+    meta = []
+    for i in kept:
+        a = i * EXTRACT
+        meta.append(
+            {
+                "name": f"p{i}",
+                "start": a / BEETHOVEN_FS,
+                "pieces": [o[0] for o in owners if o[1] < a + EXTRACT and o[2] > a],
+            }
+        )
+    out_meta: dict[str, list[dict[str, Any]]] = {}
+    for s in ("train", "valid", "test"):
+        idx = split[s]
+        np.save(root / f"music_{s}.npy", chunks[kept[idx]].astype(np.float16))
+        out_meta[s] = [meta[j] for j in idx]
+    with open(root / "extracts.json", "w", encoding="utf-8") as fh:
+        json.dump(out_meta, fh, indent=1)
+    summary: dict[str, Any] = {
+        "extracts": int(kept.size),
+        "silent_dropped": int((~loud).sum()),
+        "splits": {s: len(split[s]) for s in ("train", "valid", "test")},
+        "music_seconds": round(total / BEETHOVEN_FS, 1),
+        "peak": float(np.max(np.abs(chunks[kept]))),
+        "scaled_to_avoid_clipping": scaled,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    _finish(root, params, summary)
+    _say(
+        progress,
+        f"beethoven-like ({size}): {summary['music_seconds']:.0f} s of music from "
+        f"{len(files)} pieces on {font.name} -> {kept.size} extracts {summary['splits']}, "
+        f"{summary['silent_dropped']} silent dropped, {summary['seconds']} s -> {root}",
+    )
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# cache and entry point
+
+
+def _cached(root: Path, params: dict[str, Any]) -> bool:
+    marker = root / MARKER
+    if not marker.is_file():
+        return False
+    try:
+        old = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(old.get("params") == json.loads(json.dumps(params)))
+
+
+def _start(root: Path) -> None:
+    """Empty ``root`` of a previous build (only if it is one of ours or empty), then create it."""
+    if root.exists():
+        ours = (root / MARKER).exists() or (root / ".building").exists()
+        if not ours and any(root.iterdir()):
+            raise DataError(f"{root}: folder exists and is not an mmsin build; choose another root")
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    (root / ".building").touch()
+
+
+def _finish(root: Path, params: dict[str, Any], summary: dict[str, Any]) -> None:
+    tmp = root / (MARKER + ".tmp")
+    tmp.write_text(
+        json.dumps({"params": params, "summary": summary, "fs": params["fs"]}, indent=1),
+        encoding="utf-8",
+    )
+    os.replace(tmp, root / MARKER)
+    (root / ".building").unlink(missing_ok=True)
+
+
+def default_root(kind: str, size: str) -> Path:
+    """Where ``build`` writes by default: ``paths.data_dir() / f"{kind}-{size}"``."""
+    return paths.data_dir() / f"{kind}-{size}"
+
+
+def build(
+    kind: str,
+    size: str = "small",
+    root: str | os.PathLike[str] | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
+    """Build an offline look-alike data set (or return the cached one at once).
+
+    Parameters
+    ----------
+    kind : {"nsynth-like", "beethoven-like"}
+    size : {"small", "full"}
+        small: a few hundred notes / about 16 min of music, about a minute on 2 cores;
+        full: every distinct instrument and pitch / all the committed MIDI (about 6 h).
+    root : path or None
+        Output folder; default ``paths.data_dir() / f"{kind}-{size}"``.
+    progress : bool
+        Progress bars and a one-line summary on stderr.
+
+    Returns
+    -------
+    Path of the data-set folder, readable by :func:`mmsin.data.load_clips`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if size not in SIZES:
+        raise ValueError(f"size {size!r}: expected one of {', '.join(SIZES)}")
+    out = Path(root) if root is not None else default_root(kind, size)
+    if kind == "nsynth-like":
+        return build_nsynth_like(out, size, progress=progress)
+    return build_beethoven_like(out, size, progress=progress)
