@@ -383,3 +383,11 @@ def test_normalize_peak() -> None:
     y = normalize_peak(x)
     np.testing.assert_allclose(y[0], [0.25, -1.0, 0.5])
     np.testing.assert_array_equal(y[1], 0.0)
+
+
+def test_file_resampling_to_nothing(tmp_path: Path) -> None:
+    p = tmp_path / "blip.wav"
+    sf.write(p, _noise(3), 44100, subtype="PCM_16")  # 3 / 44100 s: 0.28 of a sample at 4096 Hz
+    with pytest.raises(AudioError) as err:
+        load_audio(p, fs=4096)
+    _assert_one_line(err, p, "too short: 3 samples at 44100 Hz give none at 4096 Hz")

@@ -329,7 +329,9 @@ def iter_audio_blocks(
     def emit(buf: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(buf if mono else buf.T, dtype=np.float32)
 
+    read = 0  # frames decoded at the file's rate
     for block in blocks:
+        read += block.shape[0]
         y = convert(block, last=False)
         if len(y):
             pending.append(y)
@@ -351,7 +353,9 @@ def iter_audio_blocks(
         total += take
         yield emit(buf[:take])
     if total == 0:
-        raise AudioError(p, "contains no samples")
+        if read == 0:
+            raise AudioError(p, "contains no samples")
+        raise AudioError(p, f"too short: {read} samples at {sr} Hz give none at {out_fs} Hz")
 
 
 def load_audio(
