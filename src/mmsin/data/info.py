@@ -1,0 +1,141 @@
+"""Summaries of data sets from their metadata (no audio decoded): ``mmsin data info``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from mmsin.data.clips import DataError, samplernn_holdout, samplernn_split, velocity_split
+
+
+def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, Any]:
+    """Counts, durations, histograms and split sizes of a data set.
+
+    Returns a dict with at least ``path``, ``format``, ``clips`` (number of notes or extracts),
+    ``seconds_per_clip`` (at the source rate), ``total_seconds``, ``splits`` ({name: count});
+    NSynth adds ``instruments`` ({family: count}), ``pitch_histogram`` and
+    ``velocity_histogram`` ({value: count}) of the paper's selection.
+    """
+    from mmsin.data import resolve
+
+    path, fmt = resolve(source, size)
+    out: dict[str, Any] = {"path": str(path), "format": fmt}
+    build = path / "build.json" if path.is_dir() else path.parent / "build.json"
+    if build.is_file():
+        out["build"] = json.loads(build.read_text(encoding="utf-8")).get("summary", {})
+    if fmt == "nsynth":
+        from mmsin.data.nsynth import read_examples, select_notes
+
+        every = read_examples(path)
+        notes = select_notes(every)
+        if not notes:
+            raise DataError(f"{path}: no acoustic keyboard or flute note within MIDI 20-110")
+        test = velocity_split(
+            [n["instrument_str"] for n in notes], [int(n["velocity"]) for n in notes]
+        )
+        insts: dict[str, set[str]] = {}
+        for n in notes:
+            insts.setdefault(n["instrument_family_str"], set()).add(n["instrument_str"])
+        out.update(
+            clips=len(notes),
+            notes_in_tree=len(every),
+            seconds_per_clip=4.0,
+            total_seconds=4.0 * len(notes),
+            splits={"train": int((~test).sum()), "test": int(test.sum())},
+            instruments={k: len(v) for k, v in sorted(insts.items())},
+            pitch_histogram=dict(sorted(Counter(int(n["pitch"]) for n in notes).items())),
+            velocity_histogram=dict(sorted(Counter(int(n["velocity"]) for n in notes).items())),
+        )
+    elif fmt == "beethoven" and (path.suffix == ".npy" or (path / "music_train.npy").is_file()):
+        arrays = (
+            {s: path / f"music_{s}.npy" for s in ("train", "valid", "test")}
+            if path.is_dir()
+            else {"all": path}
+        )
+        splits: dict[str, int] = {}
+        time = 0
+        for s, p in arrays.items():
+            try:
+                a = np.load(p, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{p}: not a readable .npy array ({exc})") from None
+            splits[s] = int(a.shape[0])
+            time = int(a.shape[-1])
+        n = sum(splits.values())
+        if "all" in splits:
+            k = samplernn_holdout(n)
+            splits = {"train": n - 2 * k, "valid": k, "test": k}
+        rate = 4096 if time == 32768 else 16000
+        if build.is_file():
+            rate = int(json.loads(build.read_text(encoding="utf-8")).get("fs", rate))
+        out.update(
+            clips=n,
+            samples_per_clip=time,
+            source_fs=rate,
+            seconds_per_clip=time / rate,
+            total_seconds=n * time / rate,
+            splits=splits,
+        )
+    else:
+        from mmsin.data.folder import audio_files
+
+        files = audio_files(path)
+        secs: list[float] = []
+        for f in files:
+            try:
+                secs.append(sf.info(str(f)).duration)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise DataError(f"{f}: not readable as audio ({exc})") from None
+        if fmt == "beethoven":
+            parts = samplernn_split([str(f) for f in files])
+            fsplits = {s: len(parts[s]) for s in ("train", "valid", "test")}
+        else:
+            fsplits = {"extracts_of_8s": int(sum(s // 8.0 for s in secs))}
+        out.update(
+            clips=len(files),
+            files=len(files),
+            seconds_per_clip=float(np.median(secs)) if secs else 0.0,
+            total_seconds=float(sum(secs)),
+            splits=fsplits,
+        )
+    return out
+
+
+def histogram_lines(hist: dict[Any, int], width: int = 40) -> list[str]:
+    """Text bars, one per key: ``key | ####  count``."""
+    if not hist:
+        return []
+    top = max(hist.values())
+    return [
+        f"{k!s:>5} | {'#' * max(1, round(width * v / top)):<{width}} {v}" for k, v in hist.items()
+    ]
+
+
+def format_description(d: dict[str, Any]) -> str:
+    """The human-readable report of :func:`describe`'s dict."""
+    lines = [f"{d['path']}  ({d['format']})"]
+    lines.append(
+        f"clips: {d['clips']}, {d['seconds_per_clip']:g} s each at the source rate, "
+        f"total {d['total_seconds'] / 60:.1f} min"
+    )
+    if "source_fs" in d:
+        lines.append(f"arrays: {d['samples_per_clip']} samples per clip at {d['source_fs']} Hz")
+    lines.append("splits: " + ", ".join(f"{k} {v}" for k, v in d["splits"].items()))
+    if "instruments" in d:
+        lines.append(
+            "instruments: "
+            + ", ".join(f"{k} {v}" for k, v in d["instruments"].items())
+            + f" (selection of {d['notes_in_tree']} notes in the tree)"
+        )
+        lines.append("pitch histogram (MIDI):")
+        lines += histogram_lines(d["pitch_histogram"])
+        lines.append("velocity histogram:")
+        lines += histogram_lines(d["velocity_histogram"])
+    if d.get("build"):
+        lines.append("build: " + json.dumps(d["build"]))
+    return "\n".join(lines)
