@@ -66,19 +66,19 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
                 raise DataError(f"{p}: not a readable .npy array ({exc})") from None
             splits[s] = int(a.shape[0])
             time = int(a.shape[-1])
-        n = sum(splits.values())
+        n_clips = sum(splits.values())
         if "all" in splits:
-            k = samplernn_holdout(n)
-            splits = {"train": n - 2 * k, "valid": k, "test": k}
+            k = samplernn_holdout(n_clips)
+            splits = {"train": n_clips - 2 * k, "valid": k, "test": k}
         rate = 4096 if time == 32768 else 16000
         if build.is_file():
             rate = int(json.loads(build.read_text(encoding="utf-8")).get("fs", rate))
         out.update(
-            clips=n,
+            clips=n_clips,
             samples_per_clip=time,
             source_fs=rate,
             seconds_per_clip=time / rate,
-            total_seconds=n * time / rate,
+            total_seconds=n_clips * time / rate,
             splits=splits,
         )
     else:
