@@ -1,0 +1,122 @@
+"""Figures (PNG files of the right size and content) and the HTML report's structure."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import scipy.signal
+
+from mmsin import plots, report
+from mmsin.io import save_audio
+
+FS = 4096
+T = np.arange(FS) / FS
+
+
+def _sine(f: float) -> np.ndarray:
+    return 0.5 * np.sin(2 * np.pi * f * T)
+
+
+def test_log_spectrogram_peak_at_the_tone_and_dynamic_range() -> None:
+    f, _, db = plots.log_spectrogram(_sine(500.0), FS)
+    # the loudest bin sits at 500 Hz (bin width 16 Hz)
+    assert abs(f[np.argmax(db.mean(axis=1))] - 500.0) <= 16.0
+    assert db.max() - db.min() <= plots.DYNAMIC_RANGE_DB + 1e-9
+    # scipy's own STFT gives the same peak
+    ff, _, z = scipy.signal.stft(_sine(500.0), fs=FS, nperseg=256)
+    assert f[np.argmax(db.mean(axis=1))] == ff[np.argmax(np.abs(z).mean(axis=1))]
+    with pytest.raises(ValueError, match="time"):
+        plots.log_spectrogram(np.zeros((2, 3)), FS)
+
+
+def _png_shape(path: Path) -> tuple[int, ...]:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(path).shape
+
+
+def test_figures_have_the_papers_layouts(tmp_path: Path) -> None:
+    a, b, c = _sine(220.0), _sine(261.6), _sine(293.7)
+    fig4 = plots.reconstruction_figure([("note", a, b), ("piano", b, c)], FS, tmp_path / "4.png")
+    fig5 = plots.generation_figure([a, b, c], FS, tmp_path / "5.png")
+    fig6 = plots.pitch_interpolation_figure([("pair", a, b, c)], FS, tmp_path / "6.png")
+    fig7 = plots.waveform_interpolation_figure(a, b, c, (a + b) / 2, FS, tmp_path / "7.png")
+    h4, w4, _ = _png_shape(fig4)
+    h6, w6, _ = _png_shape(fig6)
+    h5, w5, _ = _png_shape(fig5)
+    one = plots.reconstruction_figure([("note", a, b)], FS, tmp_path / "4b.png")
+    h1, w1, _ = _png_shape(one)
+    assert w1 == pytest.approx(w4, rel=0.05) and h4 > 1.7 * h1  # a row per example
+    assert w6 > 2 * h6  # 1 row x 3 columns
+    assert h5 > w5 * 0.5  # 3 stacked rows
+    assert _png_shape(fig7)[0] > 200
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.panel_grid([], FS, tmp_path / "x.png")
+
+
+def test_scattering_figure(tmp_path: Path) -> None:
+    coeffs = np.abs(np.random.default_rng(0).standard_normal((40, 32)))
+    out = plots.scattering_figure(_sine(220.0), coeffs, FS, tmp_path / "s.png", hop=128)
+    assert _png_shape(out)[0] > 100
+    with pytest.raises(ValueError, match="channels, frames"):
+        plots.scattering_figure(_sine(220.0), coeffs[0], FS, tmp_path / "s.png", hop=128)
+
+
+class _Collect(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _sections(tmp_path: Path) -> list[report.Section]:
+    wav = save_audio(tmp_path / "a.wav", _sine(220.0), FS)
+    fig = plots.generation_figure([_sine(220.0)], FS, tmp_path / "g.png")
+    s1 = report.Section("Table 1").add(
+        report.Paragraph("gap = 10 log10(test/train) <dB>"),
+        report.Table(["loss", "train", "test"], [["mse", 0.5612, float("nan")], ["inv", 1, None]]),
+    )
+    s2 = report.Section("Generation").add(report.Figure(fig, "samples"), report.Audio(wav, "s1"))
+    return [s1, s2]
+
+
+def test_report_is_self_contained(tmp_path: Path) -> None:
+    page = report.write_report(tmp_path / "r" / "report.html", "MM-SIN", _sections(tmp_path))
+    text = page.read_text()
+    parser = _Collect()
+    parser.feed(text)
+    tags = [t for t, _ in parser.tags]
+    assert tags.count("section") == 2 and tags.count("table") == 1 and "nav" in tags
+    audio = [a for t, a in parser.tags if t == "audio"]
+    img = [a for t, a in parser.tags if t == "img"]
+    assert len(audio) == 1 and "controls" in audio[0]
+    # embedded assets decode back to the very bytes of the files
+    src = audio[0]["src"] or ""
+    assert src.startswith("data:audio/wav;base64,")
+    assert base64.b64decode(src.split(",", 1)[1]) == (tmp_path / "a.wav").read_bytes()
+    assert (img[0]["src"] or "").startswith("data:image/png;base64,")
+    # text is escaped, numbers formatted, NaN and None shown as a dash
+    assert "&lt;dB&gt;" in text and "0.561" in text and text.count("<td>–</td>") == 2
+    assert not re.search(r'src="(?!data:)', text)  # nothing refers outside the page
+
+
+def test_report_with_relative_links_and_missing_asset(tmp_path: Path) -> None:
+    page = report.write_report(
+        tmp_path / "r" / "report.html", "MM-SIN", _sections(tmp_path), embed=False
+    )
+    text = page.read_text()
+    assert 'src="../a.wav"' in text and 'src="../g.png"' in text
+    missing = report.Section("x").add(report.Audio(tmp_path / "nope.wav"))
+    with pytest.raises(FileNotFoundError, match=r"nope\.wav"):
+        report.write_report(tmp_path / "r2.html", "t", [missing])
