@@ -380,6 +380,7 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
+        "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "commit": git_commit(),
         "cuda_available": torch.cuda.is_available(),
         "openblas_env": {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")},
