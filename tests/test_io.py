@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mmsin.io import AudioError, iter_audio_blocks, load_audio, normalize_peak, save_audio
+from mmsin.io import (
+    AudioError,
+    audio_info,
+    iter_audio_blocks,
+    load_audio,
+    normalize_peak,
+    save_audio,
+)
 
 
 def _noise(n: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -391,3 +398,25 @@ def test_file_resampling_to_nothing(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as err:
         load_audio(p, fs=4096)
     _assert_one_line(err, p, "too short: 3 samples at 44100 Hz give none at 4096 Hz")
+
+
+def test_audio_info(tmp_path: Path) -> None:
+    p = tmp_path / "info me.flac"
+    sf.write(p, _noise(2000, 3), 8000, subtype="PCM_24")
+    info = audio_info(p)
+    assert (info.frames, info.fs, info.channels, info.format, info.subtype) == (
+        2000,
+        8000,
+        3,
+        "FLAC",
+        "PCM_24",
+    )
+    assert info.seconds == 0.25
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + bytes(100))
+    with pytest.raises(AudioError) as err:
+        audio_info(bad)
+    _assert_one_line(err, bad, "not readable as audio")
+    with pytest.raises(AudioError, match="empty file"):
+        (tmp_path / "e.wav").touch()
+        audio_info(tmp_path / "e.wav")

@@ -38,6 +38,7 @@ import stat
 import struct
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -159,6 +160,57 @@ def _wav_missing_bytes(p: Path) -> int:
     except OSError:
         return 0
     return 0
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, read without decoding the audio.
+
+    Attributes
+    ----------
+    frames : int
+        Frames the header declares (a truncated WAV's readable frames; see :func:`load_audio`).
+    fs : int
+        Sample rate in Hz.
+    channels : int
+        Number of channels.
+    format, subtype : str
+        libsndfile's container and sample format names (``WAV``, ``PCM_16``, ...).
+    """
+
+    frames: int
+    fs: int
+    channels: int
+    format: str
+    subtype: str
+
+    @property
+    def seconds(self) -> float:
+        """Duration in seconds."""
+        return self.frames / self.fs
+
+
+def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
+    """Read an audio file's header (no decoding), with the same one-line errors as
+    :func:`load_audio`.
+
+    Raises
+    ------
+    AudioError
+        Missing, not a regular file, empty, not audio, or an implausible header.
+    """
+    p = Path(path)
+    _check_path(p)
+    try:
+        with sf.SoundFile(str(p)) as f:
+            info = AudioInfo(int(f.frames), int(f.samplerate), int(f.channels), f.format, f.subtype)
+    except Exception as exc:  # libsndfile reports every malformed file differently
+        raise AudioError(p, f"not readable as audio ({_first_line(exc)})") from None
+    if info.fs < MIN_FILE_SAMPLE_RATE:
+        raise AudioError(p, f"implausible sample rate {info.fs} Hz (corrupt header?)")
+    if info.channels < 1:
+        raise AudioError(p, f"implausible channel count {info.channels} (corrupt header?)")
+    return info
 
 
 def _finite_or_raise(p: Path, block: np.ndarray, offset: int) -> None:
