@@ -20,7 +20,7 @@ from mmsin.data.clips import (
 def _notes() -> tuple[list[str], list[int]]:
     inst, vel = [], []
     for i in range(6):
-        for pitch in range(10):
+        for _pitch in range(10):
             for v in (25, 50, 75, 100, 127):
                 inst.append(f"keyboard_acoustic_{i:03d}")
                 vel.append(v)

@@ -115,7 +115,7 @@ def test_errors(tmp_path: Path) -> None:
         load_clips(tmp_path / "missing")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "examples.json").write_text("{not json")
-    with pytest.raises(DataError, match="examples.json"):
+    with pytest.raises(DataError, match=r"examples\.json"):
         load_nsynth(tmp_path / "bad")
     write_tree(tmp_path / "nowav", [("nsynth-test", "flute", "acoustic", 60, 25, 0.3)])
     next((tmp_path / "nowav").rglob("*.wav")).unlink()
