@@ -75,7 +75,10 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        # torch's weights_only refusal is long; its "WeightsUnpickler error" line says why.
+        why = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
+        first = (why or lines or [type(exc).__name__])[0]
         raise ValueError(f"{path}: not a readable mmsin checkpoint ({first})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an mmsin checkpoint (expected format {FORMAT})")

@@ -806,7 +806,7 @@ def _train(
             "data_source": str(getattr(train_clips, "source", "")),
             "git_revision": git_revision() or "",
             "history": history,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
         if use_scaler:
             p["scaler"] = scaler.state_dict()

@@ -1,0 +1,325 @@
+"""MMSIN: a trained Moment Matching-Scattering Inverse Network, ready to use.
+
+One object holds the fixed encoder Phi = L S_J (scattering, per-channel normalisation, VAR
+whitening) and the trained generator G (paper Fig. 1)::
+
+    encode(x)            Z = L (S_J x / norm)                    (batch, time) -> (batch, k_J, frames)
+    decode(Z)            x~ = G(ReLU(L^-1 Z))                     (batch, k_J, frames) -> (batch, time)
+    generate(frames)     x~ = G(ReLU(L^-1 z)), z ~ N(0, I)        (paper eq. 1, section 4)
+
+``decode(encode(x))`` is the paper's reconstruction G(S_J x) (L^-1 L is the identity).
+
+Timing. Frame n of S_J is at time n 2^J and sees x[0 .. n 2^J] (causal); G's output block n
+stands for x[(n-1) 2^J + 1 .. n 2^J]. :meth:`decode` drops the first 2^J - 1 output samples
+(they stand for times before 0) so that ``decode(encode(x))[t]`` estimates ``x[t]``: for
+``F = (time - 1) // 2^J + 1`` frames it returns ``(F - 1) 2^J + 1`` samples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mmsin.checkpoint import CHECKPOINT_NAME, git_revision, load_checkpoint, save_checkpoint
+from mmsin.config import Config
+
+__all__ = ["MMSIN", "pretrained_dir"]
+
+
+def pretrained_dir() -> Path:
+    """Folder of the pretrained model shipped with the package (may be absent)."""
+    return Path(__file__).resolve().parent / "pretrained"
+
+
+class MMSIN(nn.Module):
+    """Scattering encoder, normalisation, VAR whitening and trained generator, in eval mode.
+
+    Build one with :meth:`load`; the constructor is for code that already has the parts.
+
+    Parameters
+    ----------
+    config : Config
+        The run's configuration (``fs``, J, ... come from it).
+    scattering : nn.Module
+        S_J, ``(batch, time) -> (batch, k_J, frames)``.
+    norm : Tensor, shape (k_J,)
+        Mean |S_J| per channel over the training set.
+    var : mmsin.whitening.VAR
+        The whitening L and its inverse, fitted on normalised frames.
+    generator : mmsin.generator.CausalGenerator
+        G, ``(batch, k_J, frames) -> (batch, frames * 2^J)``.
+    """
+
+    norm: Tensor
+
+    def __init__(
+        self,
+        config: Config,
+        scattering: nn.Module,
+        norm: Tensor,
+        var: nn.Module,
+        generator: nn.Module,
+    ) -> None:
+        super().__init__()
+        self._config = config
+        self.scattering = scattering
+        self.register_buffer("norm", torch.as_tensor(norm, dtype=torch.float32).clone())
+        self.var: Any = var
+        self.generator: Any = generator
+        self.source: Path | None = None
+        self.eval()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> Config:
+        """The configuration the model was trained with."""
+        return self._config
+
+    @property
+    def fs(self) -> int:
+        """Sample rate in Hz of the audio the model reads and writes."""
+        return int(self._config.scattering.fs)
+
+    @property
+    def hop(self) -> int:
+        """Samples per frame, 2^J."""
+        return int(2**self._config.scattering.J)
+
+    @property
+    def num_channels(self) -> int:
+        """k_J, the number of S_J (and Z) channels."""
+        return int(self.norm.shape[0])
+
+    def train(self, mode: bool = True) -> MMSIN:
+        # A loaded model is for inference: BatchNorm must use its running statistics, so the
+        # whole tree stays in eval mode whatever the caller asks (train with mmsin.training).
+        return super().train(False)
+
+    # ------------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, *, map_location: str = "cpu"
+    ) -> MMSIN:
+        """Load a trained model.
+
+        Parameters
+        ----------
+        path : path, optional
+            A checkpoint file, or a run folder holding ``checkpoint.pt``. None: the newest
+            checkpoint under ``mmsin.paths.runs_dir()``, else the pretrained model shipped in
+            ``mmsin/pretrained/``.
+
+        Raises
+        ------
+        FileNotFoundError
+            Nothing to load (the message says how to train a model).
+        ValueError
+            The file is not an mmsin checkpoint.
+        """
+        file = _resolve_model_path(path)
+        payload = load_checkpoint(file, map_location=map_location)
+        model = cls.from_payload(payload)
+        model.source = file
+        return model
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> MMSIN:
+        """Build from a checkpoint dictionary (training checkpoint or :meth:`save` output)."""
+        from mmsin.training import build_generator, build_scattering, restore_var
+
+        missing = {"config", "generator", "var", "norm"} - set(payload)
+        if missing:
+            raise ValueError(f"checkpoint lacks {sorted(missing)}; not a trained mmsin model")
+        config = Config.from_json(payload["config"])
+        norm = payload["norm"]
+        generator = build_generator(config, int(norm.shape[0]))
+        generator.load_state_dict(payload["generator"])
+        var = restore_var(payload["var"])
+        model = cls(config, build_scattering(config), norm, var, generator)
+        model._extra = {
+            k: payload[k] for k in ("sk_stats", "data_fingerprint", "git_revision") if k in payload
+        }
+        return model
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model (no optimiser state) as a checkpoint :meth:`load` reads."""
+        extra = getattr(self, "_extra", {})
+        payload = {
+            "config": self._config.to_json(),
+            "generator": self.generator.state_dict(),
+            "in_channels": self.num_channels,
+            "var": self.var.state_dict(),
+            "norm": self.norm.cpu(),
+            "git_revision": extra.get("git_revision") or git_revision() or "",
+            **{k: v for k, v in extra.items() if k != "git_revision"},
+        }
+        return save_checkpoint(path, payload)
+
+    # ------------------------------------------------------------------ the transforms
+
+    def _signal(self, x: Tensor | np.ndarray) -> Tensor:
+        t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        if t.ndim == 1:
+            t = t[None]
+        if t.ndim != 2:
+            raise ValueError(
+                f"audio must have shape (time,) or (batch, time), got {tuple(t.shape)}"
+            )
+        return t.to(device=self.norm.device, dtype=torch.float32)
+
+    def _frames(self, z: Tensor | np.ndarray, name: str) -> Tensor:
+        t = torch.as_tensor(np.asarray(z) if not isinstance(z, Tensor) else z)
+        if t.ndim == 2:
+            t = t[None]
+        if t.ndim != 3 or t.shape[1] != self.num_channels:
+            raise ValueError(
+                f"{name} must have shape (batch, {self.num_channels}, frames), got {tuple(t.shape)}"
+            )
+        return t.to(device=self.norm.device, dtype=torch.float32)
+
+    @torch.no_grad()
+    def encode_scattering(self, x: Tensor | np.ndarray) -> Tensor:
+        """S_J x, the fixed scattering (not normalised).
+
+        Parameters
+        ----------
+        x : Tensor or ndarray, shape (batch, time) or (time,), float, at ``fs`` Hz.
+
+        Returns
+        -------
+        Tensor, shape (batch, k_J, (time - 1) // 2^J + 1), float32, non-negative.
+        """
+        return self.scattering(self._signal(x)).float()  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def encode(self, x: Tensor | np.ndarray) -> Tensor:
+        """The embedding Z = L(S_J x / norm): innovations of the VAR, close to N(0, I).
+
+        Parameters
+        ----------
+        x : Tensor or ndarray, shape (batch, time) or (time,), float, at ``fs`` Hz.
+
+        Returns
+        -------
+        Z : Tensor, shape (batch, k_J, (time - 1) // 2^J + 1), float32.
+        """
+        S = self.encode_scattering(x) / self.norm[:, None]
+        return self.var.whiten(S)  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def decode_scattering(self, S: Tensor | np.ndarray, *, aligned: bool = True) -> Tensor:
+        """G applied to S_J frames (as returned by :meth:`encode_scattering`).
+
+        Parameters
+        ----------
+        S : Tensor or ndarray, shape (batch, k_J, F) or (k_J, F)
+        aligned : bool
+            Drop the first 2^J - 1 samples (times before 0) so output[t] estimates x[t]:
+            (F - 1) 2^J + 1 samples; False returns G's raw F 2^J samples.
+
+        Returns
+        -------
+        Tensor, shape (batch, samples), float32, at ``fs`` Hz.
+        """
+        frames = self._frames(S, "S") / self.norm[:, None]
+        return self._generate_from(frames, aligned)
+
+    @torch.no_grad()
+    def decode(self, Z: Tensor | np.ndarray, *, aligned: bool = True) -> Tensor:
+        """x~ = G(ReLU(L^-1 Z)); the paper's reconstruction when Z = :meth:`encode` (x).
+
+        Parameters
+        ----------
+        Z : Tensor or ndarray, shape (batch, k_J, F) or (k_J, F)
+        aligned : bool
+            See :meth:`decode_scattering`.
+
+        Returns
+        -------
+        Tensor, shape (batch, (F - 1) 2^J + 1) (aligned) or (batch, F 2^J), float32.
+        """
+        frames = torch.relu(self.var.unwhiten(self._frames(Z, "Z")))
+        return self._generate_from(frames, aligned)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        frames: int,
+        batch: int = 1,
+        seed: int | None = None,
+        *,
+        warmup: int | None = None,
+    ) -> Tensor:
+        """New audio from Gaussian white noise: G(ReLU(L^-1 z)) (paper eq. 1, Fig. 5).
+
+        Parameters
+        ----------
+        frames : int
+            Length in frames; the output has ``frames * 2^J`` samples.
+        batch : int
+            Number of independent signals.
+        seed : int, optional
+            Seed of the noise (None: from torch's global generator).
+        warmup : int, optional
+            VAR frames discarded before the kept ones (default ``config.whitening.warmup``).
+
+        Returns
+        -------
+        Tensor, shape (batch, frames * 2^J), float32, at ``fs`` Hz.
+        """
+        S = self.sample_scattering(frames, batch, seed, warmup=warmup)
+        return self._generate_from(S, aligned=False)
+
+    @torch.no_grad()
+    def sample_scattering(
+        self, frames: int, batch: int = 1, seed: int | None = None, *, warmup: int | None = None
+    ) -> Tensor:
+        """Synthetic normalised S_J frames ReLU(L^-1 z), shape (batch, k_J, frames)."""
+        if frames < 1 or batch < 1:
+            raise ValueError(f"need frames >= 1 and batch >= 1, got {frames}, {batch}")
+        g = None
+        if seed is not None:
+            g = torch.Generator(device=self.var.A.device).manual_seed(int(seed))
+        w = self._config.whitening.warmup if warmup is None else int(warmup)
+        return self.var.sample(batch, frames, warmup=w, generator=g).float()  # type: ignore[no-any-return]
+
+    def _generate_from(self, frames: Tensor, aligned: bool) -> Tensor:
+        self.eval()
+        out = self.generator(frames.float()).float()
+        return out[:, self.hop - 1 :] if aligned else out
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction decode(encode(x)) (the paper's G(S_J x))."""
+        return self.decode_scattering(self.encode_scattering(x))
+
+
+def _resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is not None:
+        p = Path(path)
+        if p.is_dir():
+            file = p / CHECKPOINT_NAME
+            if not file.is_file():
+                raise FileNotFoundError(f"{p}: no {CHECKPOINT_NAME} in this run folder")
+            return file
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such model file or run folder")
+        return p
+    from mmsin import paths
+    from mmsin.training import iter_checkpoints
+
+    for file in iter_checkpoints():
+        return file
+    shipped = sorted(pretrained_dir().glob("*.pt")) if pretrained_dir().is_dir() else []
+    if shipped:
+        return shipped[0]
+    raise FileNotFoundError(
+        f"no trained model: nothing under {paths.runs_dir()} and no pretrained model shipped; "
+        "train one with `mmsin train --preset small` or pass --model PATH"
+    )
