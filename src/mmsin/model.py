@@ -3,9 +3,9 @@
 One object holds the fixed encoder Phi = L S_J (scattering, per-channel normalisation, VAR
 whitening) and the trained generator G (paper Fig. 1)::
 
-    encode(x)            Z = L (S_J x / norm)                    (batch, time) -> (batch, k_J, frames)
-    decode(Z)            x~ = G(ReLU(L^-1 Z))                     (batch, k_J, frames) -> (batch, time)
-    generate(frames)     x~ = G(ReLU(L^-1 z)), z ~ N(0, I)        (paper eq. 1, section 4)
+    encode(x)          Z = L (S_J x / norm)              (batch, time) -> (batch, k_J, frames)
+    decode(Z)          x~ = G(ReLU(L^-1 Z))              (batch, k_J, frames) -> (batch, time)
+    generate(frames)   x~ = G(ReLU(L^-1 z)), z ~ N(0, I)  (paper eq. 1, section 4)
 
 ``decode(encode(x))`` is the paper's reconstruction G(S_J x) (L^-1 L is the identity).
 
@@ -72,6 +72,7 @@ class MMSIN(nn.Module):
         self.var: Any = var
         self.generator: Any = generator
         self.source: Path | None = None
+        self._extra: dict[str, Any] = {}
         self.eval()
 
     # ------------------------------------------------------------------ properties
@@ -150,7 +151,7 @@ class MMSIN(nn.Module):
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model (no optimiser state) as a checkpoint :meth:`load` reads."""
-        extra = getattr(self, "_extra", {})
+        extra = self._extra
         payload = {
             "config": self._config.to_json(),
             "generator": self.generator.state_dict(),
