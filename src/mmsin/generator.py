@@ -184,20 +184,22 @@ class CausalGenerator(nn.Module):
         """
         return (1 + self.look_ahead) * self.hop
 
-    def flops_per_frame(self) -> int:
+    def flops_per_frame(self, *, pointwise: bool = True) -> int:
         """Floating-point operations to produce the 2^J samples of one frame (analytic).
 
         Each layer l (0 = first) receives 2^l samples per frame; with zero insertion skipped,
         every input sample meets each of the ``kernel_size`` taps once, so the convolution
         costs 2 * 2^l * kernel_size * c_in * c_out flops. Bias, BatchNorm (an affine map in
-        eval mode) and ReLU add 4 flops per output value (bias, scale, shift, max).
+        eval mode) and ReLU add 4 flops per output value (bias, scale, shift, max); leave them
+        out with ``pointwise=False``.
         """
         total = 0
         chans = self._channels
         for l in range(self.J):
             c_in, c_out = chans[l], chans[l + 1]
             total += 2 * 2**l * self.kernel_size * c_in * c_out
-            total += 4 * 2 ** (l + 1) * c_out
+            if pointwise:
+                total += 4 * 2 ** (l + 1) * c_out
         return total
 
     def forward(self, frames: Tensor) -> Tensor:
