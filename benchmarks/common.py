@@ -159,7 +159,8 @@ def _maxrss_bytes() -> int:
     return int(rss) if sys.platform == "darwin" else int(rss) * 1024
 
 
-def _setup_child_path() -> None:
+def setup_path() -> None:
+    """Put benchmarks/, the repository root and src/ on sys.path (src/ wins over installs)."""
     for p in (str(BENCH_DIR), str(REPO_ROOT), str(REPO_ROOT / "src")):
         if p not in sys.path:
             sys.path.insert(0, p)
@@ -186,7 +187,7 @@ def measure(spec: CaseSpec) -> dict[str, Any]:
         peak on CUDA), ``rss_peak_bytes``, ``baseline_rss_bytes``, ``threads``, ``device``,
         ``device_name``, ``info``, and ``profile`` (a text table) when requested.
     """
-    _setup_child_path()
+    setup_path()
     import torch
 
     torch.set_num_threads(spec.threads)
@@ -313,7 +314,7 @@ def run_external(
 
 
 def _external_child(payload: dict[str, Any]) -> dict[str, Any]:
-    _setup_child_path()
+    setup_path()
     import torch
 
     threads = int(payload["threads"])

@@ -30,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
 
+# The working tree's src/ first, so an uninstalled checkout (e.g. a GPU machine) benchmarks
+# the code it holds, exactly as the child processes do.
+common.setup_path()
+
 GROUPS = ("scattering", "generation", "training")
 EXTERNAL = {"generation": "bench_generation", "training": "bench_training"}
 RESULTS_DIR = common.BENCH_DIR / "results"
