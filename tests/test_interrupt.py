@@ -1,0 +1,291 @@
+"""Interrupted and faulty training: SIGKILL and resume, damaged checkpoints, NaN losses.
+
+The runs are real ``mmsin.training.train`` calls on tiny shapes (synthetic clips of a few
+frames, J = 5, a narrow generator) so that each test takes seconds. The kill test runs training
+in a child process and kills it with SIGKILL at a seeded random moment after its first
+checkpoint; the resumed run must end with exactly the weights of an uninterrupted run with the
+same seed (CPU, one thread: bit for bit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mmsin.losses", reason="mmsin.losses has not landed yet")
+training = pytest.importorskip("mmsin.training")
+
+from mmsin.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
+from mmsin.config import override, preset  # noqa: E402
+from mmsin.data import Clips  # noqa: E402
+
+#: Tiny run: 8 training clips of 16 frames of 2^5 samples; ~10 steps per second on one core.
+TINY = [
+    "name=tiny",
+    "scattering.J=5",
+    "scattering.Q=2",
+    "scattering.P=2",
+    "whitening.M=2",
+    "whitening.warmup=8",
+    "generator.c1=4",
+    "loss.K=3",
+    "loss.Q=2",
+    "loss.mm_batch=4",
+    "train.batch_size=4",
+    "train.segment_frames=4",
+    "train.checkpoint_every=1",
+    "train.preview_every=0",
+    "train.device=cpu",
+    "train.amp=false",
+    "train.lr=0.003",
+    "train.seed=7",
+]
+
+
+def tiny_config(epochs: int, *extra: str) -> Any:
+    return override(preset("small"), [*TINY, f"train.epochs={epochs}", *extra])
+
+
+def tiny_clips(fs: int = 4096, J: int = 5) -> tuple[Clips, Clips]:
+    """Deterministic chirps plus noise: 8 training clips and 2 test clips of 16 frames."""
+    rng = np.random.default_rng(11)
+    t = np.arange(16 * 2**J) / fs
+    rows = []
+    for i in range(10):
+        f0 = 100 + 60 * i
+        rows.append(
+            0.5 * np.sin(2 * np.pi * (f0 + 200 * t) * t) + 0.05 * rng.standard_normal(len(t))
+        )
+    audio = np.asarray(rows, np.float32)
+    meta = [{"name": f"clip{i}"} for i in range(10)]
+    return (
+        Clips(audio[:8], fs, meta[:8], "train", "synthetic"),
+        Clips(audio[8:], fs, meta[8:], "test", "synthetic"),
+    )
+
+
+# Child process: one training run (fresh or resumed) on the tiny shapes.
+_DRIVER = """
+import json, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+from test_interrupt import tiny_clips, tiny_config
+from mmsin.training import train
+args = json.loads(sys.argv[1])
+tr, te = tiny_clips()
+res = train(tiny_config(args["epochs"]), args["run"], train_clips=tr, test_clips=te,
+            resume=args["resume"], progress=False, cache_dir=args["cache"], tensorboard=False)
+print(json.dumps({{"global_step": res.global_step, "epochs": res.epochs_done}}), flush=True)
+"""
+
+
+def _child(tmp: Path, run: Path, cache: Path, epochs: int, resume: bool) -> subprocess.Popen[str]:
+    driver = tmp / "driver.py"
+    driver.write_text(_DRIVER.format(tests=str(Path(__file__).parent)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    args = json.dumps({"run": str(run), "cache": str(cache), "epochs": epochs, "resume": resume})
+    return subprocess.Popen(
+        [sys.executable, str(driver), args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / CHECKPOINT_NAME)["generator"]
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"weights differ at {k}")
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+    epochs = 14
+    cache = tmp_path / "cache"
+    ref_run, cut_run = tmp_path / "reference", tmp_path / "killed"
+
+    ref = _finish(_child(tmp_path, ref_run, cache, epochs, resume=False))
+
+    # Kill after the first checkpoint, at a seeded random delay, while training is running.
+    delay = float(np.random.default_rng(2018).uniform(0.0, 0.8))
+    proc = _child(tmp_path, cut_run, cache, epochs, resume=False)
+    t0 = time.monotonic()
+    while not (cut_run / CHECKPOINT_NAME).exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() - t0 < 60, "no checkpoint after 60 s"
+        time.sleep(0.01)
+    time.sleep(delay)
+    assert proc.poll() is None, "the run finished before it could be killed: make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(cut_run / CHECKPOINT_NAME)["global_step"]
+    assert 0 < killed_at < ref["global_step"]
+    # No half-written files are left next to the checkpoint.
+    assert not [p.name for p in cut_run.iterdir() if p.name.endswith(".tmp")]
+
+    resumed = _finish(_child(tmp_path, cut_run, cache, epochs, resume=True))
+    assert resumed == ref
+    _assert_same_weights(_weights(cut_run), _weights(ref_run))
+    a, b = load_checkpoint(cut_run / CHECKPOINT_NAME), load_checkpoint(ref_run / CHECKPOINT_NAME)
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k in a["optimizer"]["state"]:
+        for name, v in a["optimizer"]["state"][k].items():
+            torch.testing.assert_close(v, b["optimizer"]["state"][k][name], rtol=0, atol=1e-6)
+
+
+def _train_in_process(tmp: Path, epochs: int, *, resume: bool = False, run: str = "run") -> Any:
+    tr, te = tiny_clips()
+    return training.train(
+        tiny_config(epochs),
+        tmp / run,
+        train_clips=tr,
+        test_clips=te,
+        resume=resume,
+        progress=False,
+        cache_dir=tmp / "cache",
+        tensorboard=False,
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero-length", "garbage"])
+def test_damaged_checkpoint_is_detected_on_resume(tmp_path: Path, damage: str) -> None:
+    _train_in_process(tmp_path, 2)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncate": data[: len(data) // 2], "zero-length": b"", "garbage": os.urandom(4096)}[
+            damage
+        ]
+    )
+    with pytest.raises(ValueError) as err:
+        _train_in_process(tmp_path, 3, resume=True)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "checkpoint" in msg
+
+
+def test_bit_flip_in_checkpoint_weights_is_detected(tmp_path: Path) -> None:
+    _train_in_process(tmp_path, 1)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    good = load_checkpoint(path)["generator"]
+    raw = bytearray(path.read_bytes())
+    # Flip one bit in the middle of the largest stored tensor (the zip member holding it).
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        member = max(z.infolist(), key=lambda m: m.file_size)
+        offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
+        offset += member.file_size // 2
+    raw[offset] ^= 0x10
+    path.write_bytes(bytes(raw))
+    try:
+        loaded = load_checkpoint(path)["generator"]
+    except ValueError as exc:
+        assert str(path) in str(exc)
+        return
+    changed = any(not torch.equal(loaded[k], good[k]) for k in good)
+    if changed:
+        pytest.xfail(
+            "load_checkpoint accepted a checkpoint with a flipped bit in its weights: torch.load "
+            "does not check the zip CRCs (zipfile.ZipFile(path).testzip() would; owner: "
+            "mmsin.checkpoint)"
+        )
+
+
+@pytest.mark.xfail(
+    reason="training keeps one checkpoint file (checkpoint.pt), so a damaged newest checkpoint "
+    "has no previous one to fall back to; issue 6 asks for the previous one to be used "
+    "(owner: mmsin.training / mmsin.checkpoint)",
+    strict=False,
+)
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
+    _train_in_process(tmp_path, 2)
+    before = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["global_step"]
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    path.write_bytes(path.read_bytes()[:100])
+    res = _train_in_process(tmp_path, 3, resume=True)
+    assert res.global_step > before
+
+
+def _nan_hook(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int]) -> list[int]:
+    """Make the loss term NaN on the given (0-based) calls of the training loss."""
+    real = training._loss_terms
+    calls: list[int] = []
+
+    def poisoned(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        terms = real(*args, **kwargs)
+        if len(calls) in bad_calls:
+            terms["inv"] = terms["inv"] * float("nan")
+        calls.append(len(calls))
+        return dict(terms)
+
+    monkeypatch.setattr(training, "_loss_terms", poisoned)
+    return calls
+
+
+def test_transient_nan_loss_skips_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _nan_hook(monkeypatch, {3})
+    with caplog.at_level(logging.ERROR, logger="mmsin.training"):
+        res = _train_in_process(tmp_path, 2)
+    assert any(
+        "non-finite loss" in r.getMessage() and "inv" in r.getMessage() for r in caplog.records
+    )
+    state = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert state["global_step"] == res.global_step
+    assert all(
+        torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point()
+    )
+
+
+def test_persistent_nan_loss_stops_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _train_in_process(tmp_path, 1, run="probe")
+    steps_per_epoch = first.global_step
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    digests: list[str] = []
+    real_save = training.save_checkpoint
+
+    def recording_save(p: Any, payload: dict[str, Any]) -> Path:
+        out = real_save(p, payload)
+        digests.append(hashlib.sha256(Path(out).read_bytes()).hexdigest())
+        return out
+
+    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    # NaN from the middle of the third epoch on.
+    start = 2 * steps_per_epoch + 1
+    _nan_hook(monkeypatch, set(range(start, start + 1000)))
+    with pytest.raises(training.TrainingDiverged) as err:
+        _train_in_process(tmp_path, 6)
+    assert "non-finite" in str(err.value) and str(path) in str(err.value)
+    state = load_checkpoint(path)
+    assert state["global_step"] == 2 * steps_per_epoch  # end of the last good epoch
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digests[-1]
+    assert all(
+        torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point()
+    )
