@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the project needs (sound-font renderer and sound fonts for the embedded data,
 # a headless browser for the report test).
-APT_PACKAGES=(libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm chromium)
+APT_PACKAGES=(libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

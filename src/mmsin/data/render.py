@@ -388,7 +388,8 @@ def f0_cents_error(x: np.ndarray, fs: int, midi: float, *, start: float = 0.05) 
 
     Harmonic-aware, so that low piano notes, whose fundamental is weak, are measured correctly:
     over candidate f0 within +-1 octave of the nominal one, the weighted sum of spectral
-    magnitudes at the first 8 harmonics (weight 1/h, which penalises sub-octaves) is maximised;
+    magnitudes at the first 8 harmonics (weights 0.9^(h-1)) minus those half-way between them is
+    maximised;
     the winner is refined on the strongest of its first three partials by parabolic
     interpolation of the log-magnitude spectrum. The nominal pitch only bounds the search, so a
     note a semitone or an octave off is reported as such.
@@ -415,10 +416,16 @@ def f0_cents_error(x: np.ndarray, fs: int, midi: float, *, start: float = 0.05) 
     f_nom = 440.0 * 2.0 ** ((midi - 69) / 12)
     cands = f_nom * 2.0 ** (np.arange(-1200, 1201, 5) / 1200)
     h = np.arange(1, 9)
-    freqs = cands[:, None] * h[None, :]
-    bins = np.clip(np.round(freqs / df).astype(int), 0, mag.size - 1)
-    valid = freqs < fs / 2
-    score = (np.where(valid, mag[bins], 0.0) / h).sum(axis=1)
+    weights = 0.9 ** (h - 1)
+
+    def comb(mult: np.ndarray) -> np.ndarray:
+        freqs = cands[:, None] * mult[None, :]
+        bins = np.clip(np.round(freqs / df).astype(int), 0, mag.size - 1)
+        return (np.where(freqs < fs / 2, mag[bins], 0.0) * weights).sum(axis=1)
+
+    # Energy between the harmonics counts against a candidate: an octave too high leaves the
+    # true odd harmonics between its own, an octave too low finds nothing at its odd ones.
+    score = comb(h.astype(float)) - comb(h - 0.5)
     f0 = cands[int(np.argmax(score))]
     # Refine on the strongest of the first three partials near k*f0 (+-30 cents).
     best: tuple[float, float] | None = None
