@@ -98,7 +98,8 @@ def perceptual_error(
     x_hat, x : Tensor or ndarray, shape (n, time), float
         Reconstructions and originals, aligned sample for sample.
     loss : mmsin.losses.ReconstructionLoss
-        The eq. (5) loss built with the *training* set's mean |S_K|.
+        The eq. (5) loss built with the *training* set's mean |S_K|, called on waveforms:
+        ``loss(x_hat, x)``.
     batch_size : int
         Clips per evaluation batch.
 
@@ -220,9 +221,10 @@ def moment_matching_distance(
         mu = (sums / frames).float()
         rms = (sq / frames).sqrt().float()
         mm = MomentMatchingLoss(scalogram, mu, rms)
-        if hasattr(mm, "distance_from_mean"):
+        from_mean: Any = getattr(mm, "distance_from_mean", None)
+        if from_mean is not None:
             m = torch.as_tensor(time_averaged(scalogram, sx, batch_size=batch_size)).mean(0)
-            return float(mm.distance_from_mean(m.float()))
+            return float(from_mean(m.float()))
         return float(mm(sx))
 
 

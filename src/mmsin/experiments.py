@@ -1,0 +1,772 @@
+"""The paper's Section 5, one function per experiment, plus :func:`reproduce` and :func:`demo`.
+
+Every experiment writes ``results/<experiment>/<preset>-<timestamp>/`` with
+
+- ``results.json``: every number, the configs, checkpoint and data fingerprints;
+- WAV files of every sound it shows, PNG figures in the paper's style;
+- ``report.html``: a self-contained page (tables, figures, audio players).
+
+Trainings go through :func:`mmsin.training.train` with a named preset (``small``/``paper``).
+A run is named after its preset, data set, loss and a hash of its whole configuration, so an
+existing run with the same configuration is reused instead of retrained.
+
+Experiments (paper section in brackets):
+
+- ``reconstruction`` (5.2, Fig. 4): G(L S_J x) on test notes and piano extracts.
+- ``table1`` (5.2, Table 1): mse / inv / inv+mm on the piano set, eq. (5) train/test errors.
+- ``generation`` (5.2, Fig. 5): samples from white noise and the spread sigma.
+- ``moment_matching`` (5.2): eq. (6) distances to the training set.
+- ``pitch_interpolation`` (5.3, Fig. 6): G((Z1+Z2)/2) for notes 5 semitones apart.
+- ``waveform_interpolation`` (5.4, Fig. 7): G((Z1+Z2)/2) vs (G(Z1)+G(Z2))/2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmsin import evaluation as ev
+from mmsin import paths, plots, report
+from mmsin.io import save_audio
+
+log = logging.getLogger(__name__)
+
+NOTES = "nsynth-like"
+PIANO = "beethoven-like"
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """Options shared by every experiment of one invocation."""
+
+    preset: str = "small"
+    results_root: Path | None = None
+    progress: bool = True
+    seed: int = 0
+    #: overrides ``section.field=value`` applied to every training config
+    overrides: tuple[str, ...] = ()
+    #: fewer examples / pairs / samples (tests and the demo)
+    n_examples: int = 4
+    n_pairs: int = 12
+    n_samples: int = 6
+    crepe_model: str = "tiny"
+    #: runs trained so far in this invocation (name -> checkpoint path)
+    runs: dict[str, str] = field(default_factory=dict)
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            print(f"[mmsin] {msg}", flush=True)
+
+
+@dataclass
+class Outcome:
+    """What an experiment produced."""
+
+    name: str
+    folder: Path
+    numbers: dict[str, Any]
+    section: report.Section
+
+    @property
+    def report_path(self) -> Path:
+        return self.folder / "report.html"
+
+
+def _out_folder(ctx: Context, name: str) -> Path:
+    root = ctx.results_root if ctx.results_root is not None else paths.results_dir()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    folder = root / name / f"{ctx.preset}-{stamp}"
+    k = 1
+    while folder.exists():
+        k += 1
+        folder = root / name / f"{ctx.preset}-{stamp}-{k}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _file_fingerprint(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:20]
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, float) and v != v:
+        return None  # JSON has no NaN
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def _finish(
+    ctx: Context, name: str, folder: Path, numbers: dict[str, Any], section: report.Section
+) -> Outcome:
+    numbers = {"experiment": name, "preset": ctx.preset, **numbers}
+    (folder / "results.json").write_text(json.dumps(_jsonable(numbers), indent=2) + "\n")
+    report.write_report(
+        folder / "report.html",
+        f"MM-SIN: {name}",
+        [section],
+        subtitle=f"preset {ctx.preset}; {folder}",
+    )
+    ctx.say(f"{name}: wrote {folder / 'report.html'}")
+    return Outcome(name, folder, numbers, section)
+
+
+def _wav(folder: Path, name: str, x: Any, fs: int) -> Path:
+    y = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+    return save_audio(folder / "audio" / f"{name}.wav", y, fs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and trained models
+# ---------------------------------------------------------------------------------------------
+
+
+def _size(ctx: Context) -> str:
+    return "full" if ctx.preset == "paper" else "small"
+
+
+def load_split(ctx: Context, dataset: str, split: str) -> Any:
+    """Clips of a data set; look-alikes are built first if needed."""
+    from mmsin import data
+
+    if dataset in data.LOOKALIKES:
+        data.build(dataset, _size(ctx), progress=ctx.progress)
+        return data.load_clips(dataset, split, size=_size(ctx))
+    return data.load_clips(dataset, split)
+
+
+def run_config(ctx: Context, dataset: str, loss: str) -> Any:
+    """The training configuration of ``ctx.preset`` for a data set and a loss kind."""
+    from mmsin import config
+
+    cfg = config.preset(ctx.preset)
+    cfg.data.source = dataset
+    cfg.data.size = _size(ctx)
+    cfg.loss.kind = loss
+    cfg = config.override(cfg, list(ctx.overrides))
+    body = dict(cfg.to_dict())
+    body.pop("name", None)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    short = {"nsynth-like": "notes", "beethoven-like": "piano"}.get(dataset, Path(dataset).name)
+    cfg.name = f"{ctx.preset}-{short}-{loss.replace('+', '')}-{digest}"
+    return cfg.validate()
+
+
+def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str, Any]]:
+    """Train (or reuse) the model of ``ctx.preset`` on ``dataset`` with ``loss``.
+
+    Returns the loaded :class:`mmsin.model.MMSIN` and a description (run name, checkpoint,
+    fingerprints, config) for results.json.
+    """
+    from mmsin.checkpoint import CHECKPOINT_NAME
+    from mmsin.model import MMSIN
+    from mmsin.training import train
+
+    cfg = run_config(ctx, dataset, loss)
+    run_dir = paths.runs_dir() / cfg.name
+    ckpt = run_dir / CHECKPOINT_NAME
+    done = False
+    if ckpt.is_file():
+        from mmsin.checkpoint import load_checkpoint
+
+        state = load_checkpoint(ckpt)
+        done = int(state.get("epoch", 0)) >= cfg.train.epochs
+    if done:
+        ctx.say(f"reusing trained run {run_dir}")
+    else:
+        ctx.say(f"training {cfg.name} ({loss} on {dataset}, {cfg.train.epochs} epochs)")
+        t0 = time.perf_counter()
+        train_clips = load_split(ctx, dataset, cfg.data.train_split)
+        test_clips = load_split(ctx, dataset, cfg.data.test_split)
+        train(
+            cfg,
+            run_dir,
+            train_clips=train_clips,
+            test_clips=test_clips,
+            resume=ckpt.is_file(),
+            progress=ctx.progress,
+            tensorboard=False,
+        )
+        ctx.say(f"trained {cfg.name} in {time.perf_counter() - t0:.0f} s")
+    model = MMSIN.load(ckpt)
+    extra = getattr(model, "_extra", {})
+    info = {
+        "run": cfg.name,
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": _file_fingerprint(ckpt),
+        "data_fingerprint": extra.get("data_fingerprint", ""),
+        "config": cfg.to_dict(),
+    }
+    ctx.runs[cfg.name] = str(ckpt)
+    return model, info
+
+
+def _loss_parts(model: Any) -> Any:
+    """The eq. (5) loss with the training set's mean |S_K| (saved in the checkpoint)."""
+    from mmsin.losses import ReconstructionLoss
+    from mmsin.training import build_scalogram
+
+    sk = build_scalogram(model.config).eval()
+    stats = getattr(model, "_extra", {}).get("sk_stats")
+    if stats is None:
+        raise ValueError(f"{model.source}: checkpoint has no S_K statistics (sk_stats)")
+    return ReconstructionLoss(sk, stats["mean_abs"])
+
+
+def _reconstruct(model: Any, x: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """G(L S_J x) aligned with x: (reconstruction, the matching part of x)."""
+    outs = []
+    for i in range(0, x.shape[0], batch):
+        outs.append(model.decode(model.encode(x[i : i + batch])).cpu().numpy())
+    x_hat = np.concatenate(outs)
+    return x_hat, x[:, : x_hat.shape[1]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The experiments
+# ---------------------------------------------------------------------------------------------
+
+
+def reconstruction(ctx: Context) -> Outcome:
+    """Fig. 4: reconstructions of test notes and test piano extracts, with metrics."""
+    name = "reconstruction"
+    folder = _out_folder(ctx, name)
+    section = report.Section("Reconstruction (Fig. 4)")
+    numbers: dict[str, Any] = {"runs": {}}
+    rows = []
+    examples = []
+    for dataset, label in ((NOTES, "notes"), (PIANO, "piano")):
+        model, info = trained_model(ctx, dataset, "inv+mm")
+        numbers["runs"][label] = info
+        test = load_split(ctx, dataset, "test")
+        x = test.audio
+        x_hat, x_ref = _reconstruct(model, x)
+        loss = _loss_parts(model)
+        m: dict[str, Any] = {
+            "clips": int(x.shape[0]),
+            "eq5_error": ev.perceptual_error(x_hat, x_ref, loss),
+            "mr_stft": ev.multi_resolution_stft_distance(x_hat, x_ref),
+            "lsd_db": ev.log_spectral_distance(x_hat, x_ref),
+        }
+        if label == "notes":
+            errs = []
+            for i in range(min(x.shape[0], 4 * ctx.n_examples)):
+                f_ref = ev.median_f0(x_ref[i], model.fs, model=ctx.crepe_model)
+                f_hat = ev.median_f0(x_hat[i], model.fs, model=ctx.crepe_model)
+                errs.append(ev.cents(f_hat, f_ref))
+            errs_arr = np.asarray(errs, dtype=float)
+            m["f0_cents_abs_median"] = float(np.nanmedian(np.abs(errs_arr)))
+            m["f0_within_50_cents"] = float(np.mean(np.abs(errs_arr) < 50))
+            m["f0_cents"] = errs_arr
+        numbers[label] = m
+        rows.append(
+            [
+                label,
+                m["clips"],
+                m["eq5_error"],
+                m["mr_stft"],
+                m["lsd_db"],
+                m.get("f0_cents_abs_median", float("nan")),
+            ]
+        )
+        for i in range(min(ctx.n_examples, x.shape[0])):
+            clip = test.meta[i].get("name", f"{label}{i}")
+            examples.append((f"{label} {clip}", x_ref[i], x_hat[i]))
+            section.add(
+                report.Audio(
+                    _wav(folder, f"{label}-{i}-original", x_ref[i], model.fs),
+                    f"{label} {i}: original",
+                ),
+                report.Audio(
+                    _wav(folder, f"{label}-{i}-reconstruction", x_hat[i], model.fs),
+                    f"{label} {i}: G(Z)",
+                ),
+            )
+    fig = plots.reconstruction_figure(
+        [examples[0], examples[min(ctx.n_examples, len(examples) - 1)]]
+        if len(examples) > 1
+        else examples,
+        model.fs,
+        folder / "fig4-reconstruction.png",
+    )
+    section.blocks.insert(
+        0,
+        report.Table(
+            ["test set", "clips", "eq. 5 error", "MR-STFT", "LSD (dB)", "|f0 error| (cents)"],
+            rows,
+            caption="Reconstruction G(L S_J x) of the test sets (models trained with "
+            "L_inv + lambda L_MM). f0 by CREPE; median absolute error.",
+        ),
+    )
+    section.blocks.insert(
+        1,
+        report.Figure(
+            fig, "Left: original test sample. Right: G(Z), Z = L S_J x. Top: notes. Bottom: piano."
+        ),
+    )
+    return _finish(ctx, name, folder, numbers, section)
+
+
+def table1(ctx: Context) -> Outcome:
+    """Table 1: three trainings on the piano set, eq. (5) errors and the gap in dB."""
+    name = "table1"
+    folder = _out_folder(ctx, name)
+    numbers: dict[str, Any] = {"gap_formula": "10 log10(test / train)", "rows": []}
+    rows = []
+    for loss_kind, p_train, p_test, p_gap in ev.PAPER_TABLE1:
+        model, info = trained_model(ctx, PIANO, loss_kind)
+        loss = _loss_parts(model)
+        errs = {}
+        for split in ("train", "test"):
+            clips = load_split(ctx, PIANO, split)
+            x_hat, x_ref = _reconstruct(model, clips.audio)
+            errs[split] = ev.perceptual_error(x_hat, x_ref, loss)
+        gap = ev.gap_db(errs["test"], errs["train"])
+        numbers["rows"].append(
+            {
+                "loss": loss_kind,
+                "train": errs["train"],
+                "test": errs["test"],
+                "gap_db": gap,
+                "paper": [p_train, p_test, p_gap],
+                "run": info,
+            }
+        )
+        rows.append([loss_kind, errs["train"], p_train, errs["test"], p_test, gap, p_gap])
+    section = report.Section("Table 1: reconstruction error on the piano set").add(
+        report.Table(
+            ["loss", "train", "paper", "test", "paper", "gap (dB)", "paper"],
+            rows,
+            caption="Error in the perceptual metric of eq. (5); gap = 10 log10(test/"
+            "train), the formula that reproduces the paper's gaps from its errors.",
+        ),
+        report.Paragraph(
+            "Expected shape: the S_K losses beat MSE on both sets; the moment-"
+            "matching term costs a little on train, helps on test, shrinks the gap."
+        ),
+    )
+    return _finish(ctx, name, folder, numbers, section)
+
+
+def _generated(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
+    return model.generate(frames, batch=n, seed=seed).cpu().numpy()
+
+
+def generation(ctx: Context) -> Outcome:
+    """Fig. 5: samples from white noise; spread sigma for train, test and generated."""
+    from mmsin.training import build_scalogram
+
+    name = "generation"
+    folder = _out_folder(ctx, name)
+    model, info = trained_model(ctx, PIANO, "inv+mm")
+    train, test = load_split(ctx, PIANO, "train"), load_split(ctx, PIANO, "test")
+    frames = max(1, train.audio.shape[1] // model.hop)
+    n_gen = max(ctx.n_samples, min(test.audio.shape[0], 64))
+    gen = _generated(model, n_gen, frames, ctx.seed)
+    sk = build_scalogram(model.config).eval()
+    sigma = {
+        k: ev.spread(ev.time_averaged(sk, v))
+        for k, v in (("train", train.audio), ("test", test.audio), ("generated", gen))
+    }
+    section = report.Section("Generation from white noise (Fig. 5)")
+    fig = plots.generation_figure(list(gen[: ctx.n_samples]), model.fs, folder / "fig5.png")
+    section.add(
+        report.Table(
+            ["set", "spread sigma", "paper"],
+            [
+                ["train", sigma["train"], ev.PAPER_SPREAD["train"]],
+                ["test", sigma["test"], None],
+                ["generated", sigma["generated"], ev.PAPER_SPREAD["generated"]],
+            ],
+            caption="Mean Euclidean distance of time-averaged S_K to the set mean. "
+            "Absolute values depend on S_K's normalisation; compare the ratios.",
+        ),
+        report.Figure(fig, "Independent samples G(Z), Z white noise, piano model."),
+    )
+    for i in range(ctx.n_samples):
+        section.add(report.Audio(_wav(folder, f"sample-{i}", gen[i], model.fs), f"sample {i + 1}"))
+    numbers = {
+        "run": info,
+        "spread": sigma,
+        "paper": ev.PAPER_SPREAD,
+        "generated": n_gen,
+        "frames": frames,
+    }
+    return _finish(ctx, name, folder, numbers, section)
+
+
+def moment_matching(ctx: Context) -> Outcome:
+    """Eq. (6) distance to the training set: generated without / with L_MM, and test."""
+    from mmsin.training import build_scalogram
+
+    name = "moment_matching"
+    folder = _out_folder(ctx, name)
+    train, test = load_split(ctx, PIANO, "train"), load_split(ctx, PIANO, "test")
+    frames = max(1, train.audio.shape[1] // 2**10)
+    d: dict[str, float] = {}
+    runs = {}
+    sk = None
+    for loss_kind, key in (("inv", "generated_without_mm"), ("inv+mm", "generated_with_mm")):
+        model, info = trained_model(ctx, PIANO, loss_kind)
+        runs[loss_kind] = info
+        sk = build_scalogram(model.config).eval()
+        frames = max(1, train.audio.shape[1] // model.hop)
+        gen = _generated(model, max(ctx.n_samples, min(test.audio.shape[0], 64)), frames, ctx.seed)
+        d[key] = ev.moment_matching_distance(gen, train.audio, sk)
+    assert sk is not None
+    d["test"] = ev.moment_matching_distance(test.audio, train.audio, sk)
+    section = report.Section("Moment-matching distance to the training set").add(
+        report.Table(
+            ["set", "distance (eq. 6)", "paper"],
+            [
+                [
+                    "generated, trained without L_MM",
+                    d["generated_without_mm"],
+                    ev.PAPER_MM_DISTANCE["generated_without_mm"],
+                ],
+                [
+                    "generated, trained with L_MM",
+                    d["generated_with_mm"],
+                    ev.PAPER_MM_DISTANCE["generated_with_mm"],
+                ],
+                ["test set", d["test"], ev.PAPER_MM_DISTANCE["test"]],
+            ],
+            caption="mean_c ((m_c - mu_c)/rms_c)^2 on S_K; mu, rms from the training set.",
+        )
+    )
+    return _finish(
+        ctx, name, folder, {"distance": d, "paper": ev.PAPER_MM_DISTANCE, "runs": runs}, section
+    )
+
+
+def _pairs(meta: list[dict[str, Any]], interval: int = 5) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of notes of one instrument and velocity, pitch_j = pitch_i + 5."""
+    index = {}
+    for i, m in enumerate(meta):
+        if "pitch" in m:
+            index[(m.get("instrument_str"), m.get("velocity"), int(m["pitch"]))] = i
+    out = []
+    for (inst, vel, p), i in sorted(index.items(), key=lambda kv: kv[1]):
+        j = index.get((inst, vel, p + interval))
+        if j is not None:
+            out.append((i, j))
+    return out
+
+
+def pitch_interpolation(ctx: Context) -> Outcome:
+    """Fig. 6: G((Z1+Z2)/2) of two notes 5 semitones apart has one fundamental in between."""
+    name = "pitch_interpolation"
+    folder = _out_folder(ctx, name)
+    model, info = trained_model(ctx, NOTES, "inv+mm")
+    test = load_split(ctx, NOTES, "test")
+    pairs = _pairs(test.meta)
+    rng = np.random.default_rng(ctx.seed)
+    if len(pairs) > ctx.n_pairs:
+        pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), ctx.n_pairs, replace=False))]
+    fs = model.fs
+    rec: dict[str, list[Any]] = {
+        "latent_cents": [],
+        "latent_single": [],
+        "signal_cents": [],
+        "signal_single": [],
+        "pairs": [],
+    }
+    triples = []
+    section = report.Section("Pitch interpolation (Fig. 6)")
+    for k, (i, j) in enumerate(pairs):
+        x = test.audio[[i, j]]
+        z = model.encode(x)
+        g = model.decode(torch.cat([z, 0.5 * (z[:1] + z[1:])])).cpu().numpy()
+        g1, g2, mid = g[0], g[1], g[2]
+        signal_mid = 0.5 * (x[0] + x[1])[: g.shape[1]]
+        p1, p2 = int(test.meta[i]["pitch"]), int(test.meta[j]["pitch"])
+        f_expected = ev.midi_to_hz((p1 + p2) / 2)
+        band = (ev.midi_to_hz(p1 - 3), ev.midi_to_hz(p2 + 3))
+        entry: dict[str, Any] = {
+            "pitches": [p1, p2],
+            "names": [test.meta[i].get("name"), test.meta[j].get("name")],
+        }
+        for label, y in (("latent", mid), ("signal", signal_mid)):
+            f0 = ev.median_f0(y, fs, model=ctx.crepe_model)
+            hp = ev.harmonic_pitches(y, fs, fmin=max(float(band[0]) / 2, ev.CREPE_FMIN))
+            c = ev.cents(f0, f_expected)
+            rec[f"{label}_cents"].append(c)
+            rec[f"{label}_single"].append(hp.single)
+            entry[label] = {
+                "f0": f0,
+                "cents_from_midpoint": c,
+                "single": hp.single,
+                "salience_ratio": hp.ratio,
+                "fundamentals": list(hp.f0),
+            }
+        entry["endpoints_f0"] = [
+            ev.median_f0(g1, fs, model=ctx.crepe_model),
+            ev.median_f0(g2, fs, model=ctx.crepe_model),
+        ]
+        rec["pairs"].append(entry)
+        if k < ctx.n_examples:
+            triples.append((f"{p1}->{p2}", g1, mid, g2))
+            for lab, y in (("G(Z1)", g1), ("G(mid)", mid), ("G(Z2)", g2), ("mix", signal_mid)):
+                section.add(report.Audio(_wav(folder, f"pair{k}-{lab}", y, fs), f"{k}: {lab}"))
+
+    def share(label: str) -> dict[str, float]:
+        """Shares of midpoints with one fundamental / f0 near the intermediate pitch."""
+        c = np.abs(np.asarray(rec[f"{label}_cents"], dtype=float))
+        single = np.asarray(rec[f"{label}_single"], dtype=bool)
+        # "near" = closer to the intermediate pitch than to either note (+-125 cents of 500)
+        near = np.nan_to_num(c, nan=np.inf) < 125
+        return {
+            "single_fundamental": float(single.mean()) if single.size else float("nan"),
+            "near_midpoint": float(near.mean()) if near.size else float("nan"),
+            "single_and_near": float((single & near).mean()) if near.size else float("nan"),
+            "median_abs_cents": float(np.nanmedian(c)) if c.size else float("nan"),
+        }
+
+    shares = {"latent": share("latent"), "signal": share("signal")}
+    summary: dict[str, Any] = {**shares, "pairs": len(pairs)}
+    rows: list[list[object]] = [
+        [
+            lab,
+            shares[key]["single_fundamental"],
+            shares[key]["near_midpoint"],
+            shares[key]["single_and_near"],
+            shares[key]["median_abs_cents"],
+        ]
+        for lab, key in (("latent G((Z1+Z2)/2)", "latent"), ("signal (x1+x2)/2", "signal"))
+    ]
+    section.blocks.insert(
+        0,
+        report.Table(
+            [
+                "midpoint",
+                "one fundamental",
+                "f0 within 125 cents of midpoint",
+                "both",
+                "median |cents|",
+            ],
+            rows,
+            caption=f"{len(pairs)} pairs of test notes of one instrument 5 semitones apart. "
+            "f0 by CREPE; one fundamental by the two-pitch salience test.",
+        ),
+    )
+    if triples:
+        fig = plots.pitch_interpolation_figure(triples, fs, folder / "fig6.png")
+        hist = plots.histogram(
+            {"latent": rec["latent_cents"], "signal": rec["signal_cents"]},
+            folder / "cents.png",
+            xlabel="cents from the intermediate pitch",
+        )
+        section.blocks.insert(1, report.Figure(fig, "G(Z1) | G((Z1+Z2)/2) | G(Z2)"))
+        section.blocks.insert(2, report.Figure(hist, "Distribution of midpoint f0 errors"))
+    return _finish(ctx, name, folder, {"run": info, "summary": summary, **rec}, section)
+
+
+def _latent_pair(model: Any, frames: int, seed: int) -> tuple[np.ndarray, ...]:
+    """G(Z1), G(Z2), G((Z1+Z2)/2) for white-noise codes Z1, Z2 (L^-1 warmed up, paper eq. 1)."""
+    g = torch.Generator().manual_seed(seed)
+    warm = int(model.config.whitening.warmup)
+    z = torch.randn(2, model.num_channels, warm + frames, generator=g)
+    z = torch.cat([z, 0.5 * (z[:1] + z[1:])])
+    S = torch.relu(model.var.unwhiten(z))[..., warm:] * model.norm[:, None]
+    out = model.decode_scattering(S, aligned=False).cpu().numpy()
+    return out[0], out[1], out[2]
+
+
+def waveform_interpolation(ctx: Context) -> Outcome:
+    """Fig. 7: latent interpolation keeps silences and notes, the signal mix does not."""
+    name = "waveform_interpolation"
+    folder = _out_folder(ctx, name)
+    model, info = trained_model(ctx, PIANO, "inv+mm")
+    train = load_split(ctx, PIANO, "train")
+    frames = max(1, train.audio.shape[1] // model.hop)
+    fs = model.fs
+    metrics: dict[str, list[float]] = {}
+    section = report.Section("Waveform interpolation (Fig. 7)")
+    for k in range(ctx.n_pairs):
+        g1, g2, latent = _latent_pair(model, frames, ctx.seed + k)
+        signal = 0.5 * (g1 + g2)
+        for label, y in (("G(Z1)", g1), ("G(Z2)", g2), ("latent", latent), ("signal", signal)):
+            for metric, fn in (
+                ("silent", ev.silent_frames),
+                ("flatness", ev.spectral_flatness),
+                ("partials", lambda v: ev.simultaneous_partials(v, fs)),
+            ):
+                metrics.setdefault(f"{label}:{metric}", []).append(fn(y))
+        if k == 0:
+            fig = plots.waveform_interpolation_figure(
+                g1, g2, latent, signal, fs, folder / "fig7.png"
+            )
+            section.add(report.Figure(fig, "Top: G(Z1), G(Z2). Bottom: latent | signal mix."))
+            for lab, y in (("G(Z1)", g1), ("G(Z2)", g2), ("latent", latent), ("signal", signal)):
+                section.add(report.Audio(_wav(folder, f"pair0-{lab}", y, fs), lab))
+    means = {k: float(np.nanmean(v)) for k, v in metrics.items()}
+    rows = [
+        [lab] + [means[f"{lab}:{m}"] for m in ("silent", "flatness", "partials")]
+        for lab in ("G(Z1)", "G(Z2)", "latent", "signal")
+    ]
+    section.blocks.insert(
+        0,
+        report.Table(
+            ["signal", "silent frames", "spectral flatness", "simultaneous partials"],
+            rows,
+            caption=f"Means over {ctx.n_pairs} generated pairs. The paper's claim: the latent "
+            "midpoint keeps silences and separate notes where the signal mix fills them in.",
+        ),
+    )
+    return _finish(ctx, name, folder, {"run": info, "means": means, "per_pair": metrics}, section)
+
+
+def scattering_overview(ctx: Context) -> Outcome:
+    """A real instrument note, its scalogram S_K and its scattering S_J (the embedding)."""
+    from mmsin.scattering import Scalogram, TimeFrequencyScattering
+
+    name = "scattering"
+    folder = _out_folder(ctx, name)
+    clips = load_split(ctx, NOTES, "test")
+    idx = 0
+    for i, m in enumerate(clips.meta):
+        if 55 <= int(m.get("pitch", 0)) <= 67:
+            idx = i
+            break
+    x = clips.audio[idx]
+    fs = int(clips.fs)
+    xt = torch.as_tensor(x)[None]
+    with torch.no_grad():
+        sk_mod = Scalogram(K=5, Q=12, fs=fs)
+        sk = sk_mod(xt)[0].numpy()
+        sj_mod = TimeFrequencyScattering(J=10 if ctx.preset != "tiny" else 6, fs=fs)
+        sj = sj_mod(xt)[0].numpy()
+    label = clips.meta[idx].get("name", "note")
+    f1 = plots.scattering_figure(
+        x,
+        sk,
+        fs,
+        folder / "scalogram.png",
+        hop=32,
+        title=f"{label}: scalogram S_K (2^K = 32)",
+        channel_label="S_K channel (high to low frequency)",
+    )
+    f2 = plots.scattering_figure(
+        x,
+        sj,
+        fs,
+        folder / "scattering.png",
+        hop=2**10,
+        title=f"{label}: time-frequency scattering S_J (2^J = 1024)",
+        channel_label="S_J channel",
+    )
+    section = report.Section("The embedding of a real note").add(
+        report.Paragraph(
+            f"{label}: {x.size / fs:.1f} s at {fs} Hz; S_K has {sk.shape[0]} "
+            f"channels, S_J {sj.shape[0]} channels x {sj.shape[1]} frames."
+        ),
+        report.Figure(f1, "Scalogram S_K (log scale)"),
+        report.Figure(f2, "Scattering S_J (log scale)"),
+        report.Audio(_wav(folder, "note", x, fs), label),
+    )
+    return _finish(
+        ctx,
+        name,
+        folder,
+        {"clip": label, "sk_channels": int(sk.shape[0]), "sj_channels": int(sj.shape[0])},
+        section,
+    )
+
+
+EXPERIMENTS: dict[str, Callable[[Context], Outcome]] = {
+    "reconstruction": reconstruction,
+    "table1": table1,
+    "generation": generation,
+    "moment_matching": moment_matching,
+    "pitch_interpolation": pitch_interpolation,
+    "waveform_interpolation": waveform_interpolation,
+    "scattering": scattering_overview,
+}
+
+
+def run(name: str, ctx: Context | None = None) -> Outcome:
+    """Run one experiment by name."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name](ctx or Context())
+
+
+def model_available() -> bool:
+    """Whether the model side (training, losses, model) is importable."""
+    try:
+        import mmsin.losses
+        import mmsin.model
+        import mmsin.training  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def reproduce(ctx: Context | None = None, names: list[str] | None = None) -> Path:
+    """Run experiments (default: all that the installed modules allow) and write one report.
+
+    Returns the path of the combined ``results/reproduce/<preset>-<timestamp>/report.html``.
+    """
+    ctx = ctx or Context()
+    if names is None:
+        names = ["scattering"]
+        if model_available():
+            names += [n for n in EXPERIMENTS if n != "scattering"]
+        else:
+            ctx.say("model modules not available yet: running the scattering overview only")
+    outcomes = []
+    t0 = time.perf_counter()
+    for k, n in enumerate(names, 1):
+        ctx.say(f"[{k}/{len(names)}] {n} ({time.perf_counter() - t0:.0f} s so far)")
+        outcomes.append(run(n, ctx))
+    folder = _out_folder(ctx, "reproduce")
+    combined = {o.name: {"folder": str(o.folder), **o.numbers} for o in outcomes}
+    (folder / "results.json").write_text(json.dumps(_jsonable(combined), indent=2) + "\n")
+    page = report.write_report(
+        folder / "report.html",
+        "MM-SIN: the paper's Section 5 reproduced",
+        [o.section for o in outcomes],
+        subtitle=f"preset {ctx.preset}; {time.perf_counter() - t0:.0f} s; runs: "
+        + ", ".join(ctx.runs)
+        if ctx.runs
+        else f"preset {ctx.preset}",
+    )
+    ctx.say(f"report: {page}")
+    return page
+
+
+def demo(ctx: Context | None = None) -> Path:
+    """The whole story at small scale: data, models, every experiment, one report."""
+    ctx = ctx or Context(preset="small", n_examples=2, n_pairs=8, n_samples=4)
+    from mmsin import data
+
+    for kind in data.LOOKALIKES:
+        ctx.say(f"building {kind} ({_size(ctx)})")
+        data.build(kind, _size(ctx), progress=ctx.progress)
+    return reproduce(ctx)
