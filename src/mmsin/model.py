@@ -291,6 +291,35 @@ class MMSIN(nn.Module):
         w = self._config.whitening.warmup if warmup is None else int(warmup)
         return self.var.sample(batch, frames, warmup=w, generator=g).float()  # type: ignore[no-any-return]
 
+    @torch.no_grad()
+    def interpolate(
+        self, Z_a: Tensor, Z_b: Tensor, ratios: float | list[float], *, aligned: bool = True
+    ) -> Tensor:
+        """Decode points on the line between two embeddings: G(ReLU(L^-1((1-r) Z_a + r Z_b))).
+
+        The paper's transformations by arithmetic in the embedding (section 5.4, Figs. 6-7):
+        r = 0.5 gives G((Z_1 + Z_2) / 2).
+
+        Parameters
+        ----------
+        Z_a, Z_b : Tensor, shape (k_J, F) or (1, k_J, F)
+            Embeddings (from :meth:`encode`); cropped to the shorter one's frames.
+        ratios : float or list of float
+            r values (0: Z_a, 1: Z_b).
+
+        Returns
+        -------
+        Tensor, shape (len(ratios), samples), float32.
+        """
+        a, b = self._frames(Z_a, "Z_a"), self._frames(Z_b, "Z_b")
+        if a.shape[0] != 1 or b.shape[0] != 1:
+            raise ValueError("interpolate takes one embedding on each side")
+        frames = min(a.shape[2], b.shape[2])
+        a, b = a[..., :frames], b[..., :frames]
+        r = torch.as_tensor([ratios] if isinstance(ratios, float | int) else list(ratios))
+        r = r.to(a)[:, None, None]
+        return self.decode((1 - r) * a + r * b, aligned=aligned)
+
     def _generate_from(self, frames: Tensor, aligned: bool) -> Tensor:
         self.eval()
         out = self.generator(frames.float()).float()

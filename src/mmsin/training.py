@@ -1083,7 +1083,10 @@ def _write_previews(
     for r, (name, x) in enumerate(rows):
         for i in range(min(count, x.shape[0])):
             ax = axes[r][i]
-            ax.specgram(x[i].numpy(), NFFT=256, Fs=fs, noverlap=192, cmap="magma", scale="dB")
+            nfft = int(min(256, 2 ** int(np.log2(max(x.shape[1] // 4, 2)))))
+            ax.specgram(
+                x[i].numpy(), NFFT=nfft, Fs=fs, noverlap=3 * nfft // 4, cmap="magma", scale="dB"
+            )
             ax.set_title(f"{name} {i}", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.tight_layout()

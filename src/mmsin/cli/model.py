@@ -1,0 +1,369 @@
+"""``mmsin train / encode / decode / generate / interpolate``: the model's command line.
+
+Thin: parse, call :mod:`mmsin.training` or :class:`mmsin.MMSIN`, write files, print paths.
+Every command that needs a trained model takes ``--model PATH`` (a checkpoint file or a run
+folder); without it, the newest checkpoint under ``$MMSIN_HOME/runs`` is used, else the
+pretrained model shipped with the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_MODEL_HELP = (
+    "trained model: a checkpoint file or a run folder (default: the newest checkpoint under "
+    "$MMSIN_HOME/runs, else the pretrained model shipped with mmsin)"
+)
+
+
+def _user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Report ValueErrors (bad config values, bad data, bad arrays) as one-line user errors."""
+
+    def run(args: argparse.Namespace) -> int:
+        from mmsin.cli import UserError
+
+        try:
+            return func(args)
+        except (ValueError, FileExistsError) as exc:
+            text = " ".join(str(exc).split())
+            raise UserError(text) from None
+
+    return run
+
+
+def _load_model(args: argparse.Namespace) -> Any:
+    from mmsin.model import MMSIN
+
+    model = MMSIN.load(args.model)
+    print(f"model: {model.source}")
+    return model
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mmsin import paths
+    from mmsin.config import Config, override, preset
+    from mmsin.training import train
+
+    cfg = Config.load(args.config) if args.config else preset(args.preset)
+    sets = list(args.set or [])
+    if args.data:
+        sets.insert(0, f"data.source={args.data}")
+    cfg = override(cfg, sets)
+    if args.run:
+        cfg.name = args.run
+    run_dir = paths.runs_dir() / cfg.name
+    _ensure_data(cfg)
+    result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    last = result.history["test_inv"][-1] if result.history["test_inv"] else float("nan")
+    print(
+        f"trained {result.global_step} steps ({result.epochs_done} epochs); "
+        f"test L_inv {last:.4f}; checkpoint: {result.checkpoint}"
+    )
+    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return 0
+
+
+def _ensure_data(cfg: Any) -> None:
+    """Build the embedded look-alike data set on first use, so `mmsin train` just works."""
+    if cfg.data.source not in ("nsynth-like", "beethoven-like"):
+        return
+    from mmsin import paths
+
+    root = paths.data_dir() / f"{cfg.data.source}-{cfg.data.size}"
+    if not root.exists():
+        from mmsin.data import build
+
+        print(f"building the {cfg.data.source} ({cfg.data.size}) data set first (once) ...")
+        build(cfg.data.source, cfg.data.size)
+
+
+# --------------------------------------------------------------------------- encode / decode
+
+
+def _read_audio(paths_: list[str], fs: int) -> tuple[np.ndarray, list[int]]:
+    from mmsin.io import load_audio
+
+    clips = [load_audio(p, fs, normalize=True) for p in paths_]
+    lengths = [len(c) for c in clips]
+    out = np.zeros((len(clips), max(lengths)), dtype=np.float32)
+    for i, c in enumerate(clips):
+        out[i, : len(c)] = c
+    return out, lengths
+
+
+def _encode(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise ValueError(f"--out {out}: must end in .npy")
+    model = _load_model(args)
+    x, lengths = _read_audio(args.audio, model.fs)
+    codes = model.encode_scattering(x) if args.scattering else model.encode(x)
+    arr = codes.cpu().numpy().astype(np.float32)
+    if len(args.audio) == 1:
+        arr = arr[0]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, arr)
+    kind = "S_J (scattering)" if args.scattering else "Z (whitened embedding)"
+    if len(set(lengths)) > 1:
+        print("note: files of different lengths were zero-padded at the end to the longest")
+    print(f"wrote {kind} of shape {arr.shape} to {out}")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from mmsin.io import normalize_peak, save_audio
+
+    src = Path(args.file)
+    if not src.is_file():
+        raise ValueError(f"{src}: no such file")
+    try:
+        arr = np.load(src, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{src}: not a .npy array ({' '.join(str(exc).split())})") from None
+    if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(
+            f"{src}: expected a float array (channels, frames) or (n, channels, frames), "
+            f"got {arr.dtype} {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{src}: contains NaN or infinite values")
+    model = _load_model(args)
+    kind = args.kind
+    if kind == "auto":
+        # S_J is a modulus (non-negative); Z, the whitened innovations, is about N(0, 1).
+        kind = "scattering" if float(arr.min()) >= 0 else "z"
+    channels = arr.shape[-2]
+    if channels != model.num_channels:
+        raise ValueError(
+            f"{src}: has {channels} channels but the model's embedding has {model.num_channels}"
+        )
+    x = model.decode_scattering(arr) if kind == "scattering" else model.decode(arr)
+    x = x.cpu().numpy()
+    out = Path(args.out)
+    names = [out] if x.shape[0] == 1 else [_numbered(out, i) for i in range(x.shape[0])]
+    for name, sig in zip(names, x, strict=True):
+        save_audio(name, normalize_peak(sig), model.fs)
+        print(f"wrote {name} ({len(sig) / model.fs:.2f} s at {model.fs} Hz, decoded from {kind})")
+    return 0
+
+
+def _numbered(path: Path, i: int) -> Path:
+    return path.with_name(f"{path.stem}-{i:02d}{path.suffix or '.wav'}")
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mmsin import paths
+    from mmsin.io import normalize_peak, save_audio
+
+    if args.seconds <= 0 or args.count < 1:
+        raise ValueError("--seconds must be positive and --count at least 1")
+    model = _load_model(args)
+    frames = max(1, math.ceil(args.seconds * model.fs / model.hop))
+    x = model.generate(frames, batch=args.count, seed=args.seed).cpu().numpy()
+    out = Path(args.out) if args.out else paths.results_dir() / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    for i, sig in enumerate(x):
+        name = out / f"generated-seed{args.seed}-{i:02d}.wav"
+        save_audio(name, normalize_peak(sig), model.fs)
+        print(f"wrote {name}")
+    return 0
+
+
+# --------------------------------------------------------------------------- interpolate
+
+
+def _interpolate(args: argparse.Namespace) -> int:
+    from mmsin import paths
+    from mmsin.io import normalize_peak, save_audio
+
+    if args.seeds is None and (args.audio is None or len(args.audio) != 2):
+        raise ValueError("give two audio files (A.wav B.wav) or --seeds K1 K2")
+    if args.seeds is not None and args.audio:
+        raise ValueError("give either two audio files or --seeds, not both")
+    if args.steps is not None and args.steps < 2:
+        raise ValueError("--steps must be at least 2")
+    if args.ratio is not None and args.steps is not None:
+        raise ValueError("give either --ratio or --steps, not both")
+    model = _load_model(args)
+    if args.seeds is not None:
+        frames = max(1, math.ceil(args.seconds * model.fs / model.hop))
+        S = [model.sample_scattering(frames, seed=k) for k in args.seeds]
+        Z = [model.var.whiten(s) for s in S]
+        label = f"seeds {args.seeds[0]} and {args.seeds[1]}"
+    else:
+        x, _ = _read_audio(args.audio, model.fs)
+        Zx = model.encode(x)
+        Z = [Zx[:1], Zx[1:]]
+        label = f"{args.audio[0]} and {args.audio[1]}"
+    ratios = (
+        [float(r) for r in np.linspace(0.0, 1.0, args.steps)]
+        if args.steps is not None
+        else [0.5 if args.ratio is None else float(args.ratio)]
+    )
+    x_out = model.interpolate(Z[0], Z[1], ratios).cpu().numpy()
+    default = paths.results_dir() / "interpolated"
+    if args.steps is None:
+        out = Path(args.out) if args.out else default / "interpolated.wav"
+        names = [out]
+    else:
+        folder = Path(args.out) if args.out else default
+        names = [folder / f"interpolated-{i:02d}-r{r:.2f}.wav" for i, r in enumerate(ratios)]
+    for name, sig, r in zip(names, x_out, ratios, strict=True):
+        save_audio(name, normalize_peak(sig), model.fs)
+        print(f"wrote {name} (ratio {r:.2f} between {label})")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def register(subparsers: Any) -> None:
+    """Add train, encode, decode, generate and interpolate to the ``mmsin`` command."""
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    t = subparsers.add_parser(
+        "train",
+        help="train an MM-SIN generator on a data set",
+        formatter_class=fmt,
+        description=(
+            "Train the generator G that inverts the fixed scattering embedding (paper section 3)."
+            "\nThe first run computes the scattering of the data set once and caches it.\n"
+            "Checkpoints, config and TensorBoard logs go to $MMSIN_HOME/runs/RUN/.\n\n"
+            "examples:\n"
+            "  mmsin train                                  # small preset, embedded data\n"
+            "  mmsin train --preset paper --data /data/nsynth\n"
+            "  mmsin train --set train.epochs=5 --set loss.kind=inv --run quick\n"
+            "  mmsin train --run quick --resume             # continue after an interruption\n"
+            "  torchrun --nproc_per_node 4 -m mmsin train --preset paper   # several GPUs"
+        ),
+    )
+    t.add_argument(
+        "--preset",
+        choices=["small", "paper"],
+        default="small",
+        help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours). "
+        "Default: small",
+    )
+    t.add_argument("--config", metavar="FILE.json", help="start from a saved config.json instead")
+    t.add_argument(
+        "--data",
+        metavar="SOURCE",
+        help="nsynth-like or beethoven-like (built on first use), an NSynth or SampleRNN "
+        "Beethoven folder, or any folder of audio files (default: the preset's, nsynth-like)",
+    )
+    t.add_argument("--run", metavar="NAME", help="run folder name (default: the preset name)")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.FIELD=VALUE",
+        help="override one config field, e.g. train.lr=1e-3 (repeatable)",
+    )
+    t.add_argument(
+        "--resume", action="store_true", help="continue the run from its last checkpoint"
+    )
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=_user_errors(_train))
+
+    e = subparsers.add_parser(
+        "encode",
+        help="audio files -> embedding Z (or scattering S_J) as .npy",
+        formatter_class=fmt,
+        description=(
+            "Encode audio into the paper's fixed embedding Z = L S_J x: one vector of k_J values\n"
+            "every 2^J samples (973 values every 0.25 s for the paper's setting). Audio is read\n"
+            "as mono, resampled to the model's rate and peak-normalised.\n\n"
+            "examples:\n"
+            "  mmsin encode note.wav --out note.npy\n"
+            "  mmsin encode a.wav b.wav --out ab.npy --scattering"
+        ),
+    )
+    e.add_argument("audio", nargs="+", metavar="AUDIO", help="audio file(s): wav, flac, ogg, ...")
+    e.add_argument("--out", required=True, metavar="FILE.npy", help="output array")
+    e.add_argument(
+        "--scattering",
+        action="store_true",
+        help="write the scattering S_J instead of the whitened Z",
+    )
+    e.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    e.set_defaults(func=_user_errors(_encode))
+
+    d = subparsers.add_parser(
+        "decode",
+        help=".npy embedding (Z or S_J) -> WAV",
+        formatter_class=fmt,
+        description=(
+            "Turn an embedding back into sound with the trained generator: x = G(ReLU(L^-1 Z)).\n"
+            "The array is (channels, frames) or (n, channels, frames); with n > 1 the files\n"
+            "are numbered OUT-00.wav, OUT-01.wav, ...\n\n"
+            "example:\n"
+            "  mmsin decode note.npy --out note-decoded.wav"
+        ),
+    )
+    d.add_argument("file", metavar="FILE.npy", help="array written by `mmsin encode`")
+    d.add_argument("--out", required=True, metavar="FILE.wav", help="output WAV file")
+    d.add_argument(
+        "--kind",
+        choices=["auto", "z", "scattering"],
+        default="auto",
+        help="what the array holds (auto: S_J if it is non-negative, else Z)",
+    )
+    d.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    d.set_defaults(func=_user_errors(_decode))
+
+    g = subparsers.add_parser(
+        "generate",
+        help="new audio from Gaussian white noise -> WAV",
+        formatter_class=fmt,
+        description=(
+            "Generate audio from white noise: x = G(ReLU(L^-1 z)), z ~ N(0, I) (paper eq. 1).\n\n"
+            "example:\n"
+            "  mmsin generate --seconds 8 --count 4 --seed 1 --out generated/"
+        ),
+    )
+    g.add_argument("--seconds", type=float, default=4.0, help="duration (default 4)")
+    g.add_argument("--count", type=int, default=1, help="number of files (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    g.add_argument(
+        "--out", metavar="DIR", help="output folder (default $MMSIN_HOME/results/generated)"
+    )
+    g.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    g.set_defaults(func=_user_errors(_generate))
+
+    i = subparsers.add_parser(
+        "interpolate",
+        help="mix two sounds (or two noise seeds) in the embedding -> WAV",
+        formatter_class=fmt,
+        description=(
+            "Decode (1 - r) Z_A + r Z_B: interpolation in the embedding (paper Figs. 6-7).\n"
+            "With two audio files of the same instrument a few semitones apart, r = 0.5 gives\n"
+            "one note in between rather than two superposed notes.\n\n"
+            "examples:\n"
+            "  mmsin interpolate A.wav B.wav --out mid.wav            # r = 0.5\n"
+            "  mmsin interpolate A.wav B.wav --steps 5 --out sweep/   # r = 0, .25, ..., 1\n"
+            "  mmsin interpolate --seeds 1 2 --ratio 0.3 --out mix.wav"
+        ),
+    )
+    i.add_argument("audio", nargs="*", metavar="AUDIO", help="two audio files A and B")
+    i.add_argument("--seeds", type=int, nargs=2, metavar=("K1", "K2"), help="two noise seeds")
+    i.add_argument("--ratio", type=float, help="r in [0, 1] (default 0.5)")
+    i.add_argument("--steps", type=int, help="write n files for r evenly spaced from 0 to 1")
+    i.add_argument("--seconds", type=float, default=4.0, help="duration with --seeds (default 4)")
+    i.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output WAV (or folder with --steps); default under $MMSIN_HOME/results/interpolated",
+    )
+    i.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    i.set_defaults(func=_user_errors(_interpolate))
