@@ -114,7 +114,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, np.ndarray):
-        return v.tolist()
+        return _jsonable(v.tolist())
     if isinstance(v, float) and v != v:
         return None  # JSON has no NaN
     if isinstance(v, Path):
