@@ -15,16 +15,16 @@ import pytest
 import torch
 
 pytest.importorskip("mmsin.losses")
-from mmsin import training  # noqa: E402
-from mmsin.checkpoint import (  # noqa: E402
+from mmsin import training
+from mmsin.checkpoint import (
     CHECKPOINT_NAME,
     get_rng_state,
     load_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
-from mmsin.config import Config, override, preset  # noqa: E402
-from mmsin.data import Clips  # noqa: E402
+from mmsin.config import Config, override, preset
+from mmsin.data import Clips
 
 J = 5
 HOP = 2**J
@@ -142,7 +142,7 @@ def test_features_are_cached_once_per_data_and_config(tmp_path: Path, monkeypatc
 
 def test_clips_shorter_than_a_segment_are_a_clear_error(tmp_path: Path) -> None:
     tr, te = clips(frames=3)
-    with pytest.raises(ValueError, match="fewer than train.segment_frames=4"):
+    with pytest.raises(ValueError, match=r"fewer than train\.segment_frames=4"):
         training.prepare_features(tiny(), tr, te, cache_dir=tmp_path)
 
 

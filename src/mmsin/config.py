@@ -171,16 +171,20 @@ class TrainConfig:
 class DataConfig:
     """Training data: ``source`` is a built look-alike name (``"nsynth-like"``,
     ``"beethoven-like"``, at ``size`` small or full) or a path understood by
-    :func:`mmsin.data.load_clips`; ``train_split`` and ``test_split`` name the splits."""
+    :func:`mmsin.data.load_clips`; ``train_split`` and ``test_split`` name the splits;
+    ``seconds``: extract length for a plain folder of audio files (None: the loader's 8 s)."""
 
     source: str = "nsynth-like"
     size: str = "small"
     train_split: str = "train"
     test_split: str = "test"
+    seconds: float | None = None
 
     def validate(self) -> None:
         _require(bool(self.source), "data.source", self.source, "must not be empty")
         _choice("data.size", self.size, ("small", "full"))
+        if self.seconds is not None:
+            _require(self.seconds > 0, "data.seconds", self.seconds, "must be positive")
 
 
 @dataclass

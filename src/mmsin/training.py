@@ -469,6 +469,8 @@ class TrainResult:
     global_step: int
     history: dict[str, list[float]]
     stopped_early: bool = False
+    #: The trained generator (unwrapped from DDP), on the training device, in train mode.
+    generator: nn.Module | None = None
 
 
 def _epoch_batches(n: int, per_rank: int, epoch: int, seed: int, d: _Dist) -> list[list[int]]:
@@ -654,6 +656,8 @@ def _load_data(cfg: Config) -> tuple[Any, Any]:
     kw: dict[str, Any] = {"fs": cfg.scattering.fs}
     if cfg.data.source in ("nsynth-like", "beethoven-like"):
         kw["size"] = cfg.data.size
+    elif cfg.data.seconds is not None and Path(cfg.data.source).is_dir():
+        kw["seconds"] = cfg.data.seconds
     tr = load_clips(cfg.data.source, cfg.data.train_split, **kw)
     te = load_clips(cfg.data.source, cfg.data.test_split, **kw)
     return tr, te
@@ -945,6 +949,7 @@ def _train(
         global_step=global_step,
         history=history,
         stopped_early=stopped_early,
+        generator=generator,
     )
 
 

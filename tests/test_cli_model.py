@@ -1,0 +1,142 @@
+"""Command-line round trip on generated WAV files: train a tiny model, encode, decode, generate,
+interpolate; user mistakes give one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("mmsin.losses")
+from test_training import HOP, TINY, clips
+
+from mmsin.cli import main
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with a folder of WAV files and a model trained on it through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    tr, te = clips(n_train=6, n_test=2)
+    # A plain folder of WAV files (the loader splits it); plus two files to encode.
+    folder = root / "audio"
+    (folder / "mine").mkdir(parents=True)
+    for i, x in enumerate(np.concatenate([tr.audio, te.audio])):
+        sf.write(folder / "mine" / f"clip{i}.wav", 0.9 * x, 4096, subtype="PCM_16")
+    (root / "test").mkdir()
+    for i, x in enumerate(te.audio):
+        sf.write(root / "test" / f"test{i}.wav", 0.9 * x, 4096, subtype="PCM_16")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MMSIN_HOME", str(root))
+    sets = [a for t in TINY if not t.startswith("name=") for a in ("--set", t)]
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(root / "audio"),
+            "--run",
+            "cli",
+            "-q",
+            *sets,
+            "--set",
+            "train.epochs=2",
+            "--set",
+            f"data.seconds={10 * HOP / 4096}",
+        ]
+    )
+    assert rc == 0
+    assert (root / "runs" / "cli" / "checkpoint.pt").is_file()
+    yield root
+    mp.undo()
+
+
+def test_encode_decode_round_trip(workspace: Path, tmp_path: Path, capsys) -> None:
+    src = workspace / "test" / "test0.wav"
+    n = sf.info(src).frames
+    z = tmp_path / "z.npy"
+    assert main(["encode", str(src), "--out", str(z)]) == 0
+    Z = np.load(z)
+    frames = (n - 1) // HOP + 1
+    assert Z.ndim == 2 and Z.shape[1] == frames and (Z < 0).any()
+    out = tmp_path / "y.wav"
+    assert main(["decode", str(z), "--out", str(out)]) == 0
+    y, fs = sf.read(out)
+    assert fs == 4096 and len(y) == (frames - 1) * HOP + 1 and np.isfinite(y).all()
+    assert np.abs(y).max() > 0.5  # peak-normalised, not silent
+    # S_J path: non-negative array, detected automatically.
+    s = tmp_path / "s.npy"
+    assert main(["encode", str(src), "--out", str(s), "--scattering"]) == 0
+    S = np.load(s)
+    assert S.shape == Z.shape and (S >= 0).all()
+    assert main(["decode", str(s), "--out", str(tmp_path / "s.wav")]) == 0
+    assert "decoded from scattering" in capsys.readouterr().out
+    # Two files at once -> (2, C, F) -> numbered WAVs.
+    both = tmp_path / "both.npy"
+    other = workspace / "test" / "test1.wav"
+    assert main(["encode", str(src), str(other), "--out", str(both)]) == 0
+    assert np.load(both).shape[0] == 2
+    assert main(["decode", str(both), "--out", str(tmp_path / "b.wav")]) == 0
+    assert (tmp_path / "b-00.wav").is_file() and (tmp_path / "b-01.wav").is_file()
+
+
+def test_generate_and_interpolate(workspace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert (
+        main(["generate", "--seconds", "0.1", "--count", "2", "--seed", "3", "--out", str(out)])
+        == 0
+    )
+    files = sorted(out.glob("*.wav"))
+    assert len(files) == 2
+    x, fs = sf.read(files[0])
+    assert fs == 4096 and len(x) == int(np.ceil(0.1 * 4096 / HOP)) * HOP
+    a, b = (workspace / "test" / f"test{i}.wav" for i in (0, 1))
+    assert main(["interpolate", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "s")]) == 0
+    assert len(list((tmp_path / "s").glob("*.wav"))) == 3
+    mid = tmp_path / "mid.wav"
+    assert main(["interpolate", "--seeds", "1", "2", "--seconds", "0.1", "--out", str(mid)]) == 0
+    assert np.isfinite(sf.read(mid)[0]).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["encode", "missing.wav", "--out", "z.npy"], "missing.wav"),
+        (["encode", "{wav}", "--out", "z.txt"], "must end in .npy"),
+        (["decode", "nothing.npy", "--out", "y.wav"], "no such file"),
+        (["decode", "{bad}", "--out", "y.wav"], "channels"),
+        (["decode", "{text}", "--out", "y.wav"], "not a .npy array"),
+        (["interpolate", "{wav}", "--out", "m.wav"], "two audio files"),
+        (["generate", "--seconds", "-1"], "--seconds must be positive"),
+        (["train", "--set", "train.nope=1"], "unknown field 'nope'"),
+        (["train", "--set", "train.epochs=x"], "not a valid int"),
+        (["decode", "{npy}", "--out", "y.wav", "--model", "no/such/run"], "no such model"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    workspace: Path, tmp_path: Path, capsys, argv: list[str], message: str
+) -> None:
+    wav = workspace / "test" / "test0.wav"
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.ones((3, 4), np.float32))
+    text = tmp_path / "text.npy"
+    text.write_text("hello")
+    good = tmp_path / "good.npy"
+    np.save(good, -np.ones((2, 4), np.float32))
+    subst = {"{wav}": str(wav), "{bad}": str(bad), "{text}": str(text), "{npy}": str(good)}
+    argv = [subst.get(a, a) for a in argv]
+    argv = [str(tmp_path / a) if a in ("z.npy", "y.wav", "m.wav") else a for a in argv]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_help_texts(capsys) -> None:
+    for cmd in ("train", "encode", "decode", "generate", "interpolate"):
+        with pytest.raises(SystemExit) as info:
+            main([cmd, "--help"])
+        assert info.value.code == 0
+        text = capsys.readouterr().out
+        assert "example" in text and "usage: mmsin " + cmd in text

@@ -1,0 +1,103 @@
+"""MMSIN: encode/decode/generate against the parts it is made of, loading rules, eval mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mmsin.losses")
+from mmsin import training
+from mmsin.model import MMSIN
+from test_training import HOP, clips, run, tiny
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("model")
+    res = run(tiny(2), tmp / "runs" / "tiny", tmp / "cache")
+    assert res.checkpoint is not None
+    return res.checkpoint
+
+
+def test_encode_decode_are_the_papers_operators(trained: Path) -> None:
+    m = MMSIN.load(trained)
+    x = torch.as_tensor(clips()[1].audio)  # (2, 320)
+    S = training.build_scattering(m.config)(x)
+    frames = (x.shape[1] - 1) // HOP + 1
+    assert S.shape == (2, m.num_channels, frames)
+    # Z = L(S_J x / norm), computed here from the parts.
+    Z = m.encode(x)
+    torch.testing.assert_close(Z, m.var.whiten(S / m.norm[:, None]))
+    assert Z.shape == (2, m.num_channels, frames) and Z.dtype == torch.float32
+    # decode(encode(x)) = G(S_J x / norm) since L^-1 L = I (ReLU is a no-op on S_J >= 0).
+    x_hat = m.decode(Z)
+    g = m.generator(S / m.norm[:, None])
+    torch.testing.assert_close(x_hat, g[:, HOP - 1 :], atol=1e-4, rtol=1e-4)
+    assert x_hat.shape == (2, (frames - 1) * HOP + 1)
+    torch.testing.assert_close(m.decode_scattering(S), x_hat, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m(x), x_hat, atol=1e-4, rtol=1e-4)
+    # Batched equals one at a time (BatchNorm in eval mode).
+    torch.testing.assert_close(m.decode(Z[1:]), x_hat[1:], atol=1e-5, rtol=1e-5)
+
+
+def test_model_stays_in_eval_mode(trained: Path) -> None:
+    m = MMSIN.load(trained)
+    m.train()
+    assert not any(mod.training for mod in m.modules())
+
+
+def test_generate_shape_seed_and_finiteness(trained: Path) -> None:
+    m = MMSIN.load(trained)
+    a = m.generate(6, batch=3, seed=1)
+    assert a.shape == (3, 6 * HOP) and torch.isfinite(a).all()
+    torch.testing.assert_close(m.generate(6, batch=3, seed=1), a)
+    assert not torch.equal(m.generate(6, batch=3, seed=2), a)
+    assert not torch.equal(a[0], a[1])  # independent noise per item
+    with pytest.raises(ValueError, match="frames >= 1"):
+        m.generate(0)
+
+
+def test_interpolate_endpoints_are_the_decodings(trained: Path) -> None:
+    m = MMSIN.load(trained)
+    Z = m.encode(torch.as_tensor(clips()[1].audio))
+    out = m.interpolate(Z[:1], Z[1:], [0.0, 0.5, 1.0])
+    torch.testing.assert_close(out[0], m.decode(Z[:1])[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out[2], m.decode(Z[1:])[0], atol=1e-4, rtol=1e-4)
+    mid = m.decode(0.5 * (Z[:1] + Z[1:]))[0]
+    torch.testing.assert_close(out[1], mid, atol=1e-4, rtol=1e-4)
+
+
+def test_save_and_load_round_trip(trained: Path, tmp_path: Path) -> None:
+    m = MMSIN.load(trained)
+    path = m.save(tmp_path / "m.pt")
+    m2 = MMSIN.load(path)
+    assert m2.config == m.config and m2.fs == 4096
+    x = np.asarray(clips()[1].audio[0])
+    torch.testing.assert_close(m2.decode(m2.encode(x)), m.decode(m.encode(x)))
+
+
+def test_default_load_finds_the_newest_run_else_says_how_to_train(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mmsin.model as model_mod
+
+    monkeypatch.setattr(model_mod, "pretrained_dir", lambda: tmp_path / "none")
+    monkeypatch.setenv("MMSIN_HOME", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="mmsin train"):
+        MMSIN.load()
+    monkeypatch.setenv("MMSIN_HOME", str(trained.parents[2]))
+    assert MMSIN.load().source == trained
+    assert MMSIN.load(trained.parent).source == trained  # a run folder works too
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        MMSIN.load(tmp_path / "missing.pt")
+
+
+def test_bad_inputs_are_clear(trained: Path) -> None:
+    m = MMSIN.load(trained)
+    with pytest.raises(ValueError, match="shape"):
+        m.encode(torch.zeros(1, 2, 3, 4))
+    with pytest.raises(ValueError, match=f"\\(batch, {m.num_channels}, frames\\)"):
+        m.decode(torch.zeros(1, m.num_channels + 1, 3))
