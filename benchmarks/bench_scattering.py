@@ -46,7 +46,15 @@ SIZES: dict[str, dict[str, Any]] = {
     "full": {"sk": (128, 8192), "sj": (16, 32768), "J": 10, "K": 5, "repeats": 5, "budget": 60.0},
     "quick": {"sk": (16, 8192), "sj": (2, 32768), "J": 10, "K": 5, "repeats": 3, "budget": 20.0},
     # The smoke test: tiny shapes, one repeat; exercises the machinery, not the numbers.
-    "tiny": {"sk": (2, 2048), "sj": (1, 4096), "J": 6, "K": 5, "repeats": 1, "budget": 5.0},
+    "tiny": {
+        "sk": (2, 2048),
+        "sj": (1, 4096),
+        "J": 6,
+        "K": 5,
+        "repeats": 1,
+        "budget": 5.0,
+        "modes": ("fwd+bwd",),
+    },
 }
 
 
@@ -232,7 +240,8 @@ def plan(
     # ---- S_K --------------------------------------------------------------------------------
     B, T = cfg["sk"]
     K = cfg["K"]
-    for mode in MODES:
+    modes = cfg.get("modes", MODES)
+    for mode in modes:
         peer_key = None
         if not kym_missing:
             peer_key = spec(
@@ -245,6 +254,17 @@ def plan(
                 batch=B,
                 time=T,
                 mode=mode,
+            )
+        if ours_missing and peer_key is not None:
+            # Keep measuring the peer so the table shows it even before our module lands.
+            rows.append(
+                Comparison(
+                    case=f"S_K (peer only) {mode} {B}x{T}",
+                    ours_label="-",
+                    ours_key="",
+                    peer_label=f"kymatio 0.3.0 Scattering1D(J={K}, Q=12, order 1)",
+                    peer_key=peer_key,
+                )
             )
         for wavelet in ("morlet", "gammatone"):
             if ours_missing:
@@ -275,7 +295,7 @@ def plan(
     B, T = cfg["sj"]
     J = cfg["J"]
     dev_missing = importable(KYMATIO_FRONTEND, "TimeFrequencyScatteringTorch")
-    for mode in MODES:
+    for mode in modes:
         ours_keys: dict[str, str] = {}
         if not ours_missing:
             for variant in ("paper", "time"):
@@ -342,7 +362,7 @@ def plan(
                         ),
                     )
                 )
-        if dev_missing and mode == MODES[0]:
+        if dev_missing and mode == modes[0]:
             notes.append(
                 "kymatio's TimeFrequencyScattering is not importable (kymatio "
                 "0.3.0 on PyPI has none; it exists only in kymatio's development branch): "
@@ -375,7 +395,6 @@ def plan(
                 )
             )
         if ours_missing:
-            # Keep measuring the peer so the table shows it even before our module lands.
             rows.append(
                 Comparison(
                     case=f"S_J (peer only) {mode} {B}x{T}",
@@ -383,18 +402,6 @@ def plan(
                     ours_key="",
                     peer_label=f"kymatio 0.3.0 Scattering1D(J={J}, Q=12, order 2)",
                     peer_key=s2_key,
-                )
-            )
-    if ours_missing and not kym_missing:
-        for mode in MODES:
-            key = f"kymatio-S1-J{K}-{mode}|t{threads}|{device}"
-            rows.append(
-                Comparison(
-                    case=f"S_K (peer only) {mode} {cfg['sk'][0]}x{cfg['sk'][1]}",
-                    ours_label="-",
-                    ours_key="",
-                    peer_label=f"kymatio 0.3.0 Scattering1D(J={K}, Q=12, order 1)",
-                    peer_key=key,
                 )
             )
     return list(specs.values()), rows, notes
