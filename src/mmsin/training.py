@@ -567,6 +567,8 @@ def _amp_context(device: torch.device, enabled: bool) -> Any:
 class _Objective(nn.Module):
     """The training loss of ``cfg.loss`` on fixed features; ``terms`` returns each term."""
 
+    wave_power: Tensor
+
     def __init__(self, cfg: Config, feats: Features) -> None:
         super().__init__()
         from mmsin.losses import MomentMatchingLoss, ReconstructionLoss
