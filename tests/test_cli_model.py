@@ -10,9 +10,8 @@ import pytest
 import soundfile as sf
 
 pytest.importorskip("mmsin.losses")
-from test_training import HOP, TINY, clips
-
 from mmsin.cli import main
+from test_training import HOP, TINY, clips
 
 
 @pytest.fixture(scope="module")
