@@ -306,7 +306,17 @@ def build_nsynth_like(
     errs = np.abs(np.asarray(errors))
     summary: dict[str, Any] = {
         "notes": len(examples),
-        "instruments": {fam: sum(1 for f_, _ in plan if f_ == fam) for fam in index},
+        # Instruments with at least one note that passed the checks.
+        "instruments": {
+            fam: len(
+                {
+                    e["instrument_str"]
+                    for e in examples.values()
+                    if e["instrument_family_str"] == fam
+                }
+            )
+            for fam in index
+        },
         "checks": dict(counts),
         "within_20_cents": float(np.mean(errs <= PITCH_TOLERANCE_CENTS)),
         "max_abs_cents": float(errs.max()),
@@ -316,7 +326,7 @@ def build_nsynth_like(
     _say(
         progress,
         f"nsynth-like ({size}): {summary['notes']} notes of "
-        f"{len(plan)} instruments {summary['instruments']}, checks {dict(counts)}, "
+        f"{sum(summary['instruments'].values())} instruments {summary['instruments']}, checks {dict(counts)}, "
         f"{100 * summary['within_20_cents']:.1f}% within 20 cents, "
         f"{summary['seconds']} s -> {root}",
     )
