@@ -326,7 +326,8 @@ def build_nsynth_like(
     _say(
         progress,
         f"nsynth-like ({size}): {summary['notes']} notes of "
-        f"{sum(summary['instruments'].values())} instruments {summary['instruments']}, checks {dict(counts)}, "
+        f"{sum(summary['instruments'].values())} instruments {summary['instruments']}, "
+        f"checks {dict(counts)}, "
         f"{100 * summary['within_20_cents']:.1f}% within 20 cents, "
         f"{summary['seconds']} s -> {root}",
     )
