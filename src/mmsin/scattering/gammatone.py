@@ -160,41 +160,60 @@ def wavelet_ir(sigma: float, xi: float, length: int, s: int = 1) -> ComplexArray
 
 @dataclass(frozen=True)
 class Filter:
-    """One discretised filter: ``(sigma, xi)`` at rate ``fs / s``, wavelet or low-pass.
+    """One l1-normalised full-rate filter ``(sigma, xi)``, wavelet or low-pass.
 
-    ``scale`` is the l1 normalisation constant ``c`` (1 / ||ir||_1 over its truncated support)
-    and ``length`` the truncated support in samples at that rate.
+    ``scale`` is the l1 normalisation constant ``c`` (1 / ||ir||_1 over the truncated support)
+    and ``length`` the truncated support in samples at the full rate.
     """
 
     sigma: float
     xi: float
-    s: int
     wavelet: bool
     scale: float
     length: int
 
-    def ir(self, length: int | None = None) -> ComplexArray:
-        """Impulse response truncated to ``min(length, self.length)`` samples, zero-padded to ``length``."""
-        n = self.length if length is None else length
-        m = min(n, self.length)
-        make = wavelet_ir if self.wavelet else gamma_ir
+    def support(self, s: int = 1) -> int:
+        """Truncated support in samples at rate ``fs / s``: ``ceil(length / s)``."""
+        return -(-self.length // s)
+
+    def ir(self, length: int | None = None, s: int = 1) -> ComplexArray:
+        """Impulse response at rate ``fs / s``: ``s * h[m s]``, truncated, zero-padded to ``length``.
+
+        At ``s > 1`` these are the full-rate impulse-response samples on the coarse grid (times
+        ``s``), so convolving picked samples with it is the Riemann sum, step ``s``, of the
+        full-rate convolution: the same filter, not a re-design at the lower rate.
+        """
+        sup = self.support(s)
+        n = sup if length is None else length
+        m = min(n, sup)
+        t = np.arange(m, dtype=float) * s
+        h = _gamma_at(self.sigma, self.xi, t)
+        if self.wavelet:
+            h = h - _gamma_at(self.sigma, self.xi, t - 1.0)
         out = np.zeros(n, dtype=np.complex128)
-        out[:m] = self.scale * make(self.sigma, self.xi, m, self.s)
+        out[:m] = s * self.scale * h
         return out
 
     def transfer(self, omega: FloatArray) -> ComplexArray:
-        """Closed-form (untruncated) frequency response at ``omega`` (rad/sample at rate fs/s)."""
+        """Closed-form (untruncated) frequency response at ``omega`` (rad/sample, full rate)."""
         z1 = np.exp(-1j * np.asarray(omega, dtype=float))
-        a = -math.expm1(-self.s * self.sigma)
-        pole = np.exp(self.s * (-self.sigma + 1j * self.xi))
+        a = -math.expm1(-self.sigma)
+        pole = np.exp(-self.sigma + 1j * self.xi)
         num = a**N_ORDER * ((1.0 - z1) if self.wavelet else 1.0)
         return self.scale * num / (1.0 - pole * z1) ** N_ORDER
 
 
+def _gamma_at(sigma: float, xi: float, t: FloatArray, N: int = N_ORDER) -> ComplexArray:
+    """``a^N C(t+N-1, N-1) p^t`` at (possibly negative) integer times, zero for t < 0."""
+    a = -math.expm1(-sigma)
+    tt = np.maximum(t, 0.0)
+    out = a**N * np.exp(_log_binom(tt, N) + (-sigma + 1j * xi) * tt)
+    return np.where(t >= 0, out, 0.0)
+
+
 @lru_cache(maxsize=4096)
-def make_filter(sigma: float, xi: float, s: int = 1, wavelet: bool = True) -> Filter:
-    """Discretise and l1-normalise one filter at rate ``fs / s`` (built once, cached)."""
-    length = support(sigma, s)
-    make = wavelet_ir if wavelet else gamma_ir
-    h = make(sigma, xi, length, s)
-    return Filter(sigma, xi, s, wavelet, float(1.0 / np.abs(h).sum()), length)
+def make_filter(sigma: float, xi: float, wavelet: bool = True) -> Filter:
+    """Build and l1-normalise one full-rate filter (built once, cached)."""
+    length = support(sigma)
+    h = wavelet_ir(sigma, xi, length) if wavelet else gamma_ir(sigma, xi, length)
+    return Filter(sigma, xi, wavelet, float(1.0 / np.abs(h).sum()), length)

@@ -1,0 +1,370 @@
+"""Causal joint time-frequency scattering S_J (paper eq. 8, Fig. 3) and its streaming encoder.
+
+Three variants (docs/scattering.md):
+
+``paper``      order 0 (1) + order 1 joint, all P bins of each of the windows along lambda1
+               + order 2 joint (P bins per window): ``1 + Q(2J-3) + Q(J-2)^2`` channels when
+               P = Q (973 for J=10, Q=12).
+``joint-real`` as ``paper`` but order 1 keeps the P/2+1 bins of a real input (the reference
+               code's joint mode: 888).
+``time``       plain second-order time scattering ``1 + (J-1)Q + Q(J-1)(J-2)/2`` (541; the
+               reference code's shipped configuration).
+
+How it is computed (exactly causal, fast): every filter is the truncated impulse response of its
+IIR design (gammatone.py), applied by zero-padded FFTs long enough that nothing wraps, so each
+output sample equals the causal FIR output up to FFT rounding. Subsampling picks samples
+(periodised spectra, core.pick): also exact. U1 = |x * psi1| for the octave j1 = floor(lambda1)
+is kept at rate fs / 2^(j1-1) (envelope bandwidth ~ 1/20 of the new Nyquist), the second-order
+wavelet psi2_j2 is applied at that rate (same analog design, l1-normalised there), its output
+is picked at rate fs / 2^(j2-2) (psi2 at 0.41 of the new Nyquist), the windowed Fourier transform
+along lambda1 (linear, so it commutes with time filtering) is applied to the spectra, then the
+modulus, then phi_J at that rate and the frame samples n 2^J are picked. Order 1 (joint):
+phi_J * U1 picked at rate fs / 2^(J-3), windowed Fourier along lambda1, modulus, phi_J again (the
+reference averages order 1 twice). Order 0: phi_J * x, signed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mmsin.scattering.core import SpectraCache, check_input, complex_dtype, next_pow2, pick
+from mmsin.scattering.gammatone import Filter, GammatoneFamily, gammatone_family, make_filter
+
+VARIANTS = ("paper", "joint-real", "time")
+
+
+# ----------------------------------------------------------------------------------------------
+# Channel layout: the windows along lambda1 (reference-code.md Sec. 3.5)
+# ----------------------------------------------------------------------------------------------
+def frequency_windows(n: int, P: int) -> np.ndarray:
+    """Channel indices of the half-overlapping windows of length P over ``n`` channels.
+
+    Rule of the reference: if ``n < P`` one window, the channels zero-padded symmetrically; else
+    hop ``P/2``: ``n/(P/2) - 1`` windows when ``P/2`` divides ``n``, otherwise ``floor(n/(P/2))``
+    windows, the last one right-aligned to the end.
+
+    Returns
+    -------
+    ndarray, shape (n_windows, P), int64; -1 marks a zero-padded tap.
+    """
+    if n < 1:
+        raise ValueError(f"need at least one channel to window, got {n}")
+    if n < P:
+        left = (P - n) // 2
+        row = np.full(P, -1, dtype=np.int64)
+        row[left : left + n] = np.arange(n)
+        return row[None, :]
+    half = P // 2
+    k = n // half
+    starts = [i * half for i in range(k - 1)]
+    if n % half != 0:  # the last window is right-aligned to the end
+        starts.append(n - P)
+    return np.stack([np.arange(s, s + P) for s in starts]).astype(np.int64)
+
+
+def fourier_atoms(P: int, bins: int) -> np.ndarray:
+    """Hann-windowed Fourier atoms along log-frequency, shape (bins, P), complex.
+
+    The Hann window is ``hanning(P + 2)`` without its two zero end points (all P taps non-zero).
+    """
+    p = np.arange(P)
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * (p + 1) / (P + 1))
+    k = np.arange(bins)[:, None]
+    return hann[None, :] * np.exp(-2j * np.pi * k * p[None, :] / P)
+
+
+def channel_count(J: int, Q: int, P: int = 12, variant: str = "paper") -> int:
+    """Number of S_J channels, from the same window rule the transform uses."""
+    return len(_layout(J, Q, P, variant)["order"])
+
+
+def _layout(J: int, Q: int, P: int, variant: str) -> dict[str, np.ndarray]:
+    fam = gammatone_family(J, Q)
+    n1 = len(fam.lambda1)
+    rows: list[tuple[int, float, int, int, int]] = [(0, math.nan, -1, -1, -1)]
+    if variant == "time":
+        rows += [(1, lam, -1, -1, -1) for lam in fam.lambda1]
+        for j2 in range(2, J):
+            rows += [(2, lam, j2, -1, -1) for lam in fam.lambda1[: (j2 - 1) * Q]]
+    else:
+        bins1 = P if variant == "paper" else P // 2 + 1
+        for w, idx in enumerate(frequency_windows(n1, P)):
+            lam = float(fam.lambda1[idx[idx >= 0]].mean())
+            rows += [(1, lam, -1, w, b) for b in range(bins1)]
+        for j2 in range(2, J):
+            for w, idx in enumerate(frequency_windows((j2 - 1) * Q, P)):
+                lam = float(fam.lambda1[idx[idx >= 0]].mean())
+                rows += [(2, lam, j2, w, b) for b in range(P)]
+    order, lam, j2s, win, fbin = (np.array(c) for c in zip(*rows, strict=True))
+    return {"order": order, "lambda1": lam, "j2": j2s, "window": win, "fourier_bin": fbin}
+
+
+# ----------------------------------------------------------------------------------------------
+# Rates (subsampling factors relative to fs)
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Rates:
+    J: int
+    over: int = 1  # octaves of oversampling beyond the bands' Nyquist needs
+
+    def u1(self, j1: int) -> int:
+        """U1 of octave j1 is kept at fs / 2^(j1-1) (capped so order 1 can be picked at s1)."""
+        return 2 ** max(0, min(j1 - 1 - self.over, self.J - 3 - self.over))
+
+    def order1(self) -> int:
+        """Joint order 1 (phi_J * U1) is picked at fs / 2^(J-3) before the lambda1 transform."""
+        return 2 ** max(0, self.J - 3 - self.over)
+
+    def order2(self, j2: int) -> int:
+        """psi2_j2 output is picked at fs / 2^(j2-2): psi2 then sits at 0.41 of the Nyquist."""
+        return 2 ** max(0, j2 - 2 - self.over)
+
+
+class TimeFrequencyScattering(nn.Module):
+    """Causal time-frequency scattering S_J with Gammatone wavelets (paper eq. 8).
+
+    Parameters
+    ----------
+    J : int
+        Averaging scale 2^J samples; frames are 2^J samples apart. J >= 3.
+    Q : int
+        First-order wavelets per octave (even).
+    P : int
+        Length of the Hann-windowed Fourier atoms along lambda1 (even); hop P/2.
+    variant : {"paper", "joint-real", "time"}
+    fs : float
+        Sample rate in Hz, used only for ``meta()`` frequencies in Hz.
+
+    Notes
+    -----
+    Input ``x``: Tensor (batch, time), float32/float64, any device. Output: (batch,
+    num_channels, frames) with ``frames = (time - 1) // 2^J + 1``; frame n is at time
+    ``n 2^J`` and depends only on ``x[0 .. n 2^J]``.
+    """
+
+    def __init__(
+        self,
+        J: int = 10,
+        Q: int = 12,
+        P: int = 12,
+        variant: str = "paper",
+        fs: float = 4096,
+        *,
+        oversampling: int = 0,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if J < 3:
+            raise ValueError(f"J must be >= 3 (second order needs j2 in 2..J-1), got {J}")
+        if Q < 2 or Q % 2:
+            raise ValueError(f"Q must be an even integer >= 2, got {Q}")
+        if P < 2 or P % 2:
+            raise ValueError(f"P must be an even integer >= 2, got {P}")
+        self.J, self.Q, self.P, self.variant, self.fs = J, Q, P, variant, float(fs)
+        self.family: GammatoneFamily = gammatone_family(J, Q)
+        self._rates = _Rates(J, oversampling)
+        self._layout = _layout(J, Q, P, variant)
+        self.num_channels = int(len(self._layout["order"]))
+        n1 = len(self.family.lambda1)
+        self._windows1 = frequency_windows(n1, P)
+        self._windows2 = {j2: frequency_windows((j2 - 1) * Q, P) for j2 in range(2, J)}
+        bins1 = P if variant == "paper" else P // 2 + 1
+        self.register_buffer(
+            "atoms1", torch.view_as_real(torch.as_tensor(fourier_atoms(P, bins1))), persistent=False
+        )
+        self.register_buffer(
+            "atoms2", torch.view_as_real(torch.as_tensor(fourier_atoms(P, P))), persistent=False
+        )
+        self._cache = SpectraCache()
+        self.support = self._total_support()
+
+    # -- description ---------------------------------------------------------------------------
+    def meta(self) -> dict[str, np.ndarray]:
+        """Per-channel description, arrays of length ``num_channels``.
+
+        Keys: ``order`` (0, 1, 2); ``lambda1`` (first-order log-period, window mean for joint
+        channels; nan for order 0); ``xi1`` (Hz, first-order centre frequency at ``lambda1``);
+        ``j2`` and ``xi2`` (Hz) of the second-order wavelet (-1 / nan if none); ``window`` (index
+        of the window along lambda1, -1 if none); ``fourier_bin`` (bin k of the atoms, frequency
+        k/P cycles per channel, -1 if none).
+        """
+        lay = {k: v.copy() for k, v in self._layout.items()}
+        factor_hz = self.fs / (2.0 * math.pi)
+        xi_top = self.family.xi1[0]
+        lay["xi1"] = np.where(
+            np.isnan(lay["lambda1"]), np.nan, xi_top * 2.0 ** -(lay["lambda1"] - 1.0) * factor_hz
+        )
+        j2 = lay["j2"]
+        lay["xi2"] = np.where(j2 > 0, self.family.xi2[np.clip(j2 - 1, 0, None)] * factor_hz, np.nan)
+        return lay
+
+    # -- filters -----------------------------------------------------------------------------
+    def _psi1(self, i: int) -> Filter:
+        return make_filter(float(self.family.sigma1[i]), float(self.family.xi1[i]), True)
+
+    def _psi2(self, j2: int) -> Filter:
+        k = j2 - 1
+        return make_filter(float(self.family.sigma2[k]), float(self.family.xi2[k]), True)
+
+    def _phi(self) -> Filter:
+        return make_filter(self.family.sigma_phi, 0.0, False)
+
+    def _total_support(self) -> int:
+        """Samples of past input any frame depends on (truncated supports of the cascade)."""
+        l1 = max(self._psi1(i).length for i in range(len(self.family.lambda1)))
+        l2 = max((self._psi2(j2).length for j2 in range(2, self.J)), default=0)
+        # Each stage may add one sample of grid rounding per rate; 2^J covers it.
+        return int(l1 + l2 + 2 * self._phi().length + 2**self.J)
+
+    def _spectrum(self, filt: Filter, s: int, n_fft: int, valid: int, x: Tensor) -> Tensor:
+        """FFT (length n_fft) of the filter at rate fs/s truncated to ``valid`` samples."""
+
+        def build() -> np.ndarray:
+            return np.fft.fft(filt.ir(valid, s), n=n_fft)
+
+        key = (filt, s, n_fft, min(valid, filt.support(s)))
+        return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
+
+    def _psi1_bank(self, j1: int, n_fft: int, T: int, x: Tensor) -> Tensor:
+        idx = range((j1 - 1) * self.Q, j1 * self.Q)
+
+        def build() -> np.ndarray:
+            return np.stack([np.fft.fft(self._psi1(i).ir(T), n=n_fft) for i in idx])
+
+        key = ("psi1", self.J, self.Q, j1, n_fft, min(T, max(self._psi1(i).length for i in idx)))
+        return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
+
+    # -- the transform -----------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        """S_J of ``x`` (batch, time) -> (batch, num_channels, (time - 1) // 2^J + 1)."""
+        check_input(x, "TimeFrequencyScattering")
+        J, Q, r = self.J, self.Q, self._rates
+        B, T = x.shape
+        n_fft = max(next_pow2(2 * T), 2 ** (J + 1))
+        frames = (T - 1) // 2**J + 1
+
+        def valid(s: int) -> int:
+            return -(-T // s)
+
+        def lowpass_pick(u: Tensor, s_in: int, s_out: int) -> Tensor:
+            """phi_J at rate fs/s_in on real u (..., valid(s_in)), picked at fs/s_out."""
+            n = n_fft // s_in
+            spec = torch.fft.fft(u, n=n) * self._spectrum(self._phi(), s_in, n, valid(s_in), x)
+            y = torch.fft.ifft(pick(spec, s_out // s_in)).real
+            return y[..., : valid(s_out)]
+
+        X = torch.fft.fft(x, n=n_fft)
+        out = [torch.fft.ifft(pick(X * self._spectrum(self._phi(), 1, n_fft, T, x), 2**J)).real]
+        out[0] = out[0][:, None, :frames]
+
+        # First order, one octave (Q filters) at a time: U1 at rate fs / 2^(j1-1).
+        u1_hat: dict[int, Tensor] = {}
+        s1_parts = []
+        joint = self.variant != "time"
+        s_o1 = r.order1() if joint else 2**J
+        for j1 in range(1, J):
+            s = r.u1(j1)
+            y = torch.fft.ifft(pick(X[:, None, :] * self._psi1_bank(j1, n_fft, T, x), s))
+            u1 = y[..., : valid(s)].abs()
+            if j1 < J - 1:
+                u1_hat[j1] = torch.fft.fft(u1, n=n_fft // s)
+            s1_parts.append(lowpass_pick(u1, s, s_o1))
+        s1 = torch.cat(s1_parts, dim=1)
+        if joint:
+            atoms1 = torch.view_as_complex(self.atoms1.to(x.dtype).contiguous())
+            z = _windowed_fourier(s1.to(atoms1.dtype), self._windows1, atoms1)
+            s1 = lowpass_pick(z.abs(), s_o1, 2**J)
+        out.append(s1[..., :frames])
+
+        # Second order, grouped by j2; paths lambda1 < j2.
+        if J > 2:
+            atoms2 = torch.view_as_complex(self.atoms2.to(x.dtype).contiguous())
+        for j2 in range(2, J):
+            s2 = r.order2(j2)
+            parts = []
+            for j1 in range(1, j2):
+                s = r.u1(j1)
+                n = n_fft // s
+                psi2 = self._spectrum(self._psi2(j2), s, n, valid(s), x)
+                parts.append(pick(u1_hat[j1] * psi2, s2 // s))
+            y2 = torch.cat(parts, dim=1)
+            if joint:
+                y2 = _windowed_fourier(y2, self._windows2[j2], atoms2)
+            u2 = torch.fft.ifft(y2)[..., : valid(s2)].abs()
+            out.append(lowpass_pick(u2, s2, 2**J)[..., :frames])
+        return torch.cat(out, dim=1)
+
+    def stream(self, batch_size: int) -> ScatteringStream:
+        """A streaming encoder; ``push(block)`` returns the frames completed so far."""
+        return ScatteringStream(self, batch_size)
+
+    def extra_repr(self) -> str:
+        return (
+            f"J={self.J}, Q={self.Q}, P={self.P}, variant={self.variant!r}, fs={self.fs:g}, "
+            f"num_channels={self.num_channels}"
+        )
+
+
+def _windowed_fourier(u: Tensor, windows: np.ndarray, atoms: Tensor) -> Tensor:
+    """Hann-windowed Fourier transform along the channel axis.
+
+    u: (batch, n, F) complex; windows: (n_win, P) channel indices (-1: zero tap);
+    atoms: (bins, P). Returns (batch, n_win * bins, F), window-major.
+    """
+    B, n, F = u.shape
+    padded = torch.cat([u, u.new_zeros(B, 1, F)], dim=1)
+    idx = torch.as_tensor(np.where(windows < 0, n, windows), device=u.device)
+    g = padded[:, idx.reshape(-1), :].reshape(B, windows.shape[0], windows.shape[1], F)
+    return torch.matmul(atoms, g).reshape(B, -1, F)
+
+
+class ScatteringStream:
+    """Block-by-block S_J with the same frames as the offline transform (float tolerance).
+
+    Keeps the last ``transform.support`` input samples (the truncated support of the whole
+    filter cascade, aligned to 2^J so subsampling phases follow absolute time) and, whenever a
+    block completes new frames, runs the offline transform on that history and returns them.
+
+    Parameters
+    ----------
+    transform : TimeFrequencyScattering
+    batch_size : int
+    """
+
+    def __init__(self, transform: TimeFrequencyScattering, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.transform = transform
+        self.batch_size = batch_size
+        self._buf: Tensor | None = None
+        self._start = 0  # absolute time of self._buf[:, 0]
+        self._total = 0  # samples pushed so far
+        self._next = 0  # index of the next frame to emit
+
+    def push(self, block: Tensor) -> Tensor:
+        """Append ``block`` (batch, t); return the new frames (batch, num_channels, new_frames)."""
+        if block.ndim != 2 or block.shape[0] != self.batch_size:
+            raise ValueError(
+                f"push expects a ({self.batch_size}, t) block, got {tuple(block.shape)}"
+            )
+        hop = 2**self.transform.J
+        self._buf = block if self._buf is None else torch.cat([self._buf, block], dim=-1)
+        self._total += block.shape[-1]
+        n_avail = (self._total - 1) // hop + 1 if self._total > 0 else 0
+        if n_avail <= self._next:
+            return block.new_zeros(self.batch_size, self.transform.num_channels, 0)
+        s = self.transform(self._buf)
+        first = self._start // hop
+        new = s[..., self._next - first : n_avail - first]
+        self._next = n_avail
+        keep_from = max(0, (self._next * hop - self.transform.support) // hop * hop)
+        if keep_from > self._start:
+            self._buf = self._buf[:, keep_from - self._start :]
+            self._start = keep_from
+        return new
