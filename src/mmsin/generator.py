@@ -269,31 +269,36 @@ class GeneratorStreamer:
             pend = torch.cat([pend, pend.new_zeros(self.batch_size, c_out, grow)], dim=-1)
         if k > 0:
             # Input i adds weight[:, :, t] x[i] to index 2 i + t (eq. 2's zero insertion means
-            # inputs only land on even slots before the shift by t).
-            contrib = (x_new.transpose(1, 2) @ weight.reshape(c_in, c_out * K)).view(
-                self.batch_size, k, c_out, K
-            )
-            contrib = contrib.permute(0, 2, 3, 1)  # (B, c_out, K, k)
-            for t in range(K):
-                j0 = 2 * s + t - ps
-                skip = max(0, (-j0 + 1) // 2)  # indices before ps are never emitted (m < 0)
-                if skip >= k:
-                    continue
-                j = j0 + 2 * skip
-                pend[..., j : j + 2 * (k - skip) - 1 : 2] += contrib[:, :, t, skip:]
+            # inputs only land on even slots before the shift by t): one product, then a
+            # stride-2 overlap-add (col2im) of the K taps.
+            contrib = weight.reshape(c_in, c_out * K).T @ x_new  # (B, c_out * K, k)
+            span = 2 * k + K - 2
+            block = F.fold(contrib, (1, span), (1, K), stride=(1, 2))[:, :, 0]
+            j0 = 2 * s - ps  # pend index of the block's first slot (< 0 only at the start)
+            cut = max(0, -j0)
+            pend[..., j0 + cut : j0 + span] += block[..., cut:]
         stop = 2 * n_in if final else 2 * n_in - a  # outputs whose inputs have all arrived
         first = self._emitted[index]
         if stop <= first:
             self._pending[index] = pend
             return pend.new_zeros(self.batch_size, c_out, 0)
         lo, hi = first + a - ps, stop + a - ps
-        y = pend[..., lo:hi]
-        if layer.conv.bias is not None:
-            y = y + layer.conv.bias[:, None]
         self._pending[index] = pend[..., hi:]
         self._pending_start[index] = stop + a
         self._emitted[index] = stop
-        return layer.finish(y)
+        # Bias, then BatchNorm with running statistics, folded into one affine map.
+        bias = layer.conv.bias if layer.conv.bias is not None else pend.new_zeros(c_out)
+        bn = layer.bn
+        if bn is None:
+            return pend[..., lo:hi] + bias[:, None]
+        assert bn.running_mean is not None and bn.running_var is not None
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = (bias - bn.running_mean) * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        return torch.relu_(torch.addcmul(shift[:, None], pend[..., lo:hi], scale[:, None]))
 
     @torch.no_grad()
     def push(self, frames: Tensor) -> Tensor:
