@@ -25,9 +25,9 @@ import pytest
 import torch
 
 pytest.importorskip("mmsin.losses", reason="mmsin.losses has not landed yet")
+_scattering = pytest.importorskip("mmsin.scattering")
 if not all(
-    hasattr(pytest.importorskip("mmsin.scattering"), n)
-    for n in ("Scalogram", "TimeFrequencyScattering")
+    callable(getattr(_scattering, n, None)) for n in ("Scalogram", "TimeFrequencyScattering")
 ):
     pytest.skip("mmsin.scattering has not landed yet", allow_module_level=True)
 training = pytest.importorskip("mmsin.training")
