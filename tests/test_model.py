@@ -32,13 +32,16 @@ def test_encode_decode_are_the_papers_operators(trained: Path) -> None:
     Z = m.encode(x)
     torch.testing.assert_close(Z, m.var.whiten(S / m.norm[:, None]))
     assert Z.shape == (2, m.num_channels, frames) and Z.dtype == torch.float32
-    # decode(encode(x)) = G(S_J x / norm) since L^-1 L = I (ReLU is a no-op on S_J >= 0).
+    # decode(encode(x)) = G(S_J x / norm) since L^-1 L = I (ReLU is a no-op on S_J >= 0):
+    # exactly with a float64 embedding, to float32 rounding (amplified by L^-1) otherwise.
+    g = m.generator(S / m.norm[:, None])[:, HOP - 1 :]
+    Z64 = m.var.whiten((S / m.norm[:, None]).double())
+    torch.testing.assert_close(m.decode(Z64), g, atol=1e-4, rtol=1e-4)
     x_hat = m.decode(Z)
-    g = m.generator(S / m.norm[:, None])
-    torch.testing.assert_close(x_hat, g[:, HOP - 1 :], atol=1e-4, rtol=1e-4)
     assert x_hat.shape == (2, (frames - 1) * HOP + 1)
-    torch.testing.assert_close(m.decode_scattering(S), x_hat, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(m(x), x_hat, atol=1e-4, rtol=1e-4)
+    assert (x_hat - g).abs().max() <= 1e-2 * g.abs().max()
+    torch.testing.assert_close(m.decode_scattering(S), g, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m(x), g, atol=1e-4, rtol=1e-4)
     # Batched equals one at a time (BatchNorm in eval mode).
     torch.testing.assert_close(m.decode(Z[1:]), x_hat[1:], atol=1e-5, rtol=1e-5)
 

@@ -56,6 +56,7 @@ class MMSIN(nn.Module):
     """
 
     norm: Tensor
+    modulus_channels: Tensor
 
     def __init__(
         self,
@@ -71,6 +72,16 @@ class MMSIN(nn.Module):
         self.register_buffer("norm", torch.as_tensor(norm, dtype=torch.float32).clone())
         self.var: Any = var
         self.generator: Any = generator
+        # Channels that are a modulus (order >= 1) are non-negative and get eq. (1)'s ReLU on
+        # decoding; order 0 (the signed low-pass of x) passes unchanged, so that
+        # decode(encode(x)) is exactly G(S_J x).
+        meta = scattering.meta() if hasattr(scattering, "meta") else {}
+        order = meta.get("order") if isinstance(meta, dict) else None
+        if order is not None and len(order) == self.norm.shape[0]:
+            mask = torch.as_tensor(np.asarray(order) >= 1)
+        else:
+            mask = torch.ones(self.norm.shape[0], dtype=torch.bool)
+        self.register_buffer("modulus_channels", mask)
         self.source: Path | None = None
         self._extra: dict[str, Any] = {}
         self.eval()
@@ -183,7 +194,10 @@ class MMSIN(nn.Module):
             raise ValueError(
                 f"{name} must have shape (batch, {self.num_channels}, frames), got {tuple(t.shape)}"
             )
-        return t.to(device=self.norm.device, dtype=torch.float32)
+        # float64 stays float64: L^-1 amplifies rounding of Z along weak innovation directions
+        # (the floored eigenvalues of the redundant channels), so exact round trips need it.
+        dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+        return t.to(device=self.norm.device, dtype=dtype)
 
     @torch.no_grad()
     def encode_scattering(self, x: Tensor | np.ndarray) -> Tensor:
@@ -210,6 +224,13 @@ class MMSIN(nn.Module):
         Returns
         -------
         Z : Tensor, shape (batch, k_J, (time - 1) // 2^J + 1), float32.
+
+        Notes
+        -----
+        Z is rounded to float32; L^-1 can amplify that rounding along weakly excited
+        directions (redundant channels), so ``decode(encode(x))`` matches G(S_J x) to about
+        1e-3 of the signal's peak. For an exact round trip whiten in float64:
+        ``model.var.whiten(S.double())`` with S = ``encode_scattering(x) / model.norm[:, None]``.
         """
         S = self.encode_scattering(x) / self.norm[:, None]
         return self.var.whiten(S)  # type: ignore[no-any-return]
@@ -236,6 +257,9 @@ class MMSIN(nn.Module):
     def decode(self, Z: Tensor | np.ndarray, *, aligned: bool = True) -> Tensor:
         """x~ = G(ReLU(L^-1 Z)); the paper's reconstruction when Z = :meth:`encode` (x).
 
+        The ReLU (eq. 1) applies to the modulus channels (order >= 1) only: order 0 is the
+        signed low-pass of x.
+
         Parameters
         ----------
         Z : Tensor or ndarray, shape (batch, k_J, F) or (k_J, F)
@@ -246,7 +270,8 @@ class MMSIN(nn.Module):
         -------
         Tensor, shape (batch, (F - 1) 2^J + 1) (aligned) or (batch, F 2^J), float32.
         """
-        frames = torch.relu(self.var.unwhiten(self._frames(Z, "Z")))
+        S = self.var.unwhiten(self._frames(Z, "Z"))
+        frames = torch.where(self.modulus_channels[:, None], torch.relu(S), S)
         return self._generate_from(frames, aligned)
 
     @torch.no_grad()

@@ -138,14 +138,16 @@ def _decode(args: argparse.Namespace) -> int:
         raise ValueError(f"{src}: contains NaN or infinite values")
     model = _load_model(args)
     kind = args.kind
-    if kind == "auto":
-        # S_J is a modulus (non-negative); Z, the whitened innovations, is about N(0, 1).
-        kind = "scattering" if float(arr.min()) >= 0 else "z"
     channels = arr.shape[-2]
     if channels != model.num_channels:
         raise ValueError(
             f"{src}: has {channels} channels but the model's embedding has {model.num_channels}"
         )
+    if kind == "auto":
+        # S_J's modulus channels (order >= 1) are non-negative; Z, the whitened innovations,
+        # is about N(0, 1) in every channel.
+        mod = arr[..., model.modulus_channels.cpu().numpy(), :]
+        kind = "scattering" if float(mod.min()) >= -1e-6 * float(np.abs(mod).max()) else "z"
     x = model.decode_scattering(arr) if kind == "scattering" else model.decode(arr)
     x = x.cpu().numpy()
     out = Path(args.out)
@@ -317,7 +319,7 @@ def register(subparsers: Any) -> None:
         "--kind",
         choices=["auto", "z", "scattering"],
         default="auto",
-        help="what the array holds (auto: S_J if it is non-negative, else Z)",
+        help="what the array holds (auto: S_J if its modulus channels are non-negative, else Z)",
     )
     d.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
     d.set_defaults(func=_user_errors(_decode))
