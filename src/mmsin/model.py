@@ -75,7 +75,8 @@ class MMSIN(nn.Module):
         # Channels that are a modulus (order >= 1) are non-negative and get eq. (1)'s ReLU on
         # decoding; order 0 (the signed low-pass of x) passes unchanged, so that
         # decode(encode(x)) is exactly G(S_J x).
-        meta = scattering.meta() if hasattr(scattering, "meta") else {}
+        meta_fn: Any = getattr(scattering, "meta", None)
+        meta = meta_fn() if callable(meta_fn) else {}
         order = meta.get("order") if isinstance(meta, dict) else None
         if order is not None and len(order) == self.norm.shape[0]:
             mask = torch.as_tensor(np.asarray(order) >= 1)
