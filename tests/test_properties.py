@@ -33,9 +33,12 @@ FAST = settings(
 def _need(module: str, name: str) -> Any:
     """The attribute ``name`` of ``module``, or skip while that module has not landed."""
     try:
-        return getattr(import_module(module), name)
+        value = getattr(import_module(module), name)
     except (ImportError, AttributeError):
+        value = None
+    if value is None:
         pytest.skip(f"{module}.{name} is not available yet")
+    return value
 
 
 def _write(path: Path, n: int, channels: int, fs: int, subtype: str, seed: int) -> np.ndarray:
