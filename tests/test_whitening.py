@@ -166,6 +166,11 @@ def test_relu_applies_to_samples() -> None:
     frac_zero = float((out == 0).double().mean())
     assert abs(frac_zero - 0.5) < 0.02
     assert abs(float(out.mean()) - 1 / np.sqrt(2 * np.pi)) < 0.02
+    # A channel mask: the ReLU acts on channel 1 only; channel 0 stays a signed N(0, 1).
+    masked = var.sample(4, 5000, warmup=0, relu=torch.tensor([False, True]))
+    assert float((masked[:, 0] < 0).double().mean()) > 0.45
+    assert (masked[:, 1] >= 0).all()
+    assert float((var.sample(2, 100, relu=False) < 0).double().mean()) > 0.4
 
 
 def test_state_dict_round_trip(tmp_path) -> None:

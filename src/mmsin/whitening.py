@@ -269,6 +269,7 @@ class VAR(nn.Module):
         warmup: int = 600,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
+        relu: bool | Tensor = True,
     ) -> Tensor:
         """Synthetic S_J frames from Gaussian white noise: X_J = ReLU(L^-1 Z), eq. (1).
 
@@ -287,10 +288,13 @@ class VAR(nn.Module):
             Source of the noise (on the buffers' device).
         dtype : torch.dtype, optional
             Output dtype; the buffers' dtype by default.
+        relu : bool or Tensor of bool, shape (C,)
+            Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask,
+            e.g. the modulus channels only when the order-0 channel x * phi_J is signed.
 
         Returns
         -------
-        Tensor, shape (batch, C, frames), non-negative.
+        Tensor, shape (batch, C, frames), non-negative where the ReLU applies.
         """
         if batch < 1 or frames < 1 or warmup < 0:
             raise ValueError(
@@ -304,7 +308,13 @@ class VAR(nn.Module):
             dtype=self.A.dtype,
             device=self.A.device,
         )
-        S = torch.relu(self._recursion(Z, None)[:, :, warmup:])
+        S = self._recursion(Z, None)[:, :, warmup:]
+        if isinstance(relu, Tensor):
+            if relu.shape != (self.channels,) or relu.dtype != torch.bool:
+                raise ValueError(f"relu mask must be a bool tensor of shape ({self.channels},)")
+            S = torch.where(relu.to(S.device)[:, None], torch.relu(S), S)
+        elif relu:
+            S = torch.relu(S)
         return S.to(dtype or self.A.dtype)
 
     def spectral_radius(self) -> float:
