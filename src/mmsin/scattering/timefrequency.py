@@ -170,7 +170,7 @@ class TimeFrequencyScattering(nn.Module):
         self.family: GammatoneFamily = gammatone_family(J, Q)
         self._rates = _Rates(J, oversampling)
         self._layout = _layout(J, Q, P, variant)
-        self.num_channels = int(len(self._layout["order"]))
+        self.num_channels = len(self._layout["order"])
         n1 = len(self.family.lambda1)
         self._windows1 = frequency_windows(n1, P)
         self._windows2 = {j2: frequency_windows((j2 - 1) * Q, P) for j2 in range(2, J)}

@@ -1,0 +1,174 @@
+"""First-order scattering S_K (averaged scalogram at scale 2^K) for the losses (paper eqs. 5-6).
+
+Fast forward and backward: ``|x * psi|`` does not depend on the carrier, so each band's spectrum
+is cropped around its peak (bins where ``|psi_hat| >= crop * max``, window a power of two at
+least the output length ``N / 2^K``) and inverse-FFT'd at that small size: the modulus of the
+demodulated signal is computed at a reduced rate and no first-order scalogram is ever formed at
+the full rate. The low-pass is then applied at that rate and the output samples ``n 2^K`` are
+picked. Filters are applied circularly on a reflect-padded signal (S_K need not be causal).
+
+Wavelets:
+``gammatone``  the first order of the Gammatone family of scale 2^K (gammatone.py):
+               ``(K-1) Q`` wavelets + order 0 = 49 channels for K=5, Q=12.
+``morlet``     kymatio 0.3.0's ``Scattering1D(J=K, Q=Q, max_order=1)`` filters and conventions,
+               including its low-pass periodised by the mean (each first-order channel is
+               ``2^-j1`` times the plain average, j1 = kymatio's subsampling of that wavelet):
+               41 channels for K=5, Q=12.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmsin.scattering.core import SpectraCache, check_input, complex_dtype, next_pow2, pick
+from mmsin.scattering.gammatone import gammatone_family, make_filter
+from mmsin.scattering.morlet import morlet_fourier, morlet_parameters
+
+
+class Scalogram(nn.Module):
+    """Averaged first-order scalogram S_K.
+
+    Parameters
+    ----------
+    K : int
+        Averaging scale 2^K samples (output hop).
+    Q : int
+        Wavelets per octave.
+    wavelet : {"gammatone", "morlet"}
+    fs : float
+        Sample rate in Hz (for ``meta()``).
+    crop : float
+        Relative spectral level kept around each band (accuracy / speed trade-off).
+
+    Notes
+    -----
+    Input (batch, time) float; output (batch, num_channels, time // 2^K), channel 0 = order 0
+    (signed low-pass), then first order from high to low frequency.
+    """
+
+    def __init__(
+        self,
+        K: int = 5,
+        Q: int = 12,
+        wavelet: str = "gammatone",
+        fs: float = 4096,
+        *,
+        crop: float | None = None,
+    ) -> None:
+        super().__init__()
+        if wavelet not in ("gammatone", "morlet"):
+            raise ValueError(f"wavelet must be 'gammatone' or 'morlet', got {wavelet!r}")
+        if K < 2 or Q < 1:
+            raise ValueError(f"Scalogram needs K >= 2 and Q >= 1, got K={K}, Q={Q}")
+        self.K, self.Q, self.wavelet, self.fs = K, Q, wavelet, float(fs)
+        self.crop = crop if crop is not None else (1e-3 if wavelet == "gammatone" else 1e-5)
+        if wavelet == "gammatone":
+            fam = gammatone_family(K, Q)
+            self._xi = fam.xi1 / (2 * math.pi)  # cycles/sample
+            self._scale = np.ones(len(fam.xi1))
+        else:
+            xi, _, j = morlet_parameters(K, Q)
+            self._xi = xi
+            self._scale = 2.0 ** -np.clip(np.minimum(j, K), 0, None)  # kymatio 0.3.0 mean
+        self.num_channels = 1 + len(self._xi)
+        self._cache = SpectraCache()
+
+    def meta(self) -> dict[str, np.ndarray]:
+        """``order`` (0/1) and ``xi1`` (Hz, nan for order 0) per channel."""
+        return {
+            "order": np.array([0] + [1] * len(self._xi)),
+            "xi1": np.concatenate([[np.nan], self._xi * self.fs]),
+        }
+
+    def _bank(self, N: int) -> tuple[np.ndarray, np.ndarray]:
+        """(psi_hat (n, N), phi_hat (N,)) real or complex numpy spectra at length N."""
+        if self.wavelet == "morlet":
+            xi, sigma, _ = morlet_parameters(self.K, self.Q)
+            psi = np.stack([morlet_fourier(N, a, b) for a, b in zip(xi, sigma, strict=True)])
+            return psi.astype(np.complex128), morlet_fourier(N, None, 0.1 / 2**self.K)
+        fam = gammatone_family(self.K, self.Q)
+        w = 2 * math.pi * np.arange(N) / N
+        psi = np.stack(
+            [make_filter(s, x).transfer(w) for s, x in zip(fam.sigma1, fam.xi1, strict=True)]
+        )
+        return psi, make_filter(fam.sigma_phi, 0.0, False).transfer(w)
+
+    def _plan(self, N: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        """Groups of channels with equal crop width: (channel ids, bin indices (n, W), W)."""
+        psi, _ = self._bank(N)
+        mag = np.abs(psi)
+        min_w = N // 2**self.K
+        groups: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for i in range(len(psi)):
+            c = int(np.argmax(mag[i]))
+            keep = np.nonzero(mag[i] >= self.crop * mag[i, c])[0]
+            dist = (keep - c + N // 2) % N - N // 2
+            half = int(np.max(np.abs(dist)))
+            W = min(N, max(min_w, next_pow2(2 * half + 2)))
+            groups.setdefault(W, []).append((i, (c - W // 2 + np.arange(W)) % N))
+        return [
+            (np.array([g[0] for g in v]), np.stack([g[1] for g in v]), W)
+            for W, v in sorted(groups.items())
+        ]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """S_K of ``x`` (batch, time) -> (batch, num_channels, time // 2^K)."""
+        check_input(x, "Scalogram")
+        B, T = x.shape
+        hop = 2**self.K
+        if T < hop:
+            raise ValueError(f"Scalogram needs at least 2^K = {hop} samples, got {T}")
+        N = max(next_pow2(2 * T), 2 * hop)
+        left = min(T - 1, (N - T) // 2) // hop * hop
+        right = N - T - left
+        xp = F.pad(x[:, None], (left, min(right, T - 1)), mode="reflect")[:, 0]
+        xp = F.pad(xp, (0, N - xp.shape[-1]))
+        cdt = complex_dtype(x.dtype)
+        X = torch.fft.fft(xp)
+        frames = T // hop
+        first = left // hop
+
+        def spec(key: str, build) -> Tensor:
+            return self._cache.get((key, N), x.device, cdt, build)
+
+        phi = spec("phi", lambda: self._bank(N)[1])
+        outs = [(torch.fft.ifft(pick(X * phi, hop)).real)[:, None, first : first + frames]]
+        psi = spec("psi", lambda: self._bank(N)[0])
+        plan = self._plan_cached(N)
+        s1 = x.new_zeros(B, len(self._xi), frames)
+        for ids, idx, W in plan:
+            s = N // W
+            ti = torch.as_tensor(idx, device=x.device)
+            y = X[:, ti] * psi[torch.as_tensor(ids, device=x.device)[:, None], ti]
+            u = torch.fft.ifft(y).abs() * (W / N)
+            phi_s = spec(f"phi{W}", lambda W=W: _sum_periodise(self._phi_np(N), W, self.wavelet))
+            v = torch.fft.ifft(pick(torch.fft.fft(u) * phi_s, hop // s)).real
+            scale = torch.as_tensor(self._scale[ids], dtype=x.dtype, device=x.device)
+            s1[:, torch.as_tensor(ids, device=x.device)] = (
+                v[..., first : first + frames] * scale[:, None]
+            )
+        outs.append(s1)
+        return torch.cat(outs, dim=1)
+
+    def _phi_np(self, N: int) -> np.ndarray:
+        return self._bank(N)[1]
+
+    def _plan_cached(self, N: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
+        plans = self.__dict__.setdefault("_plans", {})
+        if N not in plans:
+            plans[N] = self._plan(N)
+        return plans[N]
+
+
+def _sum_periodise(phi: np.ndarray, W: int, wavelet: str) -> np.ndarray:
+    """Low-pass at rate N/W: the sum of its spectrum's periods (same filter at a lower rate).
+
+    kymatio 0.3.0 uses the mean instead; that factor is applied per channel in ``forward``.
+    """
+    N = len(phi)
+    return phi.reshape(N // W, W).sum(axis=0)
