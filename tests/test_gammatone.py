@@ -90,7 +90,8 @@ def test_causal_zero_dc_unit_l1_and_tail() -> None:
 def test_littlewood_paley_covers_band() -> None:
     fam = gammatone_family(8, 12)
     w = np.linspace(fam.xi1[-1], fam.xi1[0], 20_000)
-    lp = sum(np.abs(make_filter(s, x).transfer(w)) ** 2 for s, x in zip(fam.sigma1, fam.xi1))
+    pairs = zip(fam.sigma1, fam.xi1, strict=True)
+    lp = sum(np.abs(make_filter(s, x).transfer(w)) ** 2 for s, x in pairs)
     # Adjacent filters cross at -3 dB (each |psi|^2 = 1/2 there), so the sum never falls below
     # ~1 inside the band; neighbours' tails add a bounded amount.
     assert lp.min() > 0.95

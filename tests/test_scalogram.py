@@ -38,7 +38,9 @@ def test_gammatone_matches_lfilter() -> None:
     ours = m(torch.tensor(x)).numpy()
     fam = gammatone_family(K, Q)
     phi = make_filter(fam.sigma_phi, 0.0, False)
-    u1 = np.stack([np.abs(_iir(make_filter(s, xi), x)) for s, xi in zip(fam.sigma1, fam.xi1)], 1)
+    u1 = np.stack(
+        [np.abs(_iir(make_filter(s, xi), x)) for s, xi in zip(fam.sigma1, fam.xi1, strict=True)], 1
+    )
     ref = np.concatenate([_iir(phi, x).real[:, None], _iir(phi, u1).real], 1)[..., :: 2**K]
     n0 = 40  # frames after the longest filter's warm-up (causal lfilter starts from zero)
     err = np.linalg.norm(ours[..., n0:] - ref[..., n0:], axis=(0, 2)) / np.linalg.norm(

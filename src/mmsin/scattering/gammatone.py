@@ -117,14 +117,24 @@ def gammatone_family(J: int, Q: int) -> GammatoneFamily:
     root = 2.0 ** (-1.0 / Q)
     b1 = 2.0 * (1.0 - root) * xi1 / (1.0 + root)
     sigma1 = np.array([sigma_wavelet(x, b) for x, b in zip(xi1, b1, strict=True)])
-    return GammatoneFamily(J, Q, lambda1, xi1, sigma1, j2, xi2.astype(float), sigma2, sigma_phi)
+    return GammatoneFamily(
+        J,
+        Q,
+        lambda1,
+        xi1,
+        sigma1,
+        j2,
+        xi2.astype(float),
+        np.asarray(sigma2, dtype=float),
+        sigma_phi,
+    )
 
 
 def support(sigma: float, s: int = 1, N: int = N_ORDER, tail: float = TAIL) -> int:
-    """Length (samples at rate ``fs/s``) after which the gamma envelope stays below ``tail * peak``."""
+    """Samples (at rate ``fs/s``) after which the gamma envelope stays below ``tail * peak``."""
     d = s * sigma
     # Envelope C(t+N-1, N-1) exp(-d t) peaks near (N-1)/d; search a grid well past it.
-    t_max = int(math.ceil((N - 1) / d + (math.log(1.0 / tail) + 12.0 * N) / d)) + 8
+    t_max = math.ceil((N - 1) / d + (math.log(1.0 / tail) + 12.0 * N) / d) + 8
     t = np.arange(t_max, dtype=float)
     log_env = _log_binom(t, N) - d * t
     below = log_env < log_env.max() + math.log(tail)
@@ -148,7 +158,10 @@ def gamma_ir(sigma: float, xi: float, length: int, s: int = 1, N: int = N_ORDER)
     """
     t = np.arange(length, dtype=float)
     a = -math.expm1(-s * sigma)
-    return a**N * np.exp(_log_binom(t, N) + s * (-sigma + 1j * xi) * t)
+    out: ComplexArray = a**N * np.exp(
+        (_log_binom(t, N) + s * (-sigma + 1j * xi) * t).astype(np.complex128)
+    )
+    return out
 
 
 def wavelet_ir(sigma: float, xi: float, length: int, s: int = 1) -> ComplexArray:
@@ -177,7 +190,7 @@ class Filter:
         return -(-self.length // s)
 
     def ir(self, length: int | None = None, s: int = 1) -> ComplexArray:
-        """Impulse response at rate ``fs / s``: ``s * h[m s]``, truncated, zero-padded to ``length``.
+        """Impulse response at rate ``fs / s``: ``s * h[m s]``, truncated, zero-padded.
 
         At ``s > 1`` these are the full-rate impulse-response samples on the coarse grid (times
         ``s``), so convolving picked samples with it is the Riemann sum, step ``s``, of the

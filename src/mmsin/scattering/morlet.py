@@ -43,7 +43,7 @@ def morlet_parameters(J: int, Q: int, sigma0: float = 0.1, alpha: float = 5.0):
 
 def morlet_fourier(N: int, xi: float | None, sigma: float) -> NDArray[np.float64]:
     """Fourier transform (length N, ``fftfreq`` order) of an l1-normalised Morlet or Gaussian."""
-    periods = min(int(math.ceil(math.sqrt(-2 * sigma**2 * math.log(1e-7)) + 1)), 5)
+    periods = min(math.ceil(math.sqrt(-2 * sigma**2 * math.log(1e-7)) + 1), 5)
     f = np.arange((1 - periods) * N, periods * N, dtype=float) / N
     if periods == 1:
         f_low = np.fft.fftfreq(N)

@@ -100,8 +100,8 @@ def _layout(J: int, Q: int, P: int, variant: str) -> dict[str, np.ndarray]:
             for w, idx in enumerate(frequency_windows((j2 - 1) * Q, P)):
                 lam = float(fam.lambda1[idx[idx >= 0]].mean())
                 rows += [(2, lam, j2, w, b) for b in range(P)]
-    order, lam, j2s, win, fbin = (np.array(c) for c in zip(*rows, strict=True))
-    return {"order": order, "lambda1": lam, "j2": j2s, "window": win, "fourier_bin": fbin}
+    cols = [np.array(c) for c in zip(*rows, strict=True)]
+    return dict(zip(("order", "lambda1", "j2", "window", "fourier_bin"), cols, strict=True))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,6 +184,11 @@ class TimeFrequencyScattering(nn.Module):
         self._cache = SpectraCache()
         self.support = self._total_support()
 
+    def _atoms(self, order: int) -> Tensor:
+        atoms = self.atoms1 if order == 1 else self.atoms2
+        assert isinstance(atoms, Tensor)
+        return atoms
+
     # -- description ---------------------------------------------------------------------------
     def meta(self) -> dict[str, np.ndarray]:
         """Per-channel description, arrays of length ``num_channels``.
@@ -244,8 +249,8 @@ class TimeFrequencyScattering(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """S_J of ``x`` (batch, time) -> (batch, num_channels, (time - 1) // 2^J + 1)."""
         check_input(x, "TimeFrequencyScattering")
-        J, Q, r = self.J, self.Q, self._rates
-        B, T = x.shape
+        J, _Q, r = self.J, self.Q, self._rates
+        _B, T = x.shape
         n_fft = max(next_pow2(2 * T), 2 ** (J + 1))
         frames = (T - 1) // 2**J + 1
 
@@ -277,14 +282,14 @@ class TimeFrequencyScattering(nn.Module):
             s1_parts.append(lowpass_pick(u1, s, s_o1))
         s1 = torch.cat(s1_parts, dim=1)
         if joint:
-            atoms1 = torch.view_as_complex(self.atoms1.to(x.dtype).contiguous())
+            atoms1 = torch.view_as_complex(self._atoms(1).to(x.dtype).contiguous())
             z = _windowed_fourier(s1.to(atoms1.dtype), self._windows1, atoms1)
             s1 = lowpass_pick(z.abs(), s_o1, 2**J)
         out.append(s1[..., :frames])
 
         # Second order, grouped by j2; paths lambda1 < j2.
         if J > 2:
-            atoms2 = torch.view_as_complex(self.atoms2.to(x.dtype).contiguous())
+            atoms2 = torch.view_as_complex(self._atoms(2).to(x.dtype).contiguous())
         for j2 in range(2, J):
             s2 = r.order2(j2)
             parts = []
