@@ -158,10 +158,8 @@ def gamma_ir(sigma: float, xi: float, length: int, s: int = 1, N: int = N_ORDER)
     """
     t = np.arange(length, dtype=float)
     a = -math.expm1(-s * sigma)
-    out: ComplexArray = a**N * np.exp(
-        (_log_binom(t, N) + s * (-sigma + 1j * xi) * t).astype(np.complex128)
-    )
-    return out
+    phase = (_log_binom(t, N) + s * (-sigma + 1j * xi) * t).astype(np.complex128)
+    return np.asarray(a**N * np.exp(phase), dtype=np.complex128)
 
 
 def wavelet_ir(sigma: float, xi: float, length: int, s: int = 1) -> ComplexArray:
