@@ -283,3 +283,19 @@ def test_tensorboard_logs_losses_audio_and_spectrograms(tmp_path: Path) -> None:
     assert any(t.startswith("reconstruction/") for t in tags["audio"])
     assert any(t.startswith("generated/") for t in tags["audio"])
     assert "log-spectrogram" in tags["images"]
+
+
+def test_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path: Path) -> None:
+    from mmsin.checkpoint import load_latest_checkpoint, previous_path
+
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"x": torch.ones(1000)})
+    save_checkpoint(path, {"x": torch.full((1000,), 2.0)})
+    assert torch.equal(load_checkpoint(previous_path(path))["x"], torch.ones(1000))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x10  # one flipped bit inside the stored tensor
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"damaged checkpoint|not a readable"):
+        load_checkpoint(path)
+    payload, used = load_latest_checkpoint(path)
+    assert used == previous_path(path) and torch.equal(payload["x"], torch.ones(1000))
