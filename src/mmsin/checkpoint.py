@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ __all__ = [
     "get_rng_state",
     "git_revision",
     "load_checkpoint",
+    "load_latest_checkpoint",
+    "previous_path",
     "save_checkpoint",
     "set_rng_state",
 ]
@@ -36,9 +39,19 @@ CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "mmsin-checkpoint-v1"
 
 
-def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+def previous_path(path: str | os.PathLike[str]) -> Path:
+    """Where the checkpoint before ``path`` is kept (``checkpoint.prev.pt``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], payload: dict[str, Any], *, keep_previous: bool = True
+) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary file in the same folder, then
     ``os.replace``), so that an interrupted or failed write leaves the previous file intact.
+    With ``keep_previous`` the file being replaced is kept as :func:`previous_path`, so a
+    newest checkpoint damaged later (disk, copy) still has a good predecessor.
 
     Raises whatever the write raised (OSError, RuntimeError) after removing the temporary file.
     """
@@ -50,6 +63,8 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
             torch.save({"format": FORMAT, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.is_file():
+            os.replace(path, previous_path(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -72,6 +87,15 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    # torch.load does not verify the zip members' CRCs: a flipped bit in the weights would load
+    # silently, so check them first.
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"{path}: not a readable mmsin checkpoint ({exc})") from None
+    if bad is not None:
+        raise ValueError(f"{path}: damaged checkpoint (CRC mismatch in {bad})")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
@@ -83,6 +107,25 @@ def load_checkpoint(
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an mmsin checkpoint (expected format {FORMAT})")
     return payload
+
+
+def load_latest_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any], Path]:
+    """Load ``path``, or its :func:`previous_path` if ``path`` is missing or damaged (logged).
+
+    Returns the payload and the file it came from; raises the newest file's error if neither
+    loads.
+    """
+    path = Path(path)
+    try:
+        return load_checkpoint(path, map_location), path
+    except (ValueError, FileNotFoundError) as exc:
+        prev = previous_path(path)
+        if not prev.is_file():
+            raise
+        log.warning("%s; using the previous checkpoint %s", exc, prev)
+        return load_checkpoint(prev, map_location), prev
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -25,7 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsin.checkpoint import CHECKPOINT_NAME, git_revision, load_checkpoint, save_checkpoint
+from mmsin.checkpoint import (
+    CHECKPOINT_NAME,
+    git_revision,
+    load_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from mmsin.config import Config
 
 __all__ = ["MMSIN", "pretrained_dir"]
@@ -137,7 +143,10 @@ class MMSIN(nn.Module):
             The file is not an mmsin checkpoint.
         """
         file = _resolve_model_path(path)
-        payload = load_checkpoint(file, map_location=map_location)
+        if file.name == CHECKPOINT_NAME:  # a run's checkpoint: fall back to the previous one
+            payload, file = load_latest_checkpoint(file, map_location=map_location)
+        else:
+            payload = load_checkpoint(file, map_location=map_location)
         model = cls.from_payload(payload)
         model.source = file
         return model

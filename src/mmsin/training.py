@@ -40,7 +40,8 @@ from mmsin.checkpoint import (
     CHECKPOINT_NAME,
     get_rng_state,
     git_revision,
-    load_checkpoint,
+    load_latest_checkpoint,
+    previous_path,
     save_checkpoint,
     set_rng_state,
 )
@@ -685,11 +686,11 @@ def _train(
 
     state: dict[str, Any] | None = None
     if resume:
-        if not ckpt_path.is_file():
+        if not ckpt_path.is_file() and not previous_path(ckpt_path).is_file():
             raise FileNotFoundError(f"{ckpt_path}: nothing to resume (train without --resume)")
-        state = load_checkpoint(ckpt_path)
-        _check_resumable(cfg, Config.from_json(state["config"]), ckpt_path)
-    elif d.is_main and ckpt_path.is_file():
+        state, used = load_latest_checkpoint(ckpt_path)
+        _check_resumable(cfg, Config.from_json(state["config"]), used)
+    elif d.is_main and (ckpt_path.is_file() or previous_path(ckpt_path).is_file()):
         raise FileExistsError(
             f"{run_dir}: run exists already; pass --resume to continue it or --run NEW_NAME"
         )

@@ -89,10 +89,11 @@ def _ensure_data(cfg: Any) -> None:
 # --------------------------------------------------------------------------- encode / decode
 
 
-def _read_audio(paths_: list[str], fs: int) -> tuple[np.ndarray, list[int]]:
+def _read_audio(paths_: list[str], fs: int, hop: int) -> tuple[np.ndarray, list[int]]:
     from mmsin.io import load_audio
 
-    clips = [load_audio(p, fs, normalize=True) for p in paths_]
+    # At least one frame's worth of samples: shorter audio has no embedding to speak of.
+    clips = [load_audio(p, fs, normalize=True, min_samples=hop) for p in paths_]
     lengths = [len(c) for c in clips]
     out = np.zeros((len(clips), max(lengths)), dtype=np.float32)
     for i, c in enumerate(clips):
@@ -105,7 +106,7 @@ def _encode(args: argparse.Namespace) -> int:
     if out.suffix != ".npy":
         raise ValueError(f"--out {out}: must end in .npy")
     model = _load_model(args)
-    x, lengths = _read_audio(args.audio, model.fs)
+    x, lengths = _read_audio(args.audio, model.fs, model.hop)
     codes = model.encode_scattering(x) if args.scattering else model.encode(x)
     arr = codes.cpu().numpy().astype(np.float32)
     if len(args.audio) == 1:
@@ -205,7 +206,7 @@ def _interpolate(args: argparse.Namespace) -> int:
         Z = [model.var.whiten(s) for s in S]
         label = f"seeds {args.seeds[0]} and {args.seeds[1]}"
     else:
-        x, _ = _read_audio(args.audio, model.fs)
+        x, _ = _read_audio(args.audio, model.fs, model.hop)
         Zx = model.encode(x)
         Z = [Zx[:1], Zx[1:]]
         label = f"{args.audio[0]} and {args.audio[1]}"
