@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ if not all(
 training = pytest.importorskip("mmsin.training")
 
 from _tiny import tiny_clips, tiny_config  # noqa: E402
-from mmsin.checkpoint import CHECKPOINT_NAME, load_checkpoint  # noqa: E402
+from mmsin.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_latest_checkpoint  # noqa: E402
 
 # Child process: one training run (fresh or resumed) on the tiny shapes.
 _DRIVER = """
@@ -101,11 +102,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    killed_at = load_checkpoint(cut_run / CHECKPOINT_NAME)["global_step"]
+    # A kill between the two renames of a checkpoint write leaves only checkpoint.prev.pt.
+    killed_at = load_latest_checkpoint(cut_run / CHECKPOINT_NAME)[0]["global_step"]
     print(f"killed after {delay:.2f} s at checkpoint step {killed_at} of {ref['global_step']}")
     assert 0 < killed_at < ref["global_step"]
-    # No half-written files are left next to the checkpoint.
-    assert not [p.name for p in cut_run.iterdir() if p.name.endswith(".tmp")]
 
     resumed = _finish(_child(tmp_path, cut_run, cache, epochs, resume=True))
     assert resumed == ref
@@ -131,62 +131,49 @@ def _train_in_process(tmp: Path, epochs: int, *, resume: bool = False, run: str 
     )
 
 
-@pytest.mark.parametrize("damage", ["truncate", "zero-length", "garbage"])
-def test_damaged_checkpoint_is_detected_on_resume(tmp_path: Path, damage: str) -> None:
-    _train_in_process(tmp_path, 2)
-    path = tmp_path / "run" / CHECKPOINT_NAME
+def _damage(path: Path, how: str) -> None:
     data = path.read_bytes()
-    path.write_bytes(
-        {"truncate": data[: len(data) // 2], "zero-length": b"", "garbage": os.urandom(4096)}[
-            damage
-        ]
-    )
+    if how == "bit-flip":
+        # One bit in the middle of the largest stored tensor (its zip member's data).
+        with zipfile.ZipFile(path) as z:
+            member = max(z.infolist(), key=lambda m: m.file_size)
+            offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
+        raw = bytearray(data)
+        raw[offset + member.file_size // 2] ^= 0x10
+        path.write_bytes(bytes(raw))
+    else:
+        damaged = {"truncate": data[: len(data) // 2], "zero-length": b"", "garbage": b"x" * 4096}
+        path.write_bytes(damaged[how])
+
+
+DAMAGES = ["truncate", "zero-length", "garbage", "bit-flip"]
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_checkpoint_without_previous_is_a_clear_error(tmp_path: Path, damage: str) -> None:
+    _train_in_process(tmp_path, 1)  # one checkpoint, no previous one
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    _damage(path, damage)
     with pytest.raises(ValueError) as err:
-        _train_in_process(tmp_path, 3, resume=True)
+        _train_in_process(tmp_path, 2, resume=True)
     msg = str(err.value)
     assert "\n" not in msg and str(path) in msg and "checkpoint" in msg
 
 
-def test_bit_flip_in_checkpoint_weights_is_detected(tmp_path: Path) -> None:
-    _train_in_process(tmp_path, 1)
-    path = tmp_path / "run" / CHECKPOINT_NAME
-    good = load_checkpoint(path)["generator"]
-    raw = bytearray(path.read_bytes())
-    # Flip one bit in the middle of the largest stored tensor (the zip member holding it).
-    import zipfile
-
-    with zipfile.ZipFile(path) as z:
-        member = max(z.infolist(), key=lambda m: m.file_size)
-        offset = member.header_offset + 30 + len(member.filename) + len(member.extra)
-        offset += member.file_size // 2
-    raw[offset] ^= 0x10
-    path.write_bytes(bytes(raw))
-    try:
-        loaded = load_checkpoint(path)["generator"]
-    except ValueError as exc:
-        assert str(path) in str(exc)
-        return
-    assert any(not torch.equal(loaded[k], good[k]) for k in good), "the flip missed the weights"
-    pytest.xfail(
-        "load_checkpoint accepted a checkpoint with a flipped bit in its weights: torch.load "
-        "does not check the zip CRCs (zipfile.ZipFile(path).testzip() would; owner: "
-        "mmsin.checkpoint)"
-    )
-
-
-@pytest.mark.xfail(
-    reason="training keeps one checkpoint file (checkpoint.pt), so a damaged newest checkpoint "
-    "has no previous one to fall back to; issue 6 asks for the previous one to be used "
-    "(owner: mmsin.training / mmsin.checkpoint)",
-    strict=False,
-)
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Resuming from the previous checkpoint replays the lost epoch exactly."""
+    reference = _train_in_process(tmp_path, 3, run="reference")
     _train_in_process(tmp_path, 2)
-    before = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["global_step"]
     path = tmp_path / "run" / CHECKPOINT_NAME
-    path.write_bytes(path.read_bytes()[:100])
-    res = _train_in_process(tmp_path, 3, resume=True)
-    assert res.global_step > before
+    _damage(path, damage)
+    with caplog.at_level(logging.WARNING, logger="mmsin.checkpoint"):
+        resumed = _train_in_process(tmp_path, 3, resume=True)
+    assert any(str(path) in r.getMessage() and "previous" in r.getMessage() for r in caplog.records)
+    assert resumed.global_step == reference.global_step
+    _assert_same_weights(_weights(tmp_path / "run"), _weights(tmp_path / "reference"))
 
 
 def _nan_hook(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int]) -> list[int]:
