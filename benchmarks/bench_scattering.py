@@ -434,17 +434,25 @@ def make_rows(
         if ours and peer and "median_s" in ours and "median_s" in peer:
             ratio = peer["median_s"] / ours["median_s"]
         row["ratio"] = ratio
-        checks: list[str] = []
-        met: list[bool] = []
+        checks: list[dict[str, Any]] = []
         if c.target_ratio is not None:
-            checks.append(f"ratio >= {c.target_ratio:g}")
-            if ratio is not None:
-                met.append(ratio >= c.target_ratio)
+            checks.append(
+                {
+                    "check": f"ratio >= {c.target_ratio:g}",
+                    "met": None if ratio is None else ratio >= c.target_ratio,
+                }
+            )
         if c.target_peak_bytes is not None:
-            checks.append(f"ours peak < {c.target_peak_bytes / 1e9:g} GB")
-            if ours and "peak_bytes" in ours:
-                met.append(ours["peak_bytes"] < c.target_peak_bytes)
-        row["target"] = ", ".join(checks)
-        row["target_met"] = (all(met) if len(met) == len(checks) else None) if checks else None
+            peak = ours.get("peak_bytes") if ours else None
+            checks.append(
+                {
+                    "check": f"peak < {c.target_peak_bytes / 1e9:g} GB",
+                    "met": None if peak is None else peak < c.target_peak_bytes,
+                }
+            )
+        row["target_checks"] = checks
+        row["target"] = ", ".join(c["check"] for c in checks)
+        mets = [c["met"] for c in checks]
+        row["target_met"] = None if not checks or None in mets else all(mets)
         out.append(row)
     return out

@@ -9,7 +9,7 @@ Every measurement runs in a fresh subprocess (honest peak memory, no shared stat
 the peer are measured in the same run on the same machine, once per thread count, and compared
 as ratios peer/ours (> 1: ours is faster). Results go to
 ``benchmarks/results/<date>-<host>.json`` and, for a complete run (no ``--quick``, no
-``--only``), to ``benchmarks/results/latest.json``.
+``--only``, no ``--filter``), to ``benchmarks/results/latest.json``.
 
 The generation and training benchmarks live in ``bench_generation.py`` and
 ``bench_training.py``; each exposes ``run(threads: int) -> list[dict]`` and is skipped with a
@@ -51,6 +51,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         default="",
         help="substring of a measurement key (e.g. ours-SJ-paper): print a torch.profiler table",
+    )
+    p.add_argument(
+        "--filter",
+        default="",
+        help="only scattering measurements whose key contains one of these comma substrings",
     )
     p.add_argument("--output", type=Path, default=None, help="JSON path (default: results/)")
     # Internal: the smoke test runs the whole pipeline on tiny shapes.
@@ -100,16 +105,25 @@ def _peak(v: Any) -> str:
     return "-"
 
 
+def _yes_no(met: Any) -> str:
+    return "yes" if met is True else "NO" if met is False else "?"
+
+
+def _fmt_target(row: dict[str, Any]) -> str:
+    checks = row.get("target_checks")
+    if checks:
+        return "; ".join(f"{c['check']}: {_yes_no(c.get('met'))}" for c in checks)
+    target = row.get("target") or ""
+    return f"{target}: {_yes_no(row.get('target_met'))}" if target else ""
+
+
 def _row_cells(row: dict[str, Any]) -> list[str]:
     unit = row.get("unit", "s")
     ratio = row.get("ratio")
     ratio_s = "-" if ratio is None else f"{ratio:.2f}x"
     if row.get("peer_recorded"):
         ratio_s += "*"
-    met = row.get("target_met")
-    target = row.get("target") or ""
-    if target:
-        target = f"{target}: " + ("yes" if met else "NO" if met is False else "?")
+    target = _fmt_target(row)
     ours = row.get("ours")
     peer = row.get("peer")
     ours_peak = row.get("ours_peak_bytes")
@@ -160,6 +174,11 @@ def run_scattering(args: argparse.Namespace, threads: int, notes: list[str]) -> 
         if n not in notes:
             notes.append(n)
     results: dict[str, dict[str, Any]] = {}
+    wanted = [f for f in args.filter.split(",") if f]
+    if wanted:
+        specs = [s for s in specs if any(f in s.key for f in wanted)]
+        keys = {s.key for s in specs}
+        comparisons = [c for c in comparisons if c.ours_key in keys or c.peer_key in keys]
     for spec in specs:
         if args.profile and args.profile in spec.key:
             spec.profile = True
@@ -255,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         suffix = "" if args.size == "full" else f"-{args.size}"
         paths.append(RESULTS_DIR / f"{started:%Y-%m-%d}-{env['host']}{suffix}.json")
-        if args.size == "full" and set(args.groups) == set(GROUPS):
+        if args.size == "full" and set(args.groups) == set(GROUPS) and not args.filter:
             paths.append(RESULTS_DIR / "latest.json")
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
