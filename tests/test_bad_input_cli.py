@@ -340,9 +340,4 @@ def test_encode_clip_shorter_than_one_frame(
     home: Path, model: Path, cli_here: Callable[..., Any]
 ) -> None:
     proc = cli_here(home, "encode", home / "blip.wav", "--out", home / "blip.npy", "--model", model)
-    if proc.returncode == 0:
-        pytest.xfail(
-            "mmsin encode accepts a clip shorter than one 2^J frame (it does not pass "
-            "min_samples=2**J to mmsin.io.load_audio); owner: mmsin.cli.model"
-        )
     assert_user_error(proc, "blip.wav", "too short")
