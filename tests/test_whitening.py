@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsin.whitening import VAR, fit_var, whiteness_report
+from mmsin.whitening import VAR, fit_var, growth_rate, whiteness_report
 
 # A stable VAR(2) on 3 channels with a correlated innovation covariance.
 A_TRUE = np.array(
@@ -193,3 +193,24 @@ def test_bad_inputs() -> None:
     var = VAR(3, 2)
     with pytest.raises(ValueError, match="shape"):
         var.whiten(torch.zeros(1, 4, 10))
+
+
+def test_growth_rate_matches_the_companion_spectral_radius() -> None:
+    g = torch.Generator().manual_seed(3)
+    var = VAR(5, 2).double()
+    with torch.no_grad():
+        var.A.copy_(0.4 * torch.randn(2, 5, 5, generator=g, dtype=torch.float64))
+    assert growth_rate(var, steps=2000) == pytest.approx(var.spectral_radius(), rel=2e-2)
+
+
+def test_fit_on_too_few_frames_is_made_stable_by_the_ridge_guard() -> None:
+    # 40 channels, M = 4: 161 unknowns per equation but only 6 x 12 frames, a random-walk-like
+    # process; plain least squares (guard off) is explosive, the guarded fit is not.
+    g = torch.Generator().manual_seed(0)
+    S = torch.randn(6, 40, 12, generator=g, dtype=torch.float64).cumsum(-1).abs()
+    raw = fit_var(S, M=4, ridge=1e-6, max_radius=None)
+    assert growth_rate(raw) > 1.0
+    guarded = fit_var(S, M=4, ridge=1e-6)
+    assert growth_rate(guarded) <= 0.995
+    sample = guarded.sample(2, 50, warmup=300, generator=g)
+    assert torch.isfinite(sample).all() and sample.abs().max() < 1e3

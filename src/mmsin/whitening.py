@@ -17,12 +17,15 @@ docs/model.md gives the derivation and the numerical choices.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 __all__ = ["VAR", "fit_var", "whiteness_report"]
 
@@ -336,6 +339,7 @@ def fit_var(
     *,
     eig_floor: float = 1e-6,
     chunk_rows: int = 4096,
+    max_radius: float | None = 0.995,
 ) -> VAR:
     """Fit the causal VAR(M) with intercept in closed form (paper section 4).
 
@@ -359,6 +363,13 @@ def fit_var(
         that value before taking (inverse) square roots.
     chunk_rows : int
         Frames per accumulation step (memory ~ chunk_rows * (M C + 1) * 8 bytes).
+    max_radius : float or None
+        Stability guard. With few frames per regressor (a small data set and C ~ 1000
+        channels gives fewer frames than the M C + 1 unknowns of each equation) the least-squares
+        VAR can be explosive, and L^-1 driven by noise then diverges. When the recursion's
+        growth rate (an estimate of the companion matrix's spectral radius, see
+        :func:`growth_rate`) exceeds ``max_radius``, the ridge is multiplied by 10 and the fit
+        repeated (at most 8 times; logged). None disables the guard.
 
     Returns
     -------
@@ -396,7 +407,72 @@ def fit_var(
     if count < 2:
         raise ValueError(f"need at least 2 frames in total to fit the VAR, got {count}")
     lag = M * C
-    penalty = ridge * float(gram.diagonal()[:lag].sum()) / lag
+    scale = float(gram.diagonal()[:lag].sum()) / lag
+    var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
+    tries = 0
+    while max_radius is not None and tries < 8:
+        rate = growth_rate(var)
+        if rate <= max_radius:
+            break
+        tries += 1
+        log.warning(
+            "VAR(%d) fit with ridge %.3g is explosive (growth rate %.3f > %.3f); refitting with "
+            "ridge %.3g",
+            M,
+            ridge,
+            rate,
+            max_radius,
+            ridge * 10,
+        )
+        ridge *= 10
+        var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
+    return var
+
+
+def growth_rate(var: VAR, steps: int = 300, batch: int = 4, seed: int = 0) -> float:
+    """Asymptotic per-frame growth factor of the noise-free recursion S[n] = sum_m A_m S[n-m].
+
+    Power iteration on the companion matrix without forming it: the norm ratio over the last
+    half of ``steps`` frames, renormalised every step, estimates its spectral radius (< 1 means
+    a stable VAR whose L^-1 forgets its initial frames). Costs ``steps`` products of size
+    (batch, M C) x (M C, C), far cheaper than an eigendecomposition of the (M C)^2 matrix.
+    """
+    M, C = var.M, var.channels
+    g = torch.Generator(device=var.A.device).manual_seed(seed)
+    past = torch.randn(batch, M, C, generator=g, dtype=torch.float64, device=var.A.device)
+    # Row-vector form of S[n] = sum_m A_{m-1} S[n-m]: block k of the (M C, C) matrix is the
+    # transposed coefficient of lag M - k, matching past[:, k] = S[n - M + k].
+    weights = var.A.to(torch.float64).flip(0).transpose(1, 2).reshape(M * C, C)
+    log_growth = 0.0
+    counted = 0
+    for n in range(steps):
+        new = past.reshape(batch, M * C) @ weights  # (batch, C)
+        past = torch.cat([past[:, 1:], new[:, None]], dim=1)
+        norm = float(past.norm())
+        if not math.isfinite(norm) or norm == 0.0:
+            return math.inf if not math.isfinite(norm) else 0.0
+        past = past / norm
+        if n >= steps // 2:
+            log_growth += math.log(norm)
+            counted += 1
+    return math.exp(log_growth / max(counted, 1))
+
+
+def _solve_var(
+    gram: Tensor,
+    cross: Tensor,
+    yty: Tensor,
+    count: int,
+    C: int,
+    M: int,
+    penalty: float,
+    eig_floor: float,
+) -> VAR:
+    """Solve the ridge normal equations for (A, b) and form the innovation covariance roots."""
+    device = gram.device
+    f64 = torch.float64
+    D = gram.shape[0]
+    lag = M * C
     reg = torch.zeros(D, dtype=f64, device=device)
     reg[:lag] = penalty
     lhs = gram + torch.diag(reg)
