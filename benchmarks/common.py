@@ -302,14 +302,19 @@ def run_case(spec: CaseSpec) -> dict[str, Any]:
 
 
 def run_external(
-    module: str, threads: int, device: str = "cpu", timeout_s: float = 3600.0
+    module: str,
+    threads: int,
+    device: str = "cpu",
+    quick: bool = False,
+    timeout_s: float = 3600.0,
 ) -> dict[str, Any]:
     """Call ``module.run(threads)`` in a fresh subprocess and return ``{"rows": [...]}``.
 
-    ``device`` is passed as a keyword when ``run`` accepts one. A module that cannot be found
-    gives ``{"missing": "<message>"}``; any other failure ``{"error": "<last line>"}``.
+    ``device`` and ``quick`` are passed as keywords when ``run`` accepts them. A module that
+    cannot be found gives ``{"missing": "<message>"}``; any other failure
+    ``{"error": "<last line>"}``.
     """
-    payload = json.dumps({"module": module, "threads": threads, "device": device})
+    payload = json.dumps({"module": module, "threads": threads, "device": device, "quick": quick})
     return _run_child(["--external", payload], threads, timeout_s)
 
 
@@ -327,7 +332,10 @@ def _external_child(payload: dict[str, Any]) -> dict[str, Any]:
         raise
     run = mod.run
     kwargs: dict[str, Any] = {}
-    if "device" in inspect.signature(run).parameters:
+    params = inspect.signature(run).parameters
+    if "quick" in params:
+        kwargs["quick"] = bool(payload.get("quick", False))
+    if "device" in params:
         kwargs["device"] = payload["device"]
     elif payload["device"] != "cpu":
         return {"missing": f"{payload['module']}.run has no device argument (CPU only)"}

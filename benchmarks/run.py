@@ -139,10 +139,21 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
         str(row.get("threads", "-")),
         str(row.get("device_name", row.get("device", "-"))),
         target,
+        str(row.get("notes") or row.get("peer_note") or ""),
     ]
 
 
-HEADER = ["case", "ours", "peer", "peer/ours", "peak MiB ours/peer", "threads", "device", "target"]
+HEADER = [
+    "case",
+    "ours",
+    "peer",
+    "peer/ours",
+    "peak MiB ours/peer",
+    "threads",
+    "device",
+    "target",
+    "notes",
+]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -212,7 +223,7 @@ def run_external_group(
         print("  " + note, flush=True)
         return []
     t0 = time.perf_counter()
-    res = common.run_external(module, threads, args.device)
+    res = common.run_external(module, threads, args.device, quick=args.size != "full")
     print(f"  [{time.perf_counter() - t0:6.1f} s] {module}.run({threads})", flush=True)
     if "missing" in res:
         notes.append(f"{group}: {res['missing']}; skipped")
