@@ -61,7 +61,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.run:
         cfg.name = args.run
     run_dir = paths.runs_dir() / cfg.name
-    _ensure_data(cfg)
+    if args.resume:
+        _check_resumable(run_dir)
+    _ensure_data(cfg, progress=not args.quiet)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
     last = result.history["test_inv"][-1] if result.history["test_inv"] else float("nan")
     print(
@@ -72,18 +74,35 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ensure_data(cfg: Any) -> None:
-    """Build the embedded look-alike data set on first use, so `mmsin train` just works."""
+def _check_resumable(run_dir: Path) -> None:
+    """Fail at once, before any data set is built or loaded, when there is nothing to resume."""
+    from mmsin.checkpoint import CHECKPOINT_NAME, previous_path
+
+    ckpt = run_dir / CHECKPOINT_NAME
+    if not ckpt.is_file() and not previous_path(ckpt).is_file():
+        what = "no such run" if not run_dir.exists() else f"no {CHECKPOINT_NAME} in this run"
+        raise ValueError(
+            f"{run_dir}: {what}, nothing to resume (drop --resume to start it, or pick an "
+            "existing run with --run NAME)"
+        )
+
+
+def _ensure_data(cfg: Any, *, progress: bool = True) -> None:
+    """Build the embedded look-alike data set on first use, so `mmsin train` just works.
+
+    ``progress=False`` (``-q``) silences the build's progress bars and summary too.
+    """
     if cfg.data.source not in ("nsynth-like", "beethoven-like"):
         return
     from mmsin import paths
 
     root = paths.data_dir() / f"{cfg.data.source}-{cfg.data.size}"
-    if not root.exists():
+    if not (root / "build.json").is_file():
         from mmsin.data import build
 
-        print(f"building the {cfg.data.source} ({cfg.data.size}) data set first (once) ...")
-        build(cfg.data.source, cfg.data.size)
+        if progress:
+            print(f"building the {cfg.data.source} ({cfg.data.size}) data set first (once) ...")
+        build(cfg.data.source, cfg.data.size, progress=progress)
 
 
 # --------------------------------------------------------------------------- encode / decode

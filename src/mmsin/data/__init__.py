@@ -10,11 +10,19 @@ docs/data.md describes the sources, split rules, silence handling and licences.
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 from mmsin.data.clips import Clips, DataError
+
+# Import the builder module before the function ``build`` below is defined. Importing a
+# submodule binds its name on the package, so a first ``import mmsin.data.build`` made later
+# (by a test, or lazily inside ``build``) would replace the function with the module and
+# ``from mmsin.data import build; build(...)`` would fail with "'module' object is not
+# callable". Once the module is in ``sys.modules`` no later import rebinds the name.
+_builders = importlib.import_module("mmsin.data.build")
 
 __all__ = ["LOOKALIKES", "Clips", "DataError", "build", "describe", "load_clips", "resolve"]
 
@@ -30,9 +38,7 @@ def build(
     progress: bool = True,
 ) -> Path:
     """Build an offline look-alike; see :func:`mmsin.data.build.build`."""
-    from mmsin.data.build import build as _build
-
-    return _build(kind, size, root, progress=progress)
+    return _builders.build(kind, size, root, progress=progress)
 
 
 def resolve(source: str | os.PathLike[str], size: str = "small") -> tuple[Path, str]:

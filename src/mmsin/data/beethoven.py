@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsin.data.clips import Clips, DataError, check_split, samplernn_holdout, samplernn_split
-from mmsin.data.folder import audio_files, extracts, finish
+from mmsin.data.folder import audio_files, check_usable, extracts, finish
 from mmsin.io import resample
 
 #: SampleRNN's rate and extract length.
@@ -100,9 +100,14 @@ def load_beethoven(
         Scale each extract to peak 1.
     max_clips : int or None
         Keep only the first ``max_clips`` extracts of the split (quick runs).
+
+    In a folder of extracts, files that cannot be used are skipped, logged and listed in
+    ``Clips.skipped`` (the split is drawn over the file names, so one bad file does not move
+    the others between splits); only a split with no usable file is a DataError.
     """
     check_split(split)
     p = Path(source)
+    skipped: list[tuple[str, str]] = []
     if is_array_tree(p) or (p.suffix == ".npy" and is_array_tree(p.parent)):
         tree = p if p.is_dir() else p.parent
         parts = ARRAY_SPLITS if split == "all" else (split,)
@@ -143,7 +148,11 @@ def load_beethoven(
         idx = samplernn_split(names)[split]
         if max_clips is not None:
             idx = idx[:max_clips]
-        audio, meta = extracts([files[i] for i in idx], fs=fs, seconds=EXTRACT_SECONDS, root=p)
+        chosen = [files[i] for i in idx]
+        audio, meta, skipped = extracts(chosen, fs=fs, seconds=EXTRACT_SECONDS, root=p)
+        check_usable(p, chosen, skipped, EXTRACT_SECONDS)
     else:
         raise DataError(f"{p}: no such file or folder (expected a SampleRNN Beethoven set)")
-    return finish(audio, meta, fs=fs, split=split, source=str(p), normalize=normalize)
+    return finish(
+        audio, meta, fs=fs, split=split, source=str(p), normalize=normalize, skipped=skipped
+    )

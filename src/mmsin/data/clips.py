@@ -14,9 +14,12 @@ Split rules (documented in docs/data.md):
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +59,10 @@ class Clips:
     dropped : int
         Clips dropped as silent (see :data:`SILENCE_RMS`, :data:`NOTE_SILENCE_PEAK`), counted,
         not returned.
+    skipped : list of (str, str)
+        Files that could not be used, as ``(path, problem)``: unreadable, empty, non-audio,
+        non-finite samples, or shorter than half a clip. They are logged (one WARNING line per
+        load) and left out; the load fails only when no file is usable.
     """
 
     audio: np.ndarray
@@ -64,6 +71,7 @@ class Clips:
     split: str = "train"
     source: str = ""
     dropped: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.audio.ndim != 2:
@@ -193,3 +201,50 @@ def fit_length(x: np.ndarray, length: int) -> np.ndarray:
         return x[..., :length]
     pad = [(0, 0)] * (x.ndim - 1) + [(0, length - x.shape[-1])]
     return np.pad(x, pad)
+
+
+def skipped_summary(
+    skipped: Sequence[tuple[str, str]], root: str | os.PathLike[str] | None = None, limit: int = 5
+) -> str:
+    """One line listing skipped files: ``a.wav (problem); b.wav (problem); ... and N more``.
+
+    Paths are shown relative to ``root`` when they lie under it (the root is named once by the
+    caller, not repeated per file).
+    """
+    base = Path(root) if root is not None else None
+    names = []
+    for path, problem in skipped[:limit]:
+        p = Path(path)
+        if base is not None and p.is_relative_to(base) and p != base:
+            p = p.relative_to(base)
+        names.append(f"{p} ({' '.join(problem.split())})")
+    more = len(skipped) - limit
+    return "; ".join(names) + (f"; and {more} more" if more > 0 else "")
+
+
+def report_skipped(
+    log: logging.Logger,
+    root: str | os.PathLike[str],
+    skipped: Sequence[tuple[str, str]],
+    total: int,
+    what: str = "audio files",
+) -> None:
+    """Log one WARNING line: how many of ``total`` files under ``root`` were skipped, and which."""
+    if skipped:
+        log.warning(
+            "%s: skipped %d of %d %s: %s",
+            root,
+            len(skipped),
+            total,
+            what,
+            skipped_summary(skipped, root),
+        )
+
+
+def no_usable_audio(
+    root: str | os.PathLike[str], skipped: Sequence[tuple[str, str]], what: str = "audio file"
+) -> DataError:
+    """The one-line error for a source where every file was skipped."""
+    return DataError(
+        f"{root}: no usable {what}; all {len(skipped)} skipped: {skipped_summary(skipped, root)}"
+    )

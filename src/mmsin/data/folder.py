@@ -10,7 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from mmsin.data.clips import SILENCE_RMS, Clips, DataError, check_split, rms, seeded_split
+from mmsin.data.clips import (
+    SILENCE_RMS,
+    Clips,
+    DataError,
+    check_split,
+    no_usable_audio,
+    report_skipped,
+    rms,
+    seeded_split,
+)
 from mmsin.io import AUDIO_EXTENSIONS, AudioError, load_audio, normalize_peak
 
 log = logging.getLogger(__name__)
@@ -28,29 +37,35 @@ def audio_files(root: str | os.PathLike[str], *, recursive: bool = True) -> list
 
 def extracts(
     files: Sequence[Path], *, fs: int, seconds: float, root: Path
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
+) -> tuple[np.ndarray, list[dict[str, Any]], list[tuple[str, str]]]:
     """Read each file at ``fs`` and cut it into non-overlapping extracts of ``seconds``.
 
-    A file shorter than one extract but longer than half of one is zero-padded to a single
-    extract (an 8 s FLAC extract that decodes a few samples short is still one extract); shorter
-    files are skipped.
+    A file shorter than one extract but at least half of one is zero-padded to a single
+    extract (an 8 s FLAC extract that decodes a few samples short is still one extract).
+    Files that cannot be used -- not audio, empty, damaged beyond their header, NaN or
+    infinite samples, shorter than half an extract -- are skipped and returned in ``skipped``
+    with their problem (the caller reports them); one bad file does not stop the load.
 
     Returns
     -------
     audio : ndarray, shape (n, round(seconds * fs)), float32 (not normalised)
     meta : list of dict with ``name`` (relative path, ``#k`` for the k-th extract of a file),
         ``file`` and ``start`` (seconds).
+    skipped : list of (str, str)
+        ``(path, problem)`` of every file left out, in the order of ``files``.
     """
     length = round(seconds * fs)
     rows: list[np.ndarray] = []
     meta: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
     for f in files:
         try:
-            x = load_audio(f, fs=fs)
+            x = load_audio(f, fs=fs, min_samples=max(1, length // 2))
         except AudioError as exc:
-            raise DataError(str(exc)) from None
+            skipped.append((str(f), exc.problem))
+            continue
         n = x.shape[0] // length
-        if n == 0 and x.shape[0] >= length // 2:
+        if n == 0:
             x = np.pad(x, (0, length - x.shape[0]))
             n = 1
         rel = str(f.relative_to(root))
@@ -60,7 +75,25 @@ def extracts(
                 {"name": rel if n == 1 else f"{rel}#{k}", "file": rel, "start": k * seconds}
             )
     audio = np.stack(rows) if rows else np.zeros((0, length), np.float32)
-    return audio.astype(np.float32, copy=False), meta
+    return audio.astype(np.float32, copy=False), meta, skipped
+
+
+def check_usable(
+    root: Path, files: Sequence[Path], skipped: Sequence[tuple[str, str]], seconds: float
+) -> None:
+    """Log the skipped files (one WARNING line), or raise if no file was usable.
+
+    Raises
+    ------
+    DataError
+        Every file was skipped: "every audio file is shorter than ..." when that was the only
+        problem, else "no usable audio file" with the first few files and their problems.
+    """
+    if files and len(skipped) == len(files):
+        if all(problem.startswith("too short") for _, problem in skipped):
+            raise DataError(f"{root}: every audio file is shorter than {seconds / 2:g} s")
+        raise no_usable_audio(root, skipped)
+    report_skipped(log, root, skipped, len(files))
 
 
 def finish(
@@ -71,8 +104,12 @@ def finish(
     split: str,
     source: str,
     normalize: bool,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> Clips:
-    """Drop silent extracts (RMS < 1e-3, counted), normalise each to peak 1, wrap as Clips."""
+    """Drop silent extracts (RMS < 1e-3, counted), normalise each to peak 1, wrap as Clips.
+
+    ``skipped`` (files left out, see :func:`extracts`) is passed through to ``Clips.skipped``.
+    """
     loud = rms(audio) >= SILENCE_RMS if len(audio) else np.zeros(0, bool)
     dropped = int((~loud).sum())
     if dropped:
@@ -81,7 +118,15 @@ def finish(
     if normalize:
         audio = normalize_peak(audio)
     kept = [m for m, k in zip(meta, loud, strict=True) if k]
-    return Clips(audio=audio, fs=fs, meta=kept, split=split, source=source, dropped=dropped)
+    return Clips(
+        audio=audio,
+        fs=fs,
+        meta=kept,
+        split=split,
+        source=source,
+        dropped=dropped,
+        skipped=list(skipped or []),
+    )
 
 
 def load_folder(
@@ -103,15 +148,17 @@ def load_folder(
     seeded permutation into train/valid/test by the fractions ``valid`` and ``test``. Silent
     extracts are dropped after the split (so the split does not depend on the threshold) and
     counted in ``Clips.dropped``.
+
+    Files that cannot be used (see :func:`extracts`) are skipped, logged in one WARNING line
+    and listed in ``Clips.skipped``; only a folder with no usable file is a DataError.
     """
     check_split(split)
     rootp = Path(root)
     files = audio_files(rootp, recursive=recursive)
     if not files:
         raise DataError(f"{rootp}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    audio, meta = extracts(files, fs=fs, seconds=seconds, root=rootp)
-    if len(audio) == 0:
-        raise DataError(f"{rootp}: every audio file is shorter than {seconds / 2:g} s")
+    audio, meta, skipped = extracts(files, fs=fs, seconds=seconds, root=rootp)
+    check_usable(rootp, files, skipped, seconds)
     idx = seeded_split(len(audio), seed=seed, valid=valid, test=test)[split]
     return finish(
         audio[idx],
@@ -120,4 +167,5 @@ def load_folder(
         split=split,
         source=str(rootp),
         normalize=normalize,
+        skipped=skipped,
     )

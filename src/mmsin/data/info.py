@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
-from mmsin.data.clips import DataError, samplernn_holdout, samplernn_split, velocity_split
+from mmsin.data.clips import (
+    DataError,
+    no_usable_audio,
+    report_skipped,
+    samplernn_holdout,
+    samplernn_split,
+    skipped_summary,
+    velocity_split,
+)
+from mmsin.io import AudioError, audio_info
+
+log = logging.getLogger(__name__)
 
 
 def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, Any]:
@@ -19,7 +31,14 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
     Returns a dict with at least ``path``, ``format``, ``clips`` (number of notes or extracts),
     ``seconds_per_clip`` (at the source rate), ``total_seconds``, ``splits`` ({name: count});
     NSynth adds ``instruments`` ({family: count}), ``pitch_histogram`` and
-    ``velocity_histogram`` ({value: count}) of the paper's selection.
+    ``velocity_histogram`` ({value: count}) of the paper's selection. A folder of audio adds
+    ``skipped``: ``(path, problem)`` of each file whose header :func:`mmsin.io.audio_info`
+    refuses (logged in one WARNING line, left out of the counts).
+
+    Raises
+    ------
+    DataError
+        Missing or unrecognisable source, or a folder where no file is usable audio.
     """
     from mmsin.data import resolve
 
@@ -84,14 +103,27 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
     else:
         from mmsin.data.folder import audio_files
 
-        files = audio_files(path)
+        found = audio_files(path)
+        files: list[Path] = []
         secs: list[float] = []
-        for f in files:
+        skipped: list[tuple[str, str]] = []
+        for f in found:
+            # Headers only (no decoding); a file the header check refuses is skipped and
+            # reported like the loaders do, so one bad file does not hide the set.
             try:
-                secs.append(sf.info(str(f)).duration)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise DataError(f"{f}: not readable as audio ({exc})") from None
-        if fmt == "beethoven":
+                info = audio_info(f)
+            except AudioError as exc:
+                skipped.append((str(f), exc.problem))
+                continue
+            if info.frames == 0:
+                skipped.append((str(f), "contains no samples"))
+                continue
+            files.append(f)
+            secs.append(info.seconds)
+        if not files:
+            raise no_usable_audio(path, skipped)
+        report_skipped(log, path, skipped, len(found))
+        if fmt == "beethoven" and len(files) >= 3:
             parts = samplernn_split([str(f) for f in files])
             fsplits = {s: len(parts[s]) for s in ("train", "valid", "test")}
         else:
@@ -99,9 +131,10 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
         out.update(
             clips=len(files),
             files=len(files),
-            seconds_per_clip=float(np.median(secs)) if secs else 0.0,
+            seconds_per_clip=float(np.median(secs)),
             total_seconds=float(sum(secs)),
             splits=fsplits,
+            skipped=skipped,
         )
     return out
 
@@ -136,6 +169,9 @@ def format_description(d: dict[str, Any]) -> str:
         lines += histogram_lines(d["pitch_histogram"])
         lines.append("velocity histogram:")
         lines += histogram_lines(d["velocity_histogram"])
+    if d.get("skipped"):
+        lines.append(f"skipped {len(d['skipped'])} unusable files:")
+        lines += [f"  {skipped_summary([s], d['path'])}" for s in d["skipped"]]
     if d.get("build"):
         lines.append("build: " + json.dumps(d["build"]))
     return "\n".join(lines)

@@ -22,6 +22,8 @@ from mmsin.data.clips import (
     DataError,
     check_split,
     fit_length,
+    no_usable_audio,
+    report_skipped,
     velocity_split,
 )
 from mmsin.io import AudioError, load_audio, normalize_peak
@@ -180,8 +182,10 @@ def load_nsynth(
 
     Returns
     -------
-    Clips, audio (n, round(seconds * fs)). Notes whose first ``seconds`` are silent (RMS below
-    peak below 1e-4) are dropped and counted in ``Clips.dropped``.
+    Clips, audio (n, round(seconds * fs)). Notes whose first ``seconds`` are silent (peak
+    below 1e-4) are dropped and counted in ``Clips.dropped``. Notes whose file is missing or
+    unusable are skipped, logged in one WARNING line and listed in ``Clips.skipped``; only a
+    split with no usable note file is a DataError.
     """
     notes = select_notes(
         read_examples(root), families=families, sources=sources, pitch_range=pitch_range
@@ -210,11 +214,14 @@ def load_nsynth(
     audio = np.zeros((len(notes), length), dtype=np.float32)
     meta: list[dict[str, Any]] = []
     keep = np.zeros(len(notes), dtype=bool)
+    skipped: list[tuple[str, str]] = []
     for i, n in enumerate(notes):
         try:
             x = load_audio(n["path"], fs=fs, max_seconds=seconds)
         except AudioError as exc:
-            raise DataError(str(exc)) from None
+            # A missing or broken note file costs that note only (issue 6: skip and report).
+            skipped.append((str(n["path"]), exc.problem))
+            continue
         x = fit_length(x, length)
         if np.max(np.abs(x)) < NOTE_SILENCE_PEAK:
             continue
@@ -230,9 +237,18 @@ def load_nsynth(
                 "source": n["instrument_source_str"],
             }
         )
-    dropped = int((~keep).sum())
+    if notes and len(skipped) == len(notes):
+        raise no_usable_audio(root, skipped, "note file")
+    report_skipped(log, root, skipped, len(notes), "note files")
+    dropped = int((~keep).sum()) - len(skipped)
     if dropped:
         log.info("%s: dropped %d silent notes of %d", root, dropped, len(notes))
     return Clips(
-        audio=audio[keep], fs=fs, meta=meta, split=split, source=str(root), dropped=dropped
+        audio=audio[keep],
+        fs=fs,
+        meta=meta,
+        split=split,
+        source=str(root),
+        dropped=dropped,
+        skipped=skipped,
     )
