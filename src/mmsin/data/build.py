@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import sys
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from mmsin.data.clips import (
     chop,
     rms,
     samplernn_split,
+    skipped_summary,
 )
 from mmsin.data.nsynth import FAMILIES, NSYNTH_FS
 from mmsin.data.render import (
@@ -142,7 +144,41 @@ def _say(progress: bool, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def distinct_instruments(fonts: list[Path], programs: tuple[int, ...]) -> list[Preset]:
+#: What a failed render can raise: DataError from :class:`~mmsin.data.render.Synth` (a font
+#: fluidsynth cannot load, a missing preset, an unreadable MIDI file), and what fluidsynth's
+#: and mido's bindings raise on damaged input.
+_RENDER_ERRORS = (DataError, OSError, ValueError, RuntimeError, EOFError, IndexError, KeyError)
+
+
+def _problem(exc: BaseException, path: str | os.PathLike[str]) -> str:
+    """The problem of ``exc`` on one line, without a leading ``path:`` (named by the caller)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def _preset_label(p: Preset) -> str:
+    return f"{p.soundfont.name} bank {p.bank} program {p.program} ({p.name})"
+
+
+def _report(root: Path, skipped: list[tuple[str, str]]) -> None:
+    """One WARNING line listing the sound fonts, presets or pieces a build left out."""
+    if skipped:
+        log.warning("%s: skipped %d: %s", root, len(skipped), skipped_summary(skipped, limit=10))
+
+
+#: What a damaged sound font can raise while its headers are parsed.
+_FONT_ERRORS = (DataError, OSError, ValueError, IndexError, struct.error)
+
+
+def distinct_instruments(
+    fonts: list[Path],
+    programs: tuple[int, ...],
+    *,
+    skipped: dict[str, str] | None = None,
+) -> list[Preset]:
     """The distinct recorded instruments among ``programs`` in ``fonts``.
 
     Presets are visited font by font (best font first), then in the order of ``programs``, then
@@ -150,14 +186,22 @@ def distinct_instruments(fonts: list[Path], programs: tuple[int, ...]) -> list[P
     skipped. The result is interleaved round-robin over programs -- every program's best
     instrument first, then the second-best of each, ... -- so that taking the first few gives
     varied instruments.
+
+    ``skipped``: if given, a font whose headers cannot be read is left out and recorded there
+    (``{path: problem}``) instead of raising.
     """
     seen: set[str] = set()
     by_program: dict[int, list[Preset]] = {p: [] for p in programs}
     for font in fonts:
+        try:
+            listed = read_presets(font)
+        except _FONT_ERRORS as exc:
+            if skipped is None:
+                raise
+            skipped[str(font)] = _problem(exc, font)
+            continue
         presets = [
-            p
-            for p in read_presets(font)
-            if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
+            p for p in listed if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
         ]
         presets.sort(key=lambda p: (programs.index(p.program), p.bank))
         for p in presets:
@@ -171,21 +215,33 @@ def distinct_instruments(fonts: list[Path], programs: tuple[int, ...]) -> list[P
     return out
 
 
-def _nsynth_plan(spec: NSynthSize) -> list[tuple[str, Preset]]:
-    """(family, preset) of every instrument to render, in instrument-number order."""
+def _nsynth_plan(spec: NSynthSize) -> tuple[list[tuple[str, Preset]], list[tuple[str, str]]]:
+    """(family, preset) of every instrument to render, in instrument-number order, and the
+    sound fonts left out as ``(font, problem)``: named by the size but not installed, or
+    unreadable (damaged headers)."""
     fonts = find_soundfonts()
+    skipped: list[tuple[str, str]] = []
     if spec.fonts is not None:
+        have = {f.name for f in fonts}
+        skipped += [(n, "sound font not installed") for n in spec.fonts if n not in have]
         fonts = [f for f in fonts if f.name in spec.fonts]
     if not fonts:
         raise DataError(
             "no sound font found in /usr/share/sounds/sf2 (or $MMSIN_SOUNDFONTS); install the "
             "Debian packages fluid-soundfont-gm and timgm6mb-soundfont (scripts/setup.sh does)"
         )
+    unreadable: dict[str, str] = {}
     plan: list[tuple[str, Preset]] = []
     for family, programs in (("keyboard", KEYBOARD_PROGRAMS), ("flute", FLUTE_PROGRAMS)):
-        found = distinct_instruments(fonts, programs)
+        found = distinct_instruments(fonts, programs, skipped=unreadable)
         plan += [(family, p) for p in found[: spec.per_family]]
-    return plan
+    skipped += list(unreadable.items())
+    if not plan:
+        raise DataError(
+            "no usable keyboard or flute preset in the sound fonts "
+            f"{', '.join(f.name for f in fonts)}: {skipped_summary(skipped)}"
+        )
+    return plan, skipped
 
 
 def _pitches(program: int, spec: NSynthSize) -> list[int]:
@@ -222,7 +278,7 @@ def build_nsynth_like(
     ``spec`` overrides the size's parameters (tests use a tiny one). Returns ``root``.
     """
     spec = spec or NSYNTH_SIZES[size]
-    plan = _nsynth_plan(spec)
+    plan, skipped = _nsynth_plan(spec)
     params: dict[str, Any] = {
         "kind": "nsynth-like",
         "size": size,
@@ -262,14 +318,25 @@ def build_nsynth_like(
         names[(p.soundfont, p.bank, p.program)] = f"{fam}_acoustic_{index[fam]:03d}"
         inst_ids[names[(p.soundfont, p.bank, p.program)]] = len(inst_ids)
         index[fam] += 1
+    failed: set[tuple[Path, int, int]] = set()
     with Synth(NSYNTH_FS, gain=1.0, reverb=False) as synth:
         current = None
         for fam, p, pitch, v in tqdm(jobs, desc="nsynth-like", unit="note", disable=not progress):
             key = (p.soundfont, p.bank, p.program)
-            if key != current:
-                synth.select(0, p.soundfont, p.bank, p.program)
-                current = key
-            x = render_note(synth, pitch, v)
+            if key in failed:
+                continue
+            try:
+                if key != current:
+                    current = None
+                    synth.select(0, p.soundfont, p.bank, p.program)
+                    current = key
+                x = render_note(synth, pitch, v)
+            except _RENDER_ERRORS as exc:
+                # One preset that fluidsynth cannot load or play costs that instrument only.
+                failed.add(key)
+                current = None
+                skipped.append((_preset_label(p), _problem(exc, p.soundfont)))
+                continue
             status, err = check_note(x, NSYNTH_FS, pitch)
             counts[status] += 1
             if status != "ok":
@@ -299,8 +366,11 @@ def build_nsynth_like(
                 "preset_name": p.name,
                 "f0_error_cents": round(err, 2),
             }
+    if not counts:
+        raise DataError(f"{root}: nothing could be rendered: {skipped_summary(skipped)}")
     if not examples:
         raise DataError(f"{root}: every rendered note failed the checks ({dict(counts)})")
+    _report(root, skipped)
     with open(folder / "examples.json", "w", encoding="utf-8") as f:
         json.dump(examples, f, indent=1)
     errs = np.abs(np.asarray(errors))
@@ -318,6 +388,8 @@ def build_nsynth_like(
             for fam in index
         },
         "checks": dict(counts),
+        # Sound fonts and presets left out: [what, problem].
+        "skipped": [list(k) for k in skipped],
         "within_20_cents": float(np.mean(errs <= PITCH_TOLERANCE_CENTS)),
         "max_abs_cents": float(errs.max()),
         "seconds": round(time.perf_counter() - t0, 1),
@@ -329,6 +401,7 @@ def build_nsynth_like(
         f"{sum(summary['instruments'].values())} instruments {summary['instruments']}, "
         f"checks {dict(counts)}, "
         f"{100 * summary['within_20_cents']:.1f}% within 20 cents, "
+        f"{len(skipped)} fonts/presets skipped, "
         f"{summary['seconds']} s -> {root}",
     )
     return root
@@ -355,6 +428,15 @@ def midi_files(pieces: tuple[str, ...] | None = None) -> list[Path]:
     return files
 
 
+def _midi_available(pieces: tuple[str, ...] | None) -> tuple[list[Path], list[str]]:
+    """The committed MIDI files named by ``pieces`` (None: all) that exist, and the missing
+    names; unlike :func:`midi_files`, a missing piece is returned, not raised."""
+    have = {f.stem: f for f in sorted(MIDI_DIR.glob("*.mid"))}
+    if pieces is None:
+        return list(have.values()), []
+    return [have[p] for p in pieces if p in have], [p for p in pieces if p not in have]
+
+
 def build_beethoven_like(
     root: Path,
     size: str = "small",
@@ -362,16 +444,29 @@ def build_beethoven_like(
     progress: bool = True,
     spec: BeethovenSize | None = None,
 ) -> Path:
-    """Render the beethoven-like set into ``root`` (SampleRNN's ``music_*.npy`` layout)."""
+    """Render the beethoven-like set into ``root`` (SampleRNN's ``music_*.npy`` layout).
+
+    Sound fonts are tried in the size's order: one that is not installed, or that fluidsynth
+    cannot load, is skipped for the next. A named piece that is missing, or whose MIDI file
+    cannot be read or rendered, is skipped. Everything skipped is logged (one WARNING line)
+    and listed in ``build.json``'s summary; only a build with no usable font or no rendered
+    piece is a DataError.
+    """
     spec = spec or BEETHOVEN_SIZES[size]
+    skipped: list[tuple[str, str]] = []
     found = {f.name: f for f in find_soundfonts()}
-    font = next((found[n] for n in spec.fonts if n in found), None)
-    if font is None:
+    fonts = [found[n] for n in spec.fonts if n in found]
+    skipped += [(n, "sound font not installed") for n in spec.fonts if n not in found]
+    if not fonts:
         raise DataError(
             f"none of the sound fonts {', '.join(spec.fonts)} is installed; install the Debian "
             "package fluid-soundfont-gm (scripts/setup.sh does)"
         )
-    files = midi_files(spec.pieces)
+    files, missing = _midi_available(spec.pieces)
+    skipped += [(f"{n}.mid", f"no such MIDI file in {MIDI_DIR}") for n in missing]
+    if not files:
+        raise DataError(f"{MIDI_DIR}: none of the MIDI files of the {size} size is here")
+    font = fonts[0]
     params: dict[str, Any] = {
         "kind": "beethoven-like",
         "size": size,
@@ -394,16 +489,41 @@ def build_beethoven_like(
     owners: list[tuple[str, int, int]] = []  # (piece, start sample, end sample) in the stream
     total = 0
     scaled = []
+    used: list[Path] = []
     with Synth(BEETHOVEN_FS, gain=0.5, reverb=True) as synth:
+        for candidate in fonts:
+            try:
+                synth.load(candidate)
+            except DataError as exc:
+                skipped.append((candidate.name, _problem(exc, candidate)))
+                continue
+            font = candidate
+            break
+        else:
+            raise DataError(f"{root}: nothing could be rendered: {skipped_summary(skipped)}")
+        # The cache key names the font actually used.
+        params["soundfont"] = [font.name, font.stat().st_size]
         for f in tqdm(files, desc="beethoven-like", unit="piece", disable=not progress):
-            x = render_midi(synth, f, soundfont=font, bank=0, program=0)
+            try:
+                x = render_midi(synth, f, soundfont=font, bank=0, program=0)
+                if x.size == 0 or not np.all(np.isfinite(x)):
+                    raise ValueError("rendered no finite audio")
+            except _RENDER_ERRORS as exc:
+                # One piece that cannot be read or played costs that piece only.
+                skipped.append((f.name, _problem(exc, f)))
+                synth.silence()
+                continue
             peak = float(np.max(np.abs(x)))
             if peak >= 0.99:  # keep the piece clear of clipping, deterministically
                 x *= 0.99 / peak
                 scaled.append(f.stem)
             pieces.append(x)
+            used.append(f)
             owners.append((f.stem, total, total + x.size))
             total += x.size
+    if not pieces:
+        raise DataError(f"{root}: nothing could be rendered: {skipped_summary(skipped)}")
+    _report(root, skipped)
     # SampleRNN concatenates everything and cuts consecutive 8 s extracts.
     stream = np.concatenate(pieces)
     chunks = chop(stream, EXTRACT)
@@ -437,14 +557,17 @@ def build_beethoven_like(
         "music_seconds": round(total / BEETHOVEN_FS, 1),
         "peak": float(np.max(np.abs(chunks[kept]))),
         "scaled_to_avoid_clipping": scaled,
+        # Sound fonts and pieces left out: [what, problem].
+        "skipped": [list(k) for k in skipped],
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _finish(root, params, summary)
     _say(
         progress,
         f"beethoven-like ({size}): {summary['music_seconds']:.0f} s of music from "
-        f"{len(files)} pieces on {font.name} -> {kept.size} extracts {summary['splits']}, "
-        f"{summary['silent_dropped']} silent dropped, {summary['seconds']} s -> {root}",
+        f"{len(used)} pieces on {font.name} -> {kept.size} extracts {summary['splits']}, "
+        f"{summary['silent_dropped']} silent dropped, {len(skipped)} fonts/pieces skipped, "
+        f"{summary['seconds']} s -> {root}",
     )
     return root
 
