@@ -39,6 +39,7 @@ from mmsin.data.render import (
     Synth,
     f0_cents_error,
     find_soundfonts,
+    read_midi,
     read_presets,
     render_midi,
     render_note,
@@ -504,12 +505,19 @@ def build_beethoven_like(
         # The cache key names the font actually used.
         params["soundfont"] = [font.name, font.stat().st_size]
         for f in tqdm(files, desc="beethoven-like", unit="piece", disable=not progress):
+            # One piece that cannot be read or played costs that piece only. A file that does
+            # not parse never reaches the synthesiser, so the next piece renders exactly as if
+            # it had not been listed.
             try:
-                x = render_midi(synth, f, soundfont=font, bank=0, program=0)
+                song = read_midi(f)
+            except DataError as exc:
+                skipped.append((f.name, _problem(exc, f)))
+                continue
+            try:
+                x = render_midi(synth, song, soundfont=font, bank=0, program=0)
                 if x.size == 0 or not np.all(np.isfinite(x)):
                     raise ValueError("rendered no finite audio")
             except _RENDER_ERRORS as exc:
-                # One piece that cannot be read or played costs that piece only.
                 skipped.append((f.name, _problem(exc, f)))
                 synth.silence()
                 continue

@@ -21,6 +21,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -326,9 +327,25 @@ def render_note(
     return np.concatenate([a, b])
 
 
+def read_midi(path: str | os.PathLike[str]) -> Any:
+    """Parse a MIDI file with mido; returns a ``mido.MidiFile``.
+
+    Raises
+    ------
+    DataError
+        Missing or not a readable MIDI file (one line naming it).
+    """
+    import mido
+
+    try:
+        return mido.MidiFile(str(path))
+    except (OSError, ValueError, EOFError, KeyError, IndexError) as exc:
+        raise DataError(f"{path}: not a readable MIDI file ({exc})") from None
+
+
 def render_midi(
     synth: Synth,
-    path: str | os.PathLike[str],
+    path: Any,
     *,
     soundfont: str | os.PathLike[str],
     bank: int = 0,
@@ -340,6 +357,7 @@ def render_midi(
     Program changes are ignored (so a string quartet is played on the piano); notes,
     controllers (sustain pedal) and pitch bends are forwarded; channel 10 (percussion) is
     skipped. Timing follows the file's tempo map (mido yields delta times in seconds).
+    ``path`` is a MIDI file or a ``mido.MidiFile`` already read (:func:`read_midi`).
 
     Returns
     -------
@@ -347,10 +365,7 @@ def render_midi(
     """
     import mido
 
-    try:
-        midi = mido.MidiFile(str(path))
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"{path}: not a readable MIDI file ({exc})") from None
+    midi = path if isinstance(path, mido.MidiFile) else read_midi(path)
     for ch in range(16):
         if ch != 9:
             synth.select(ch, soundfont, bank, program)
