@@ -68,3 +68,9 @@ def test_unknown_experiment_and_cli_registration() -> None:
     assert parser.parse_args(["demo"]).pairs == 8
     with pytest.raises(SystemExit):
         parser.parse_args(["experiment", "nope"])
+
+
+def test_cli_lists_every_experiment_without_importing_them() -> None:
+    from mmsin.cli import experiment as cli_ex
+
+    assert sorted(cli_ex.EXPERIMENT_NAMES) == sorted(ex.EXPERIMENTS)

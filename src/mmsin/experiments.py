@@ -66,6 +66,14 @@ class Context:
     crepe_model: str = "tiny"
     #: runs trained so far in this invocation (name -> checkpoint path)
     runs: dict[str, str] = field(default_factory=dict)
+    #: clips loaded so far ((data set, split, size) -> mmsin.data.Clips)
+    clips: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    #: models loaded so far (run name -> (MMSIN, description))
+    models: dict[str, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
+    #: S_J of whole splits ((data set, split, size, scattering config) -> Tensor)
+    scattering: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
+    #: wall time in seconds of each stage (trainings, experiments)
+    times: dict[str, float] = field(default_factory=dict)
 
     def say(self, msg: str) -> None:
         if self.progress:
@@ -151,14 +159,29 @@ def _size(ctx: Context) -> str:
     return "full" if ctx.preset == "paper" else "small"
 
 
+def build_lookalike(ctx: Context, dataset: str) -> None:
+    """Render a look-alike data set at the context's size unless it is already built."""
+    from mmsin import paths
+    from mmsin.data.build import build
+
+    if (paths.data_dir() / f"{dataset}-{_size(ctx)}" / "build.json").is_file():
+        return
+    ctx.say(f"building {dataset} ({_size(ctx)})")
+    build(dataset, _size(ctx), progress=ctx.progress)
+
+
 def load_split(ctx: Context, dataset: str, split: str) -> Any:
-    """Clips of a data set; look-alikes are built first if needed."""
+    """Clips of a data set (kept for the invocation); look-alikes are built first if needed."""
     from mmsin import data
 
-    if dataset in data.LOOKALIKES:
-        data.build(dataset, _size(ctx), progress=ctx.progress)
-        return data.load_clips(dataset, split, size=_size(ctx))
-    return data.load_clips(dataset, split)
+    key = (dataset, split, _size(ctx))
+    if key not in ctx.clips:
+        if dataset in data.LOOKALIKES:
+            build_lookalike(ctx, dataset)
+            ctx.clips[key] = data.load_clips(dataset, split, size=_size(ctx))
+        else:
+            ctx.clips[key] = data.load_clips(dataset, split)
+    return ctx.clips[key]
 
 
 def run_config(ctx: Context, dataset: str, loss: str) -> Any:
@@ -189,6 +212,8 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
     from mmsin.training import train
 
     cfg = run_config(ctx, dataset, loss)
+    if cfg.name in ctx.models:
+        return ctx.models[cfg.name]
     run_dir = paths.runs_dir() / cfg.name
     ckpt = run_dir / CHECKPOINT_NAME
     done = False
@@ -213,7 +238,9 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
             progress=ctx.progress,
             tensorboard=False,
         )
-        ctx.say(f"trained {cfg.name} in {time.perf_counter() - t0:.0f} s")
+        seconds = time.perf_counter() - t0
+        ctx.times[f"train {cfg.name}"] = seconds
+        ctx.say(f"trained {cfg.name} in {seconds:.0f} s")
     model = MMSIN.load(ckpt)
     extra = getattr(model, "_extra", {})
     info = {
@@ -224,6 +251,7 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
         "config": cfg.to_dict(),
     }
     ctx.runs[cfg.name] = str(ckpt)
+    ctx.models[cfg.name] = (model, info)
     return model, info
 
 
@@ -239,11 +267,30 @@ def _loss_parts(model: Any) -> Any:
     return ReconstructionLoss(sk, stats["mean_abs"])
 
 
-def _reconstruct(model: Any, x: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """G(L S_J x) aligned with x: (reconstruction, the matching part of x)."""
-    outs = []
-    for i in range(0, x.shape[0], batch):
-        outs.append(model.decode(model.encode(x[i : i + batch])).cpu().numpy())
+def _scattering_of(ctx: Context, model: Any, dataset: str, split: str) -> torch.Tensor:
+    """S_J of every clip of a split, computed once per invocation (all models share S_J)."""
+    key = (dataset, split, _size(ctx), json.dumps(model.config.to_dict()["scattering"]))
+    if key not in ctx.scattering:
+        x = load_split(ctx, dataset, split).audio
+        ctx.scattering[key] = torch.cat(
+            [model.encode_scattering(x[i : i + 16]) for i in range(0, x.shape[0], 16)]
+        )
+    return ctx.scattering[key]
+
+
+def _reconstruct(
+    ctx: Context, model: Any, dataset: str, split: str, batch: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """G(L S_J x) aligned with x for every clip of a split: (reconstruction, matching x).
+
+    L^-1 L is the identity, so this is G(S_J x / norm) (``decode_scattering``); S_J is
+    computed once per split and shared by the models of the invocation.
+    """
+    S = _scattering_of(ctx, model, dataset, split)
+    x = load_split(ctx, dataset, split).audio
+    outs = [
+        model.decode_scattering(S[i : i + batch]).cpu().numpy() for i in range(0, len(S), batch)
+    ]
     x_hat = np.concatenate(outs)
     return x_hat, x[:, : x_hat.shape[1]]
 
@@ -266,7 +313,7 @@ def reconstruction(ctx: Context) -> Outcome:
         numbers["runs"][label] = info
         test = load_split(ctx, dataset, "test")
         x = test.audio
-        x_hat, x_ref = _reconstruct(model, x)
+        x_hat, x_ref = _reconstruct(ctx, model, dataset, "test")
         loss = _loss_parts(model)
         m: dict[str, Any] = {
             "clips": int(x.shape[0]),
@@ -344,8 +391,7 @@ def table1(ctx: Context) -> Outcome:
         loss = _loss_parts(model)
         errs = {}
         for split in ("train", "test"):
-            clips = load_split(ctx, PIANO, split)
-            x_hat, x_ref = _reconstruct(model, clips.audio)
+            x_hat, x_ref = _reconstruct(ctx, model, PIANO, split)
             errs[split] = ev.perceptual_error(x_hat, x_ref, loss)
         gap = ev.gap_db(errs["test"], errs["train"])
         numbers["rows"].append(
@@ -728,6 +774,17 @@ def model_available() -> bool:
     return True
 
 
+#: The trainings every experiment needs, in the order the demo runs them (data set, loss).
+TRAININGS = ((NOTES, "inv+mm"), (PIANO, "mse"), (PIANO, "inv"), (PIANO, "inv+mm"))
+
+
+def train_all(ctx: Context) -> None:
+    """Train (or reuse) every model of :data:`TRAININGS`, printing progress."""
+    for k, (dataset, loss) in enumerate(TRAININGS, 1):
+        ctx.say(f"model {k}/{len(TRAININGS)}: {loss} on {dataset}")
+        trained_model(ctx, dataset, loss)
+
+
 def reproduce(ctx: Context | None = None, names: list[str] | None = None) -> Path:
     """Run experiments (default: all that the installed modules allow) and write one report.
 
@@ -743,19 +800,29 @@ def reproduce(ctx: Context | None = None, names: list[str] | None = None) -> Pat
     outcomes = []
     t0 = time.perf_counter()
     for k, n in enumerate(names, 1):
-        ctx.say(f"[{k}/{len(names)}] {n} ({time.perf_counter() - t0:.0f} s so far)")
+        ctx.say(f"experiment {k}/{len(names)}: {n} ({time.perf_counter() - t0:.0f} s so far)")
+        t1 = time.perf_counter()
         outcomes.append(run(n, ctx))
+        ctx.times[f"experiment {n}"] = time.perf_counter() - t1
     folder = _out_folder(ctx, "reproduce")
-    combined = {o.name: {"folder": str(o.folder), **o.numbers} for o in outcomes}
+    combined: dict[str, Any] = {o.name: {"folder": str(o.folder), **o.numbers} for o in outcomes}
+    combined["wall_seconds"] = dict(ctx.times)
     (folder / "results.json").write_text(json.dumps(_jsonable(combined), indent=2) + "\n")
+    timing = report.Section("Wall times").add(
+        report.Table(
+            ["stage", "seconds"],
+            [[stage, round(sec, 1)] for stage, sec in ctx.times.items()],
+            caption="Wall-clock seconds of each stage of this invocation (trainings that "
+            "were reused from an earlier run are not listed).",
+        )
+    )
+    runs = ", ".join(ctx.runs)
     page = report.write_report(
         folder / "report.html",
         "MM-SIN: the paper's Section 5 reproduced",
-        [o.section for o in outcomes],
-        subtitle=f"preset {ctx.preset}; {time.perf_counter() - t0:.0f} s; runs: "
-        + ", ".join(ctx.runs)
-        if ctx.runs
-        else f"preset {ctx.preset}",
+        [o.section for o in outcomes] + [timing],
+        subtitle=f"preset {ctx.preset}; {time.perf_counter() - t0:.0f} s"
+        + (f"; runs: {runs}" if runs else ""),
     )
     ctx.say(f"report: {page}")
     return page
@@ -766,7 +833,13 @@ def demo(ctx: Context | None = None) -> Path:
     ctx = ctx or Context(preset="small", n_examples=2, n_pairs=8, n_samples=4)
     from mmsin import data
 
+    t0 = time.perf_counter()
     for kind in data.LOOKALIKES:
-        ctx.say(f"building {kind} ({_size(ctx)})")
-        data.build(kind, _size(ctx), progress=ctx.progress)
-    return reproduce(ctx)
+        t1 = time.perf_counter()
+        build_lookalike(ctx, kind)
+        ctx.times[f"data {kind}"] = time.perf_counter() - t1
+    if model_available():
+        train_all(ctx)
+    page = reproduce(ctx)
+    ctx.say(f"demo done in {time.perf_counter() - t0:.0f} s")
+    return page
