@@ -32,7 +32,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsin.scattering.core import SpectraCache, check_input, complex_dtype, next_pow2, pick
+from mmsin.scattering.core import (
+    SpectraCache,
+    bank_layout,
+    check_input,
+    complex_dtype,
+    fold,
+    fold_bank,
+    lowpass_real,
+    modulus,
+    smooth_size,
+)
 from mmsin.scattering.gammatone import Filter, GammatoneFamily, gammatone_family, make_filter
 
 VARIANTS = ("paper", "joint-real", "time")
@@ -227,67 +237,110 @@ class TimeFrequencyScattering(nn.Module):
         # Each stage may add one sample of grid rounding per rate; 2^J covers it.
         return int(l1 + l2 + 2 * self._phi().length + 2**self.J)
 
-    def _spectrum(self, filt: Filter, s: int, n_fft: int, valid: int, x: Tensor) -> Tensor:
-        """FFT (length n_fft) of the filter at rate fs/s truncated to ``valid`` samples."""
+    def _spectrum(self, filt: Filter, s: int, n: int, valid: int, x: Tensor) -> Tensor:
+        """FFT (length n) of the filter at rate fs/s truncated to ``valid`` samples."""
 
         def build() -> np.ndarray:
-            return np.fft.fft(filt.ir(valid, s), n=n_fft)
+            return np.fft.fft(filt.ir(valid, s), n=n)
 
-        key = (filt, s, n_fft, min(valid, filt.support(s)))
+        key = ("fft", filt, s, n, min(valid, filt.support(s)))
         return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
 
-    def _psi1_bank(self, j1: int, n_fft: int, T: int, x: Tensor) -> Tensor:
+    def _half(self, filt: Filter, s: int, n: int, valid: int, x: Tensor) -> Tensor:
+        """rfft (length n) of a real-impulse-response filter (phi_J) at rate fs/s."""
+
+        def build() -> np.ndarray:
+            return np.fft.rfft(filt.ir(valid, s).real, n=n)
+
+        key = ("rfft", filt, s, n, min(valid, filt.support(s)))
+        return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
+
+    def _psi1_bank(self, j1: int, n: int, T: int, s: int, x: Tensor) -> Tensor:
+        """Octave j1's Q spectra (length n, truncated at T) in the layout of core.fold_bank."""
         idx = range((j1 - 1) * self.Q, j1 * self.Q)
 
         def build() -> np.ndarray:
-            return np.stack([np.fft.fft(self._psi1(i).ir(T), n=n_fft) for i in idx])
+            return bank_layout(np.stack([np.fft.fft(self._psi1(i).ir(T), n=n) for i in idx]), s)
 
-        key = ("psi1", self.J, self.Q, j1, n_fft, min(T, max(self._psi1(i).length for i in idx)))
+        key = ("psi1", self.J, self.Q, j1, n, s, min(T, self._psi1_length(j1)))
         return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
+
+    def _psi1_length(self, j1: int) -> int:
+        return max(self._psi1(i).length for i in range((j1 - 1) * self.Q, j1 * self.Q))
+
+    def _common_length(self, T: int, s_o1: int) -> int:
+        """FFT length (in full-rate samples) shared by everything after the first order.
+
+        Long enough that no filter applied at rate fs/s wraps onto the ``ceil(T/s)`` kept
+        samples (``n/s >= valid + support - 1``), a multiple of 2^(J+1) so that every rate
+        divides it, and smooth for a fast FFT: about ``T + support(phi_J)`` instead of ``2T``.
+        """
+        J, r = self.J, self._rates
+        uses = [(self._phi(), 1), (self._phi(), s_o1)]
+        for j1 in range(1, J):
+            uses.append((self._phi(), r.u1(j1)))
+            uses += [(self._psi2(j2), r.u1(j1)) for j2 in range(j1 + 1, J)]
+        uses += [(self._phi(), r.order2(j2)) for j2 in range(2, J)]
+        need = 0
+        for filt, s in uses:
+            valid = -(-T // s)
+            need = max(need, s * (valid + min(valid, filt.support(s)) - 1))
+        return smooth_size(need, 2 ** (J + 1))
 
     # -- the transform -----------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """S_J of ``x`` (batch, time) -> (batch, num_channels, (time - 1) // 2^J + 1)."""
         check_input(x, "TimeFrequencyScattering")
-        J, _Q, r = self.J, self.Q, self._rates
-        _B, T = x.shape
-        n_fft = max(next_pow2(2 * T), 2 ** (J + 1))
-        frames = (T - 1) // 2**J + 1
+        J, r = self.J, self._rates
+        T = x.shape[-1]
+        hop = 2**J
+        frames = (T - 1) // hop + 1
+        joint = self.variant != "time"
+        s_o1 = r.order1() if joint else hop
+        N = self._common_length(T, s_o1)
+        phi = self._phi()
 
         def valid(s: int) -> int:
             return -(-T // s)
 
-        def lowpass_pick(u: Tensor, s_in: int, s_out: int) -> Tensor:
+        def lowpass(u: Tensor, s_in: int, s_out: int) -> Tensor:
             """phi_J at rate fs/s_in on real u (..., valid(s_in)), picked at fs/s_out."""
-            n = n_fft // s_in
-            spec = torch.fft.fft(u, n=n) * self._spectrum(self._phi(), s_in, n, valid(s_in), x)
-            y = torch.fft.ifft(pick(spec, s_out // s_in)).real
+            n = N // s_in
+            y = lowpass_real(u, self._half(phi, s_in, n, valid(s_in), x), n, s_out // s_in)
             return y[..., : valid(s_out)]
 
-        X = torch.fft.fft(x, n=n_fft)
-        out = [torch.fft.ifft(pick(X * self._spectrum(self._phi(), 1, n_fft, T, x), 2**J)).real]
-        out[0] = out[0][:, None, :frames]
+        # Order 0: phi_J * x, signed.
+        out = [lowpass(x, 1, hop)[:, None, :frames]]
 
-        # First order, one octave (Q filters) at a time: U1 at rate fs / 2^(j1-1).
+        # First order, one octave (Q filters) at a time: U1 at rate fs / 2^(j1-1). Each octave
+        # has its own FFT length T + support(psi1) (short filters need little padding), and the
+        # subsampling is folded into the filter-bank product (core.fold_bank).
+        spectra_x: dict[int, Tensor] = {}
         u1_hat: dict[int, Tensor] = {}
         s1_parts = []
-        joint = self.variant != "time"
-        s_o1 = r.order1() if joint else 2**J
         for j1 in range(1, J):
             s = r.u1(j1)
-            y = torch.fft.ifft(pick(X[:, None, :] * self._psi1_bank(j1, n_fft, T, x), s))
-            u1 = y[..., : valid(s)].abs()
-            if j1 < J - 1:
-                u1_hat[j1] = torch.fft.fft(u1, n=n_fft // s)
-            s1_parts.append(lowpass_pick(u1, s, s_o1))
+            n1 = smooth_size(T + min(T, self._psi1_length(j1)) - 1, s)
+            if n1 not in spectra_x:
+                spectra_x[n1] = torch.fft.fft(x, n=n1)
+            bank = self._psi1_bank(j1, n1, T, s, x)
+            u1 = modulus(torch.fft.ifft(fold_bank(spectra_x[n1], bank, s))[..., : valid(s)])
+            if j1 < J - 1:  # the FFT of U1 is shared by phi_J and every psi2 below
+                n = N // s
+                u1_hat[j1] = torch.fft.fft(u1, n=n)
+                low = fold(u1_hat[j1], self._spectrum(phi, s, n, valid(s), x), s_o1 // s)
+                s1_parts.append(torch.fft.ifft(low).real[..., : valid(s_o1)])
+            else:
+                s1_parts.append(lowpass(u1, s, s_o1))
         s1 = torch.cat(s1_parts, dim=1)
         if joint:
             atoms1 = torch.view_as_complex(self._atoms(1).to(x.dtype).contiguous())
             z = _windowed_fourier(s1.to(atoms1.dtype), self._windows1, atoms1)
-            s1 = lowpass_pick(z.abs(), s_o1, 2**J)
+            s1 = lowpass(modulus(z), s_o1, hop)
         out.append(s1[..., :frames])
 
-        # Second order, grouped by j2; paths lambda1 < j2.
+        # Second order, grouped by j2; paths lambda1 < j2. psi2 is applied to U1's spectrum and
+        # the result folded to the rate fs / 2^(j2-2) in one pass (core.fold).
         if J > 2:
             atoms2 = torch.view_as_complex(self._atoms(2).to(x.dtype).contiguous())
         for j2 in range(2, J):
@@ -295,14 +348,12 @@ class TimeFrequencyScattering(nn.Module):
             parts = []
             for j1 in range(1, j2):
                 s = r.u1(j1)
-                n = n_fft // s
-                psi2 = self._spectrum(self._psi2(j2), s, n, valid(s), x)
-                parts.append(pick(u1_hat[j1] * psi2, s2 // s))
-            y2 = torch.cat(parts, dim=1)
-            if joint:
+                psi2 = self._spectrum(self._psi2(j2), s, N // s, valid(s), x)
+                parts.append(fold(u1_hat[j1], psi2, s2 // s))
+            y2 = torch.fft.ifft(torch.cat(parts, dim=1))[..., : valid(s2)]
+            if joint:  # linear along lambda1, so it commutes with the time filtering
                 y2 = _windowed_fourier(y2, self._windows2[j2], atoms2)
-            u2 = torch.fft.ifft(y2)[..., : valid(s2)].abs()
-            out.append(lowpass_pick(u2, s2, 2**J)[..., :frames])
+            out.append(lowpass(modulus(y2), s2, hop)[..., :frames])
         return torch.cat(out, dim=1)
 
     def stream(self, batch_size: int) -> ScatteringStream:
