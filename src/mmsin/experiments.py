@@ -64,6 +64,8 @@ class Context:
     n_pairs: int = 12
     n_samples: int = 6
     crepe_model: str = "tiny"
+    #: test notes whose reconstruction is pitch-tracked
+    n_f0: int = 24
     #: runs trained so far in this invocation (name -> checkpoint path)
     runs: dict[str, str] = field(default_factory=dict)
     #: clips loaded so far ((data set, split, size) -> mmsin.data.Clips)
@@ -323,7 +325,7 @@ def reconstruction(ctx: Context) -> Outcome:
         }
         if label == "notes":
             errs = []
-            for i in range(min(x.shape[0], 4 * ctx.n_examples)):
+            for i in range(min(x.shape[0], ctx.n_f0)):
                 f_ref = ev.median_f0(x_ref[i], model.fs, model=ctx.crepe_model)
                 f_hat = ev.median_f0(x_hat[i], model.fs, model=ctx.crepe_model)
                 errs.append(ev.cents(f_hat, f_ref))
