@@ -158,18 +158,22 @@ def bank_layout(bank: np.ndarray, r: int) -> np.ndarray:
     return np.ascontiguousarray(bank.reshape(Q, r, n // r).transpose(2, 1, 0)) / r
 
 
-def lowpass_real(u: Tensor, filt_half: Tensor, n: int, r: int) -> Tensor:
+def lowpass_real(
+    u: Tensor, filt_half: Tensor, n: int, r: int, *, spectrum: Tensor | None = None
+) -> Tensor:
     """Real ``u`` (..., t) filtered by a real-impulse-response filter, then ``y[::r]``.
 
     Uses the real FFT: ``filt_half`` is the filter's rfft at length ``n`` (n // 2 + 1 bins). The
     subsampling folds the Hermitian spectrum directly on its stored half (the aliases ``f + k m``
     above n/2 are conjugates of bins below it), so no full spectrum is formed.
 
+    ``spectrum``, if given, is ``rfft(u, n)`` already computed.
+
     Returns
     -------
     Tensor, shape (..., n // r), real: samples ``0, r, 2r, ...`` of the circular convolution.
     """
-    Y = torch.fft.rfft(u, n=n) * filt_half
+    Y = (torch.fft.rfft(u, n=n) if spectrum is None else spectrum) * filt_half
     if r == 1:
         return torch.fft.irfft(Y, n)
     m = n // r
@@ -200,7 +204,9 @@ class _Modulus(torch.autograd.Function):
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, g: Tensor) -> Tensor:  # type: ignore[override]
         z, y = ctx.saved_tensors  # type: ignore[attr-defined]
-        return z * torch.where(y > 0, g / y, torch.zeros_like(y))
+        # g / |z|, with 0 where |z| = 0 (g / 0 = inf or nan there; z is 0 or below 1e-19)
+        t = (g / y).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.view_as_complex(torch.view_as_real(z) * t.unsqueeze(-1))
 
 
 def modulus(z: Tensor) -> Tensor:

@@ -19,13 +19,20 @@ Wavelets:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmsin.scattering.core import SpectraCache, check_input, complex_dtype, next_pow2, pick
+from mmsin.scattering.core import (
+    check_input,
+    complex_dtype,
+    lowpass_real,
+    modulus,
+    next_pow2,
+)
 from mmsin.scattering.gammatone import gammatone_family, make_filter
 from mmsin.scattering.morlet import morlet_fourier, morlet_parameters
 
@@ -76,7 +83,6 @@ class Scalogram(nn.Module):
             self._xi = xi
             self._scale = 2.0 ** -np.clip(np.minimum(j, K), 0, None)  # kymatio 0.3.0 mean
         self.num_channels = 1 + len(self._xi)
-        self._cache = SpectraCache()
 
     def meta(self) -> dict[str, np.ndarray]:
         """``order`` (0/1) and ``xi1`` (Hz, nan for order 0) per channel."""
@@ -119,7 +125,7 @@ class Scalogram(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """S_K of ``x`` (batch, time) -> (batch, num_channels, time // 2^K)."""
         check_input(x, "Scalogram")
-        B, T = x.shape
+        T = x.shape[-1]
         hop = 2**self.K
         if T < hop:
             raise ValueError(f"Scalogram needs at least 2^K = {hop} samples, got {T}")
@@ -127,33 +133,67 @@ class Scalogram(nn.Module):
         left = min(T - 1, (N - T) // 2) // hop * hop
         right = N - T - left
         xp = F.pad(x[:, None], (left, min(right, T - 1)), mode="reflect")[:, 0]
-        xp = F.pad(xp, (0, N - xp.shape[-1]))
-        cdt = complex_dtype(x.dtype)
-        X = torch.fft.fft(xp)
         frames = T // hop
         first = left // hop
+        plan = self._device_plan(N, x)
 
-        def spec(key: str, build) -> Tensor:
-            return self._cache.get((key, N), x.device, cdt, build)
-
-        phi = spec("phi", lambda: self._bank(N)[1])
-        outs = [(torch.fft.ifft(pick(X * phi, hop)).real)[:, None, first : first + frames]]
-        psi = spec("psi", lambda: self._bank(N)[0])
-        plan = self._plan_cached(N)
-        s1 = x.new_zeros(B, len(self._xi), frames)
-        for ids, idx, W in plan:
-            s = N // W
-            ti = torch.as_tensor(idx, device=x.device)
-            y = X[:, ti] * psi[torch.as_tensor(ids, device=x.device)[:, None], ti]
-            u = torch.fft.ifft(y).abs() * (W / N)
-            phi_s = spec(f"phi{W}", lambda W=W: _sum_periodise(self._phi_np(N), W, self.wavelet))
-            v = torch.fft.ifft(pick(torch.fft.fft(u) * phi_s, hop // s)).real
-            scale = torch.as_tensor(self._scale[ids], dtype=x.dtype, device=x.device)
-            s1[:, torch.as_tensor(ids, device=x.device)] = (
-                v[..., first : first + frames] * scale[:, None]
-            )
+        # Real input: one rfft. Order 0 is a real low-pass (core.lowpass_real, Hermitian fold).
+        Xh = torch.fft.rfft(xp, n=N)
+        order0 = lowpass_real(xp, plan.phi_half, N, hop, spectrum=Xh)
+        outs = [order0[:, None, first : first + frames]]
+        # The bands need bins anywhere on the circle: the full spectrum (conjugate mirror of
+        # the upper half), extended by its first bins so every crop window is contiguous.
+        full = torch.cat([Xh, Xh[:, 1 : N // 2].flip(-1).conj()], dim=1)
+        X_ext = torch.cat([full, full[:, : plan.wrap]], dim=1)
+        parts = []
+        for g in plan.groups:
+            # Crop, filter (psi_hat already scaled by W/N and the per-channel factor), demodulate
+            # by a small inverse FFT: |x * psi| at rate fs / (N/W).
+            y = torch.index_select(X_ext, 1, g.bins).view(-1, g.n, g.W) * g.psi
+            u = modulus(torch.fft.ifft(y))
+            v = lowpass_real(u, g.phi_half, g.W, g.pick)
+            parts.append(v[..., first : first + frames])
+        s1 = torch.cat(parts, dim=1)
+        if plan.order is not None:
+            s1 = torch.index_select(s1, 1, plan.order)
         outs.append(s1)
         return torch.cat(outs, dim=1)
+
+    def _device_plan(self, N: int, x: Tensor) -> _Plan:
+        """The crop plan of length N as tensors on x's device and dtype (built once)."""
+        key = (N, str(x.device), x.dtype)
+        plans = self.__dict__.setdefault("_device_plans", {})
+        if key in plans:
+            return plans[key]
+        cdt = complex_dtype(x.dtype)
+        psi, phi = self._bank(N)
+        hop = 2**self.K
+        groups = []
+        for ids, idx, W in self._plan_cached(N):
+            s = N // W
+            crop = np.take_along_axis(psi[ids], idx, axis=1)
+            crop = crop * (W / N) * self._scale[ids][:, None]  # |a z| = a |z| for a > 0
+            phi_w = _sum_periodise(phi, W, self.wavelet)[: W // 2 + 1]
+            groups.append(
+                _Group(
+                    n=len(ids),
+                    W=W,
+                    pick=hop // s,
+                    bins=torch.as_tensor((idx[:, :1] + np.arange(W)).reshape(-1), device=x.device),
+                    psi=torch.as_tensor(crop).to(device=x.device, dtype=cdt),
+                    phi_half=torch.as_tensor(phi_w).to(device=x.device, dtype=cdt),
+                )
+            )
+        order = np.argsort(np.concatenate([ids for ids, _, _ in self._plan_cached(N)]))
+        identity = bool(np.all(order == np.arange(len(order))))
+        plan = _Plan(
+            groups=groups,
+            wrap=max(W for _, _, W in self._plan_cached(N)),
+            phi_half=torch.as_tensor(phi[: N // 2 + 1]).to(device=x.device, dtype=cdt),
+            order=None if identity else torch.as_tensor(order, device=x.device),
+        )
+        plans[key] = plan
+        return plan
 
     def _phi_np(self, N: int) -> np.ndarray:
         return self._bank(N)[1]
@@ -163,6 +203,26 @@ class Scalogram(nn.Module):
         if N not in plans:
             plans[N] = self._plan(N)
         return plans[N]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Channels sharing a crop width W: n channels, flat bin indices (n W,), cropped spectra."""
+
+    n: int
+    W: int
+    pick: int  # subsampling from rate fs / (N/W) to the output rate fs / 2^K
+    bins: Tensor
+    psi: Tensor  # (n, W) complex
+    phi_half: Tensor  # (W // 2 + 1,) low-pass at rate fs / (N/W), rfft half
+
+
+@dataclass(frozen=True)
+class _Plan:
+    groups: list[_Group]
+    wrap: int  # bins appended after the full spectrum so windows never wrap
+    phi_half: Tensor  # (N // 2 + 1,) full-rate low-pass, rfft half
+    order: Tensor | None  # channel permutation from group order back to frequency order
 
 
 def _sum_periodise(phi: np.ndarray, W: int, wavelet: str) -> np.ndarray:
