@@ -30,23 +30,32 @@ def test_morlet_matches_kymatio_030() -> None:
     assert err.max() < 1e-2  # measured 4e-3 (kymatio's own aliasing at the lowest filters)
 
 
-def test_gammatone_matches_lfilter() -> None:
-    K, Q, T = 5, 4, 4096
-    x = np.random.default_rng(0).standard_normal((2, T))
-    m = Scalogram(K, Q, "gammatone")
-    assert m.num_channels == 1 + (K - 1) * Q
-    ours = m(torch.tensor(x)).numpy()
+def _lfilter_scalogram(K: int, Q: int, x: np.ndarray) -> np.ndarray:
     fam = gammatone_family(K, Q)
     phi = make_filter(fam.sigma_phi, 0.0, False)
     u1 = np.stack(
         [np.abs(_iir(make_filter(s, xi), x)) for s, xi in zip(fam.sigma1, fam.xi1, strict=True)], 1
     )
-    ref = np.concatenate([_iir(phi, x).real[:, None], _iir(phi, u1).real], 1)[..., :: 2**K]
-    n0 = 40  # frames after the longest filter's warm-up (causal lfilter starts from zero)
+    return np.concatenate([_iir(phi, x).real[:, None], _iir(phi, u1).real], 1)[..., :: 2**K]
+
+
+@pytest.mark.parametrize(
+    ("Q", "T", "n0", "tol"),
+    # n0: frames after the longest filter's warm-up (causal lfilter starts from zero).
+    # Measured max errors: 4.2e-4 (Q=4), 4.2e-3 (Q=12, the losses' setting).
+    [(4, 4096, 40, 2e-3), (12, 8192, 100, 1e-2)],
+)
+def test_gammatone_matches_lfilter(Q: int, T: int, n0: int, tol: float) -> None:
+    K = 5
+    x = np.random.default_rng(0).standard_normal((2, T))
+    m = Scalogram(K, Q, "gammatone")
+    assert m.num_channels == 1 + (K - 1) * Q
+    ours = m(torch.tensor(x)).numpy()
+    ref = _lfilter_scalogram(K, Q, x)
     err = np.linalg.norm(ours[..., n0:] - ref[..., n0:], axis=(0, 2)) / np.linalg.norm(
         ref[..., n0:], axis=(0, 2)
     )
-    assert err.max() < 1e-2
+    assert err.max() < tol
 
 
 def test_shapes_dtype_and_gradient() -> None:

@@ -5,7 +5,9 @@ is cropped around its peak (bins where ``|psi_hat| >= crop * max``, window a pow
 least the output length ``N / 2^K``) and inverse-FFT'd at that small size: the modulus of the
 demodulated signal is computed at a reduced rate and no first-order scalogram is ever formed at
 the full rate. The low-pass is then applied at that rate and the output samples ``n 2^K`` are
-picked. Filters are applied circularly on a reflect-padded signal (S_K need not be causal).
+picked (Gammatone: phi's full-rate response on the band-limited reduced-rate signal, see
+``_reduced_rate_lowpass``; Morlet: kymatio's sampled low-pass).
+Filters are applied circularly on a reflect-padded signal (S_K need not be causal).
 
 Wavelets:
 ``gammatone``  the first order of the Gammatone family of scale 2^K (gammatone.py):
@@ -73,7 +75,7 @@ class Scalogram(nn.Module):
         if K < 2 or Q < 1:
             raise ValueError(f"Scalogram needs K >= 2 and Q >= 1, got K={K}, Q={Q}")
         self.K, self.Q, self.wavelet, self.fs = K, Q, wavelet, float(fs)
-        self.crop = crop if crop is not None else (1e-3 if wavelet == "gammatone" else 1e-5)
+        self.crop = crop if crop is not None else (3e-3 if wavelet == "gammatone" else 1e-5)
         if wavelet == "gammatone":
             fam = gammatone_family(K, Q)
             self._xi = fam.xi1 / (2 * math.pi)  # cycles/sample
@@ -173,7 +175,7 @@ class Scalogram(nn.Module):
             s = N // W
             crop = np.take_along_axis(psi[ids], idx, axis=1)
             crop = crop * (W / N) * self._scale[ids][:, None]  # |a z| = a |z| for a > 0
-            phi_w = _sum_periodise(phi, W, self.wavelet)[: W // 2 + 1]
+            phi_w = _reduced_rate_lowpass(phi, W, self.wavelet)
             groups.append(
                 _Group(
                     n=len(ids),
@@ -225,10 +227,17 @@ class _Plan:
     order: Tensor | None  # channel permutation from group order back to frequency order
 
 
-def _sum_periodise(phi: np.ndarray, W: int, wavelet: str) -> np.ndarray:
-    """Low-pass at rate N/W: the sum of its spectrum's periods (same filter at a lower rate).
+def _reduced_rate_lowpass(phi: np.ndarray, W: int, wavelet: str) -> np.ndarray:
+    """rfft half (W // 2 + 1 bins) of the low-pass applied at rate N/W to ``|x * psi|``.
 
-    kymatio 0.3.0 uses the mean instead; that factor is applied per channel in ``forward``.
+    ``morlet``: kymatio 0.3.0's convention, the low-pass sampled at the lower rate, i.e. the
+    sum of its spectrum's periods (kymatio uses the mean; that factor is in the per-channel
+    scale). ``gammatone``: the causal gamma low-pass phi_K is short in time (peak ~12 samples at
+    K = 5) and wide in frequency, so sampling it at step N/W aliases it badly (13 % error at
+    N/W = 16, Q = 12); instead |x * psi| at rate N/W is taken as the band-limited signal it
+    represents and filtered by phi's full-rate response on those W bins (no periodisation).
     """
     N = len(phi)
-    return phi.reshape(N // W, W).sum(axis=0)
+    if wavelet == "morlet":
+        return phi.reshape(N // W, W).sum(axis=0)[: W // 2 + 1]
+    return phi[: W // 2 + 1]
