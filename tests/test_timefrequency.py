@@ -150,3 +150,47 @@ def test_translation_covariance_and_warp_stability() -> None:
     ds = float((sw - s).norm() / s.norm())
     assert dx > 0.5
     assert ds < 0.2 * dx
+
+
+def test_channel_mean_abs_closed_form_and_save_load(tmp_path) -> None:
+    """mean |S| per channel: first order of a constant-amplitude sine A sin(omega t) is
+    (A / 2) |Psi_lambda(omega)| (the analytic wavelet keeps the e^{i omega t} half of the sine;
+    phi_J has unit DC gain); every channel equals a direct mean over all frames of unequal
+    batches; save/load round-trips it."""
+    from mmsin.scattering import channel_mean_abs, load_mean_abs, save_mean_abs
+
+    m = TimeFrequencyScattering(5, 4, 4, "time")
+    amp, omega, n0 = 0.7, 0.9, 40  # n0 frames of warm-up (filters start from zero)
+    t = np.arange(2**14)
+    x = torch.tensor(amp * np.sin(omega * t + np.array([[0.0], [1.3]])))  # two phases
+
+    mean = channel_mean_abs(lambda v: m(v)[..., n0:], [x])
+    order = m.meta()["order"]
+    gains = np.array(
+        [
+            abs(make_filter(s, xi).transfer(np.array([omega]))[0])
+            for s, xi in zip(m.family.sigma1, m.family.xi1, strict=True)
+        ]
+    )
+    strong = gains > 0.3  # the tone's neighbourhood; elsewhere the mean is tiny, not exact
+    assert strong.sum() >= 2
+    np.testing.assert_allclose(mean[order == 1][strong].numpy(), amp / 2 * gains[strong], rtol=2e-3)
+
+    # Unequal batch sizes and lengths: weighted by frames, equal to one direct mean.
+    batches = [torch.randn(3, 700, dtype=torch.float64), torch.randn(1, 2000, dtype=torch.float64)]
+    direct = torch.cat(
+        [m(b).abs().permute(1, 0, 2).reshape(m.num_channels, -1) for b in batches], 1
+    )
+    mean = channel_mean_abs(m, batches)
+    assert mean.shape == (m.num_channels,) and mean.dtype == torch.float64
+    torch.testing.assert_close(mean, direct.mean(dim=1), rtol=1e-12, atol=0)
+
+    path = save_mean_abs(mean, tmp_path / "stats" / "mean_abs.pt", J=5, Q=4, variant="time")
+    assert torch.equal(load_mean_abs(path), mean)
+    with pytest.raises(FileNotFoundError, match="no normalisation statistics"):
+        load_mean_abs(tmp_path / "missing.pt")
+    torch.save({"other": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a file written by save_mean_abs"):
+        load_mean_abs(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="at least one non-empty batch"):
+        channel_mean_abs(m, [])
