@@ -291,6 +291,31 @@ class TimeFrequencyScattering(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """S_J of ``x`` (batch, time) -> (batch, num_channels, (time - 1) // 2^J + 1)."""
         check_input(x, "TimeFrequencyScattering")
+        spectra_x: dict[int, Tensor] = {}
+        u1 = [self._first_order(x, j1, spectra_x) for j1 in range(1, self.J)]
+        return self._after_first_order(x, u1)
+
+    def _first_order(self, x: Tensor, j1: int, spectra_x: dict[int, Tensor]) -> Tensor:
+        """U1 = |x * psi1| of octave j1 (Q filters) at rate fs / s, s = 2^(j1-1) (capped).
+
+        Each octave has its own FFT length T + support(psi1) (short filters need little
+        padding), and the subsampling is folded into the filter-bank product (core.fold_bank).
+        ``spectra_x`` caches FFTs of x by length across octaves.
+
+        Returns
+        -------
+        Tensor (batch, Q, ceil(T / s)), real: U1 at times 0, s, 2s, ... of x's time axis.
+        """
+        T = x.shape[-1]
+        s = self._rates.u1(j1)
+        n1 = smooth_size(T + min(T, self._psi1_length(j1)) - 1, s)
+        if n1 not in spectra_x:
+            spectra_x[n1] = torch.fft.fft(x, n=n1)
+        bank = self._psi1_bank(j1, n1, T, s, x)
+        return modulus(torch.fft.ifft(fold_bank(spectra_x[n1], bank, s))[..., : -(-T // s)])
+
+    def _after_first_order(self, x: Tensor, u1s: list[Tensor]) -> Tensor:
+        """Order 0 from x, joint order 1 and order 2 from the first-order moduli ``u1s``."""
         J, r = self.J, self._rates
         T = x.shape[-1]
         hop = 2**J
@@ -312,20 +337,12 @@ class TimeFrequencyScattering(nn.Module):
         # Order 0: phi_J * x, signed.
         out = [lowpass(x, 1, hop)[:, None, :frames]]
 
-        # First order, one octave (Q filters) at a time: U1 at rate fs / 2^(j1-1). Each octave
-        # has its own FFT length T + support(psi1) (short filters need little padding), and the
-        # subsampling is folded into the filter-bank product (core.fold_bank).
-        spectra_x: dict[int, Tensor] = {}
+        # First-order averages; the FFT of U1 is shared by phi_J and every psi2 below.
         u1_hat: dict[int, Tensor] = {}
         s1_parts = []
-        for j1 in range(1, J):
+        for j1, u1 in enumerate(u1s, start=1):
             s = r.u1(j1)
-            n1 = smooth_size(T + min(T, self._psi1_length(j1)) - 1, s)
-            if n1 not in spectra_x:
-                spectra_x[n1] = torch.fft.fft(x, n=n1)
-            bank = self._psi1_bank(j1, n1, T, s, x)
-            u1 = modulus(torch.fft.ifft(fold_bank(spectra_x[n1], bank, s))[..., : valid(s)])
-            if j1 < J - 1:  # the FFT of U1 is shared by phi_J and every psi2 below
+            if j1 < J - 1:
                 n = N // s
                 u1_hat[j1] = torch.fft.fft(u1, n=n)
                 low = fold(u1_hat[j1], self._spectrum(phi, s, n, valid(s), x), s_o1 // s)
@@ -383,9 +400,20 @@ def _windowed_fourier(u: Tensor, windows: np.ndarray, atoms: Tensor) -> Tensor:
 class ScatteringStream:
     """Block-by-block S_J with the same frames as the offline transform (float tolerance).
 
-    Keeps the last ``transform.support`` input samples (the truncated support of the whole
-    filter cascade, aligned to 2^J so subsampling phases follow absolute time) and, whenever a
-    block completes new frames, runs the offline transform on that history and returns them.
+    State-carrying: the first-order moduli U1 of every octave are kept (at their reduced rates,
+    on the absolute time grid) as they are computed, so a push only computes
+
+    - U1 at the new times, octave by octave, from the last ``support(psi1_j1)`` input samples
+      (the long low-frequency wavelets are applied at rate fs/2^(J-3), where the filter bank is
+      one small batched GEMM), and
+    - everything after U1 (order 0, phi_J, psi2, the transforms along lambda1) for the new
+      frames from the last ``support(psi2) + 2 support(phi_J)`` samples of U1 and x (~12k
+      samples at J = 10 instead of the 88k-sample support of the whole cascade).
+
+    Every stage is a causal FIR on a grid aligned to absolute time (windows start at multiples
+    of 2^J), so the values equal the offline transform's up to FFT rounding. Windows are
+    zero-padded at their end to a multiple of 8 * 2^J (causal: no effect on earlier outputs) so
+    that block sizes do not multiply the cached filter spectra.
 
     Parameters
     ----------
@@ -398,10 +426,27 @@ class ScatteringStream:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.transform = transform
         self.batch_size = batch_size
-        self._buf: Tensor | None = None
-        self._start = 0  # absolute time of self._buf[:, 0]
+        J = transform.J
+        self._hop = 2**J
+        self._quantum = 8 * self._hop
+        self._l1 = [transform._psi1_length(j1) for j1 in range(1, J)]
+        self._rates = [transform._rates.u1(j1) for j1 in range(1, J)]
+        l2 = max((transform._psi2(j2).length for j2 in range(2, J)), default=0)
+        self._rest = int(l2 + 2 * transform._phi().length + self._hop)
+        self._x: Tensor | None = None
+        self._x0 = 0  # absolute time of self._x[:, 0] (a multiple of 2^J)
+        self._u1: list[Tensor | None] = [None] * len(self._l1)
+        self._u0 = 0  # absolute time of every self._u1[i][..., 0] (a multiple of 2^J)
         self._total = 0  # samples pushed so far
         self._next = 0  # index of the next frame to emit
+
+    def _floor(self, t: int) -> int:
+        return max(0, t) // self._hop * self._hop
+
+    def _padded(self, v: Tensor, length: int) -> Tensor:
+        """v (..., length) zero-padded at the end to a multiple of the window quantum."""
+        target = -(-length // self._quantum) * self._quantum
+        return torch.nn.functional.pad(v, (0, target - length))
 
     def push(self, block: Tensor) -> Tensor:
         """Append ``block`` (batch, t); return the new frames (batch, num_channels, new_frames)."""
@@ -409,18 +454,53 @@ class ScatteringStream:
             raise ValueError(
                 f"push expects a ({self.batch_size}, t) block, got {tuple(block.shape)}"
             )
-        hop = 2**self.transform.J
-        self._buf = block if self._buf is None else torch.cat([self._buf, block], dim=-1)
+        m = self.transform
+        hop = self._hop
+        self._x = block if self._x is None else torch.cat([self._x, block], dim=-1)
         self._total += block.shape[-1]
-        n_avail = (self._total - 1) // hop + 1 if self._total > 0 else 0
+        total = self._total
+        if total == 0:
+            return block.new_zeros(self.batch_size, m.num_channels, 0)
+
+        # 1. U1 at the new times of each octave.
+        spectra: dict[int, dict[int, Tensor]] = {}  # FFTs of x, shared by equal windows
+        for i, (s, l1) in enumerate(zip(self._rates, self._l1, strict=True)):
+            u = self._u1[i]
+            done = self._u0 + (0 if u is None else u.shape[-1] * s)  # next time to compute
+            end = -(-total // s) * s  # U1 is known up to (and including) time total - 1
+            if done >= end:
+                continue
+            a = max(self._x0, self._floor(done - l1))
+            xw = self._padded(self._x[:, a - self._x0 :], total - a)
+            new = m._first_order(xw, i + 1, spectra.setdefault(a, {}))
+            new = new[..., (done - a) // s : (end - a) // s]
+            self._u1[i] = new if u is None else torch.cat([u, new], dim=-1)
+
+        # 2. The frames completed so far, from short windows of x and U1.
+        n_avail = (total - 1) // hop + 1
         if n_avail <= self._next:
-            return block.new_zeros(self.batch_size, self.transform.num_channels, 0)
-        s = self.transform(self._buf)
-        first = self._start // hop
-        new = s[..., self._next - first : n_avail - first]
+            return block.new_zeros(self.batch_size, m.num_channels, 0)
+        b = max(self._x0, self._u0, self._floor(self._next * hop - self._rest))
+        xw = self._padded(self._x[:, b - self._x0 :], total - b)
+        u1w = []  # U1 from time b on, zero after time total - 1 (only later frames see it)
+        for u, s in zip(self._u1, self._rates, strict=True):
+            assert u is not None
+            v = u[..., (b - self._u0) // s :]
+            u1w.append(torch.nn.functional.pad(v, (0, xw.shape[-1] // s - v.shape[-1])))
+        out = m._after_first_order(xw, u1w)
+        new_frames = out[..., self._next - b // hop : n_avail - b // hop]
         self._next = n_avail
-        keep_from = max(0, (self._next * hop - self.transform.support) // hop * hop)
-        if keep_from > self._start:
-            self._buf = self._buf[:, keep_from - self._start :]
-            self._start = keep_from
-        return new
+
+        # 3. Forget what no later frame or U1 sample needs.
+        keep_x = self._floor(min(total - max(self._l1), self._next * hop - self._rest) - hop)
+        if keep_x > self._x0:
+            self._x = self._x[:, keep_x - self._x0 :]
+            self._x0 = keep_x
+        keep_u = self._floor(self._next * hop - self._rest - hop)
+        if keep_u > self._u0:
+            self._u1 = [
+                None if u is None else u[..., (keep_u - self._u0) // s :]
+                for u, s in zip(self._u1, self._rates, strict=True)
+            ]
+            self._u0 = keep_u
+        return new_frames
