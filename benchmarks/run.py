@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
         "started_utc": started.isoformat(timespec="seconds"),
         "finished_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        # Other jobs on a shared machine inflate times; the load at the end says how much.
+        "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "size": args.size,
         "threads": args.thread_list,
         "device": args.device,
