@@ -351,7 +351,9 @@ class TimeFrequencyScattering(nn.Module):
                 s1_parts.append(lowpass(u1, s, s_o1))
         s1 = torch.cat(s1_parts, dim=1)
         if joint:
-            atoms1 = torch.view_as_complex(self._atoms(1).to(x.dtype).contiguous())
+            atoms1 = torch.view_as_complex(
+                self._atoms(1).to(device=x.device, dtype=x.dtype).contiguous()
+            )
             z = _windowed_fourier(s1.to(atoms1.dtype), self._windows1, atoms1)
             s1 = lowpass(modulus(z), s_o1, hop)
         out.append(s1[..., :frames])
@@ -359,7 +361,9 @@ class TimeFrequencyScattering(nn.Module):
         # Second order, grouped by j2; paths lambda1 < j2. psi2 is applied to U1's spectrum and
         # the result folded to the rate fs / 2^(j2-2) in one pass (core.fold).
         if J > 2:
-            atoms2 = torch.view_as_complex(self._atoms(2).to(x.dtype).contiguous())
+            atoms2 = torch.view_as_complex(
+                self._atoms(2).to(device=x.device, dtype=x.dtype).contiguous()
+            )
         for j2 in range(2, J):
             s2 = r.order2(j2)
             parts = []
