@@ -1,13 +1,14 @@
 """First-order scattering S_K (averaged scalogram at scale 2^K) for the losses (paper eqs. 5-6).
 
 Fast forward and backward: ``|x * psi|`` does not depend on the carrier, so each band's spectrum
-is cropped around its peak (bins where ``|psi_hat| >= crop * max``, window a power of two at
-least the output length ``N / 2^K``) and inverse-FFT'd at that small size: the modulus of the
+is cropped around its peak (bins where ``|psi_hat| >= crop * max``, window the output length
+``N / 2^K`` times a power of two) and inverse-FFT'd at that small size: the modulus of the
 demodulated signal is computed at a reduced rate and no first-order scalogram is ever formed at
 the full rate. The low-pass is then applied at that rate and the output samples ``n 2^K`` are
 picked (Gammatone: phi's full-rate response on the band-limited reduced-rate signal, see
 ``_reduced_rate_lowpass``; Morlet: kymatio's sampled low-pass).
-Filters are applied circularly on a reflect-padded signal (S_K need not be causal).
+Filters are applied circularly on a signal reflect-padded by the cascade's time support on each
+side (S_K need not be causal), FFT length N = a smooth size >= T + 2 support (not 2T).
 
 Wavelets:
 ``gammatone``  the first order of the Gammatone family of scale 2^K (gammatone.py):
@@ -34,6 +35,7 @@ from mmsin.scattering.core import (
     lowpass_real,
     modulus,
     next_pow2,
+    smooth_size,
 )
 from mmsin.scattering.gammatone import gammatone_family, make_filter
 from mmsin.scattering.morlet import morlet_fourier, morlet_parameters
@@ -85,6 +87,7 @@ class Scalogram(nn.Module):
             self._xi = xi
             self._scale = 2.0 ** -np.clip(np.minimum(j, K), 0, None)  # kymatio 0.3.0 mean
         self.num_channels = 1 + len(self._xi)
+        self._support = self._time_support()
 
     def meta(self) -> dict[str, np.ndarray]:
         """``order`` (0/1) and ``xi1`` (Hz, nan for order 0) per channel."""
@@ -106,6 +109,22 @@ class Scalogram(nn.Module):
         )
         return psi, make_filter(fam.sigma_phi, 0.0, False).transfer(w)
 
+    def _time_support(self) -> int:
+        """Samples beyond which the wavelet + low-pass cascade is below ~1e-7 of its peak.
+
+        Morlet: Gaussian envelopes, 5.7 standard deviations (exp(-5.7^2 / 2) = 1e-7) of the
+        widest wavelet plus the low-pass (sigma_t = 1 / (2 pi sigma_f)). Gammatone: the causal
+        truncated supports (gammatone.py) of the longest wavelet plus phi_K.
+        """
+        if self.wavelet == "morlet":
+            _, sigma, _ = morlet_parameters(self.K, self.Q)
+            widest = 1.0 / (2 * math.pi * float(np.min(sigma)))
+            low = 1.0 / (2 * math.pi * 0.1 / 2**self.K)
+            return math.ceil(5.7 * (widest + low))
+        fam = gammatone_family(self.K, self.Q)
+        psi = max(make_filter(s, x).length for s, x in zip(fam.sigma1, fam.xi1, strict=True))
+        return psi + make_filter(fam.sigma_phi, 0.0, False).length
+
     def _plan(self, N: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """Groups of channels with equal crop width: (channel ids, bin indices (n, W), W)."""
         psi, _ = self._bank(N)
@@ -117,7 +136,7 @@ class Scalogram(nn.Module):
             keep = np.nonzero(mag[i] >= self.crop * mag[i, c])[0]
             dist = (keep - c + N // 2) % N - N // 2
             half = int(np.max(np.abs(dist)))
-            W = min(N, max(min_w, next_pow2(2 * half + 2)))
+            W = min(N, min_w * next_pow2(-(-(2 * half + 2) // min_w)))  # divides N
             groups.setdefault(W, []).append((i, (c - W // 2 + np.arange(W)) % N))
         return [
             (np.array([g[0] for g in v]), np.stack([g[1] for g in v]), W)
@@ -131,8 +150,11 @@ class Scalogram(nn.Module):
         hop = 2**self.K
         if T < hop:
             raise ValueError(f"Scalogram needs at least 2^K = {hop} samples, got {T}")
-        N = max(next_pow2(2 * T), 2 * hop)
-        left = min(T - 1, (N - T) // 2) // hop * hop
+        # Pad by the cascade's time support on each side (reflect), to a fast FFT length: no
+        # filter wraps around onto the signal, and the crops scale with N (not 2T).
+        pad = -(-self._support // hop) * hop
+        N = smooth_size(T + 2 * pad, 2 * hop)
+        left = min(T - 1, pad) // hop * hop
         right = N - T - left
         xp = F.pad(x[:, None], (left, min(right, T - 1)), mode="reflect")[:, 0]
         frames = T // hop
