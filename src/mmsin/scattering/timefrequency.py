@@ -395,9 +395,10 @@ def _windowed_fourier(u: Tensor, windows: np.ndarray, atoms: Tensor) -> Tensor:
     atoms: (bins, P). Returns (batch, n_win * bins, F), window-major.
     """
     B, n, F = u.shape
-    padded = torch.cat([u, u.new_zeros(B, 1, F)], dim=1)
-    idx = torch.as_tensor(np.where(windows < 0, n, windows), device=u.device)
-    g = padded[:, idx.reshape(-1), :].reshape(B, windows.shape[0], windows.shape[1], F)
+    if (windows < 0).any():  # zero taps (fewer channels than P): gather from a padded copy
+        u = torch.cat([u, u.new_zeros(B, 1, F)], dim=1)
+    idx = torch.as_tensor(np.where(windows < 0, n, windows).reshape(-1), device=u.device)
+    g = torch.index_select(u, 1, idx).reshape(B, windows.shape[0], windows.shape[1], F)
     return torch.matmul(atoms, g).reshape(B, -1, F)
 
 
