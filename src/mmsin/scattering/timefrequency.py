@@ -11,14 +11,16 @@ Three variants (docs/scattering.md):
                reference code's shipped configuration).
 
 How it is computed (exactly causal, fast): every filter is the truncated impulse response of its
-IIR design (gammatone.py), applied by zero-padded FFTs long enough that nothing wraps, so each
-output sample equals the causal FIR output up to FFT rounding. Subsampling picks samples
-(periodised spectra, core.pick): also exact. U1 = |x * psi1| for the octave j1 = floor(lambda1)
+IIR design (gammatone.py), applied by zero-padded FFTs long enough that nothing wraps (length
+T + support rounded to a smooth size, core.smooth_size), so each output sample equals the causal
+FIR output up to FFT rounding. Subsampling picks samples (periodised spectra, core.pick), fused
+with the filter product (core.fold, core.fold_bank, core.lowpass_real): also exact.
+U1 = |x * psi1| for the octave j1 = floor(lambda1)
 is kept at rate fs / 2^(j1-1) (envelope bandwidth ~ 1/20 of the new Nyquist), the second-order
 wavelet psi2_j2 is applied at that rate (same analog design, l1-normalised there), its output
 is picked at rate fs / 2^(j2-2) (psi2 at 0.41 of the new Nyquist), the windowed Fourier transform
-along lambda1 (linear, so it commutes with time filtering) is applied to the spectra, then the
-modulus, then phi_J at that rate and the frame samples n 2^J are picked. Order 1 (joint):
+along lambda1 (linear, so it commutes with time filtering) is applied after the inverse FFT, then
+the modulus, then phi_J at that rate and the frame samples n 2^J are picked. Order 1 (joint):
 phi_J * U1 picked at rate fs / 2^(J-3), windowed Fourier along lambda1, modulus, phi_J again (the
 reference averages order 1 twice). Order 0: phi_J * x, signed.
 """
