@@ -34,7 +34,7 @@ from mmsin.checkpoint import (
 )
 from mmsin.config import Config
 
-__all__ = ["MMSIN", "pretrained_dir"]
+__all__ = ["MMSIN", "pretrained_dir", "pretrained_names"]
 
 
 def pretrained_dir() -> Path:
@@ -162,22 +162,29 @@ class MMSIN(nn.Module):
         config = Config.from_json(payload["config"])
         norm = payload["norm"]
         generator = build_generator(config, int(norm.shape[0]))
-        generator.load_state_dict(payload["generator"])
-        var = restore_var(payload["var"])
+        # A packed model (:meth:`save` with ``half=True``) stores its weights in float16; the
+        # generator computes in float32 and the VAR recursion in float64 (it amplifies rounding).
+        generator.load_state_dict(_floats(payload["generator"], torch.float32))
+        var = restore_var(_floats(payload["var"], torch.float64))
         model = cls(config, build_scattering(config), norm, var, generator)
         model._extra = {
             k: payload[k] for k in ("sk_stats", "data_fingerprint", "git_revision") if k in payload
         }
         return model
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model (no optimiser state) as a checkpoint :meth:`load` reads."""
+    def save(self, path: str | os.PathLike[str], *, half: bool = False) -> Path:
+        """Write the model (no optimiser state) as a checkpoint :meth:`load` reads.
+
+        ``half=True`` stores the generator and VAR weights in float16 (half the size; used for
+        the pretrained models shipped in the package); :meth:`load` upcasts them.
+        """
         extra = self._extra
+        store = torch.float16 if half else None
         payload = {
             "config": self._config.to_json(),
-            "generator": self.generator.state_dict(),
+            "generator": _floats(self.generator.state_dict(), store),
             "in_channels": self.num_channels,
-            "var": self.var.state_dict(),
+            "var": _floats(self.var.state_dict(), store),
             "norm": self.norm.cpu(),
             "git_revision": extra.get("git_revision") or git_revision() or "",
             **{k: v for k, v in extra.items() if k != "git_revision"},
@@ -365,7 +372,22 @@ class MMSIN(nn.Module):
         return self.decode_scattering(self.encode_scattering(x))
 
 
+def _floats(state: dict[str, Tensor], dtype: torch.dtype | None) -> dict[str, Tensor]:
+    """``state`` with its floating-point tensors cast to ``dtype`` (None: unchanged)."""
+    if dtype is None:
+        return dict(state)
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def pretrained_names() -> list[str]:
+    """Names of the pretrained models shipped in the package (``--model NAME``)."""
+    d = pretrained_dir()
+    return sorted(f.stem for f in d.glob("*.pt")) if d.is_dir() else []
+
+
 def _resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
+    if path is not None and str(path) in pretrained_names() and not Path(path).exists():
+        return pretrained_dir() / f"{path}.pt"
     if path is not None:
         p = Path(path)
         if p.is_dir():
@@ -374,7 +396,10 @@ def _resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
                 raise FileNotFoundError(f"{p}: no {CHECKPOINT_NAME} in this run folder")
             return file
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such model file or run folder")
+            names = ", ".join(pretrained_names()) or "none shipped"
+            raise FileNotFoundError(
+                f"{p}: no such model file or run folder (pretrained model names: {names})"
+            )
         return p
     from mmsin import paths
     from mmsin.training import iter_checkpoints

@@ -1,0 +1,94 @@
+"""Train and pack the pretrained models shipped in ``src/mmsin/pretrained/``.
+
+Three steps, so that training can run on another machine (a GPU) from a small file::
+
+    python scripts/train_pretrained.py export clips.npz          # here: the embedded data
+    python scripts/train_pretrained.py train clips.npz notes RUN [--set k=v ...] [--max-steps N]
+    python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
+
+``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
+small (piano) at 4096 Hz as float16; ``train`` trains the ``small`` preset on one of them (the
+data set's name is recorded in the config); ``pack`` stores the newest checkpoint of a run
+without optimiser state, weights in float16 (``MMSIN.save(half=True)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+KINDS = {"notes": "nsynth-like", "piano": "beethoven-like"}
+
+
+def export(out: Path) -> None:
+    from mmsin.data import load_clips
+
+    arrays: dict[str, np.ndarray] = {}
+    for kind, source in KINDS.items():
+        for split in ("train", "test"):
+            clips = load_clips(source, split)
+            arrays[f"{kind}_{split}"] = clips.audio.astype(np.float16)
+            print(f"{kind} {split}: {clips.audio.shape}")
+    np.savez(out, **arrays)
+
+
+def train(
+    clips_file: Path, kind: str, run: Path, overrides: list[str], max_steps: int | None
+) -> None:
+    from mmsin.config import override, preset
+    from mmsin.data import Clips
+    from mmsin.training import train as train_run
+
+    data = np.load(clips_file)
+    source = KINDS[kind]
+    parts = []
+    for split in ("train", "test"):
+        audio = data[f"{kind}_{split}"].astype(np.float32)
+        meta = [{"name": f"{kind}-{split}-{i}"} for i in range(len(audio))]
+        parts.append(Clips(audio, 4096, meta, split, source))
+    cfg = override(
+        preset("small"), [f"name=pretrained-{kind}", f"data.source={source}", *overrides]
+    )
+    t0 = time.perf_counter()
+    result = train_run(cfg, run, train_clips=parts[0], test_clips=parts[1], max_steps=max_steps)
+    print(f"trained {kind} in {time.perf_counter() - t0:.0f} s: {result}")
+
+
+def pack(run: Path, out: Path) -> None:
+    from mmsin.model import MMSIN
+
+    model = MMSIN.load(run)
+    model.save(out, half=True)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="step", required=True)
+    e = sub.add_parser("export")
+    e.add_argument("out", type=Path)
+    t = sub.add_parser("train")
+    t.add_argument("clips", type=Path)
+    t.add_argument("kind", choices=sorted(KINDS))
+    t.add_argument("run", type=Path)
+    t.add_argument("--set", dest="overrides", action="append", default=[])
+    t.add_argument("--max-steps", type=int, default=None)
+    p = sub.add_parser("pack")
+    p.add_argument("run", type=Path)
+    p.add_argument("out", type=Path)
+    args = parser.parse_args()
+    if args.step == "export":
+        export(args.out)
+    elif args.step == "train":
+        train(args.clips, args.kind, args.run, args.overrides, args.max_steps)
+    else:
+        pack(args.run, args.out)
+
+
+if __name__ == "__main__":
+    main()
