@@ -18,6 +18,11 @@ Experiments (paper section in brackets):
 - ``moment_matching`` (5.2): eq. (6) distances to the training set.
 - ``pitch_interpolation`` (5.3, Fig. 6): G((Z1+Z2)/2) for notes 5 semitones apart.
 - ``waveform_interpolation`` (5.4, Fig. 7): G((Z1+Z2)/2) vs (G(Z1)+G(Z2))/2.
+
+``Context.model`` names models to use instead of training (``--model notes|piano|PATH``): the
+shipped pretrained models or any checkpoint; each is matched to the data set it was trained on
+(``config.data.source``). :func:`reproduce` also reruns the inference-only experiments of
+:data:`PRETRAINED_EXPERIMENTS` with the shipped pretrained models, labelled apart.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,20 @@ log = logging.getLogger(__name__)
 
 NOTES = "nsynth-like"
 PIANO = "beethoven-like"
+
+#: How the shipped models were made (src/mmsin/pretrained/README.md); the packed files keep
+#: no step count, so the provenance is stated here.
+PRETRAINED_LABEL = (
+    "shipped pretrained models, trained on an H100 for ~6k steps "
+    "(notes 6,360, piano 5,400; batch 32)"
+)
+#: Experiments rerun with the shipped models by :func:`reproduce` (inference only).
+PRETRAINED_EXPERIMENTS = (
+    "reconstruction",
+    "pitch_interpolation",
+    "generation",
+    "waveform_interpolation",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,6 +95,14 @@ class Context:
     scattering: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
     #: wall time in seconds of each stage (trainings, experiments)
     times: dict[str, float] = field(default_factory=dict)
+    #: models to use instead of training: pretrained names ("notes", "piano") or paths
+    model: tuple[str, ...] = ()
+    #: the given models, loaded (data set -> (MMSIN, description))
+    given: dict[str, tuple[Any, dict[str, Any]]] = field(default_factory=dict)
+    #: optimiser steps of each run used in this invocation (run name -> global step)
+    steps: dict[str, int] = field(default_factory=dict)
+    #: runs trained (not reused) in this invocation
+    trained_now: list[str] = field(default_factory=list)
 
     def say(self, msg: str) -> None:
         if self.progress:
@@ -161,26 +188,31 @@ def _size(ctx: Context) -> str:
     return "full" if ctx.preset == "paper" else "small"
 
 
-def build_lookalike(ctx: Context, dataset: str) -> None:
-    """Render a look-alike data set at the context's size unless it is already built."""
+def build_lookalike(ctx: Context, dataset: str, size: str | None = None) -> None:
+    """Render a look-alike data set (default: the preset's size) unless it is already built."""
     from mmsin import paths
     from mmsin.data.build import build
 
-    if (paths.data_dir() / f"{dataset}-{_size(ctx)}" / "build.json").is_file():
+    size = size or _size(ctx)
+    if (paths.data_dir() / f"{dataset}-{size}" / "build.json").is_file():
         return
-    ctx.say(f"building {dataset} ({_size(ctx)})")
-    build(dataset, _size(ctx), progress=ctx.progress)
+    ctx.say(f"building {dataset} ({size})")
+    build(dataset, size, progress=ctx.progress)
 
 
-def load_split(ctx: Context, dataset: str, split: str) -> Any:
-    """Clips of a data set (kept for the invocation); look-alikes are built first if needed."""
+def load_split(ctx: Context, dataset: str, split: str, size: str | None = None) -> Any:
+    """Clips of a data set (kept for the invocation); look-alikes are built first if needed.
+
+    ``size`` (look-alikes only) defaults to the preset's; a given model passes its own.
+    """
     from mmsin import data
 
-    key = (dataset, split, _size(ctx))
+    size = size or _size(ctx)
+    key = (dataset, split, size)
     if key not in ctx.clips:
         if dataset in data.LOOKALIKES:
-            build_lookalike(ctx, dataset)
-            ctx.clips[key] = data.load_clips(dataset, split, size=_size(ctx))
+            build_lookalike(ctx, dataset, size)
+            ctx.clips[key] = data.load_clips(dataset, split, size=size)
         else:
             ctx.clips[key] = data.load_clips(dataset, split)
     return ctx.clips[key]
@@ -209,7 +241,7 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
     Returns the loaded :class:`mmsin.model.MMSIN` and a description (run name, checkpoint,
     fingerprints, config) for results.json.
     """
-    from mmsin.checkpoint import CHECKPOINT_NAME
+    from mmsin.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from mmsin.model import MMSIN
     from mmsin.training import train
 
@@ -220,8 +252,6 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
     ckpt = run_dir / CHECKPOINT_NAME
     done = False
     if ckpt.is_file():
-        from mmsin.checkpoint import load_checkpoint
-
         state = load_checkpoint(ckpt)
         done = int(state.get("epoch", 0)) >= cfg.train.epochs
     if done:
@@ -243,9 +273,13 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
         seconds = time.perf_counter() - t0
         ctx.times[f"train {cfg.name}"] = seconds
         ctx.say(f"trained {cfg.name} in {seconds:.0f} s")
+        ctx.trained_now.append(cfg.name)
+    ctx.steps[cfg.name] = int(load_checkpoint(ckpt).get("global_step", 0))
     model = MMSIN.load(ckpt)
     extra = getattr(model, "_extra", {})
     info = {
+        "origin": "trained" if cfg.name in ctx.trained_now else "reused",
+        "steps": ctx.steps[cfg.name],
         "run": cfg.name,
         "checkpoint": str(ckpt),
         "checkpoint_sha256": _file_fingerprint(ckpt),
@@ -255,6 +289,71 @@ def trained_model(ctx: Context, dataset: str, loss: str) -> tuple[Any, dict[str,
     ctx.runs[cfg.name] = str(ckpt)
     ctx.models[cfg.name] = (model, info)
     return model, info
+
+
+def given_models(ctx: Context) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The models of ``ctx.model`` loaded and keyed by the data set they were trained on.
+
+    Raises
+    ------
+    FileNotFoundError
+        A name is neither a shipped pretrained model nor a checkpoint / run folder.
+    ValueError
+        Two given models were trained on the same data set.
+    """
+    from mmsin.model import MMSIN
+
+    if ctx.given or not ctx.model:
+        return ctx.given
+    for spec in ctx.model:
+        model = MMSIN.load(spec)
+        dataset = str(model.config.data.source)
+        if dataset in ctx.given:
+            first = ctx.given[dataset][1]["model"]
+            raise ValueError(
+                f"--model {spec}: {first!r} was also trained on {dataset}; give one per data set"
+            )
+        extra = getattr(model, "_extra", {})
+        info = {
+            "origin": "given",
+            "model": spec,
+            "checkpoint": str(model.source),
+            "checkpoint_sha256": _file_fingerprint(str(model.source)),
+            "data_fingerprint": extra.get("data_fingerprint", ""),
+            "config": model.config.to_dict(),
+        }
+        ctx.say(f"using model {spec} ({model.source}, trained on {dataset})")
+        ctx.given[dataset] = (model, info)
+    return ctx.given
+
+
+def _model_for(
+    ctx: Context, experiment: str, dataset: str, *, any_dataset: bool = False
+) -> tuple[Any, dict[str, Any], str]:
+    """The L_inv + lambda L_MM model an experiment uses, and the data set it runs on.
+
+    With ``ctx.model`` the given model trained on ``dataset`` (or, when ``any_dataset``, on
+    any data set: the experiment then runs on that model's own data); otherwise the preset's
+    model, trained or reused.
+    """
+    if not ctx.model:
+        model, info = trained_model(ctx, dataset, "inv+mm")
+        return model, info, dataset
+    given = given_models(ctx)
+    if dataset in given:
+        return (*given[dataset], dataset)
+    if any_dataset and given:
+        other = next(iter(given))
+        return (*given[other], other)
+    raise ValueError(
+        f"{experiment} needs a model trained on {dataset}; the given models were trained on "
+        f"{', '.join(given)}"
+    )
+
+
+def _data_size(ctx: Context, model: Any) -> str:
+    """The data size a model was trained at (look-alikes: 'small' or 'full')."""
+    return str(model.config.data.size or _size(ctx))
 
 
 def _loss_parts(model: Any) -> Any:
@@ -271,9 +370,10 @@ def _loss_parts(model: Any) -> Any:
 
 def _scattering_of(ctx: Context, model: Any, dataset: str, split: str) -> torch.Tensor:
     """S_J of every clip of a split, computed once per invocation (all models share S_J)."""
-    key = (dataset, split, _size(ctx), json.dumps(model.config.to_dict()["scattering"]))
+    size = _data_size(ctx, model)
+    key = (dataset, split, size, json.dumps(model.config.to_dict()["scattering"]))
     if key not in ctx.scattering:
-        x = load_split(ctx, dataset, split).audio
+        x = load_split(ctx, dataset, split, size).audio
         ctx.scattering[key] = torch.cat(
             [model.encode_scattering(x[i : i + 16]) for i in range(0, x.shape[0], 16)]
         )
@@ -289,7 +389,7 @@ def _reconstruct(
     computed once per split and shared by the models of the invocation.
     """
     S = _scattering_of(ctx, model, dataset, split)
-    x = load_split(ctx, dataset, split).audio
+    x = load_split(ctx, dataset, split, _data_size(ctx, model)).audio
     outs = [
         model.decode_scattering(S[i : i + batch]).cpu().numpy() for i in range(0, len(S), batch)
     ]
@@ -310,10 +410,13 @@ def reconstruction(ctx: Context) -> Outcome:
     numbers: dict[str, Any] = {"runs": {}}
     rows = []
     examples = []
-    for dataset, label in ((NOTES, "notes"), (PIANO, "piano")):
-        model, info = trained_model(ctx, dataset, "inv+mm")
+    sets = [(NOTES, "notes"), (PIANO, "piano")]
+    if ctx.model:  # given models: the data sets they were trained on
+        sets = [(d, {NOTES: "notes", PIANO: "piano"}.get(d, d)) for d in given_models(ctx)]
+    for dataset, label in sets:
+        model, info, _ = _model_for(ctx, name, dataset)
         numbers["runs"][label] = info
-        test = load_split(ctx, dataset, "test")
+        test = load_split(ctx, dataset, "test", _data_size(ctx, model))
         x = test.audio
         x_hat, x_ref = _reconstruct(ctx, model, dataset, "test")
         loss = _loss_parts(model)
@@ -369,8 +472,9 @@ def reconstruction(ctx: Context) -> Outcome:
         report.Table(
             ["test set", "clips", "eq. 5 error", "MR-STFT", "LSD (dB)", "|f0 error| (cents)"],
             rows,
-            caption="Reconstruction G(L S_J x) of the test sets (models trained with "
-            "L_inv + lambda L_MM). f0 by CREPE; median absolute error.",
+            caption="Reconstruction G(L S_J x) of the test sets ("
+            + ("given models" if ctx.model else "models trained with L_inv + lambda L_MM")
+            + "). f0 by CREPE; median absolute error.",
         ),
     )
     section.blocks.insert(
@@ -432,8 +536,9 @@ def generation(ctx: Context) -> Outcome:
 
     name = "generation"
     folder = _out_folder(ctx, name)
-    model, info = trained_model(ctx, PIANO, "inv+mm")
-    train, test = load_split(ctx, PIANO, "train"), load_split(ctx, PIANO, "test")
+    model, info, dataset = _model_for(ctx, name, PIANO, any_dataset=True)
+    size = _data_size(ctx, model)
+    train, test = load_split(ctx, dataset, "train", size), load_split(ctx, dataset, "test", size)
     frames = max(1, train.audio.shape[1] // model.hop)
     n_gen = max(ctx.n_samples, min(test.audio.shape[0], 64))
     gen = _generated(model, n_gen, frames, ctx.seed)
@@ -455,12 +560,13 @@ def generation(ctx: Context) -> Outcome:
             caption="Mean Euclidean distance of time-averaged S_K to the set mean. "
             "Absolute values depend on S_K's normalisation; compare the ratios.",
         ),
-        report.Figure(fig, "Independent samples G(Z), Z white noise, piano model."),
+        report.Figure(fig, f"Independent samples G(Z), Z white noise, model of {dataset}."),
     )
     for i in range(ctx.n_samples):
         section.add(report.Audio(_wav(folder, f"sample-{i}", gen[i], model.fs), f"sample {i + 1}"))
     numbers = {
         "run": info,
+        "dataset": dataset,
         "spread": sigma,
         "paper": ev.PAPER_SPREAD,
         "generated": n_gen,
@@ -470,47 +576,55 @@ def generation(ctx: Context) -> Outcome:
 
 
 def moment_matching(ctx: Context) -> Outcome:
-    """Eq. (6) distance to the training set: generated without / with L_MM, and test."""
+    """Eq. (6) distance to the training set: generated without / with L_MM, and test.
+
+    With a given model (``ctx.model``) only its generated set and the test set are measured,
+    on the data set it was trained on (nothing is trained).
+    """
     from mmsin.training import build_scalogram
 
     name = "moment_matching"
     folder = _out_folder(ctx, name)
-    train, test = load_split(ctx, PIANO, "train"), load_split(ctx, PIANO, "test")
-    frames = max(1, train.audio.shape[1] // 2**10)
+    labels = {
+        "generated_without_mm": "generated, trained without L_MM",
+        "generated_with_mm": "generated, trained with L_MM",
+    }
+    todo: list[tuple[str, Any, dict[str, Any]]] = []
+    if ctx.model:
+        model, info, dataset = _model_for(ctx, name, PIANO, any_dataset=True)
+        kind = str(model.config.loss.kind)
+        todo.append(("generated_with_mm" if "mm" in kind else "generated_without_mm", model, info))
+    else:
+        dataset = PIANO
+        for loss_kind, key in (("inv", "generated_without_mm"), ("inv+mm", "generated_with_mm")):
+            todo.append((key, *trained_model(ctx, PIANO, loss_kind)))
+    size = _data_size(ctx, todo[0][1])
+    train, test = load_split(ctx, dataset, "train", size), load_split(ctx, dataset, "test", size)
     d: dict[str, float] = {}
     runs = {}
     sk = None
-    for loss_kind, key in (("inv", "generated_without_mm"), ("inv+mm", "generated_with_mm")):
-        model, info = trained_model(ctx, PIANO, loss_kind)
-        runs[loss_kind] = info
+    for key, model, info in todo:
+        runs[key] = info
         sk = build_scalogram(model.config).eval()
         frames = max(1, train.audio.shape[1] // model.hop)
         gen = _generated(model, max(ctx.n_samples, min(test.audio.shape[0], 64)), frames, ctx.seed)
         d[key] = ev.moment_matching_distance(gen, train.audio, sk)
     assert sk is not None
     d["test"] = ev.moment_matching_distance(test.audio, train.audio, sk)
+    rows: list[list[object]] = [
+        [labels[key], d[key], ev.PAPER_MM_DISTANCE[key]] for key, _, _ in todo
+    ]
+    rows.append(["test set", d["test"], ev.PAPER_MM_DISTANCE["test"]])
     section = report.Section("Moment-matching distance to the training set").add(
         report.Table(
             ["set", "distance (eq. 6)", "paper"],
-            [
-                [
-                    "generated, trained without L_MM",
-                    d["generated_without_mm"],
-                    ev.PAPER_MM_DISTANCE["generated_without_mm"],
-                ],
-                [
-                    "generated, trained with L_MM",
-                    d["generated_with_mm"],
-                    ev.PAPER_MM_DISTANCE["generated_with_mm"],
-                ],
-                ["test set", d["test"], ev.PAPER_MM_DISTANCE["test"]],
-            ],
-            caption="mean_c ((m_c - mu_c)/rms_c)^2 on S_K; mu, rms from the training set.",
+            rows,
+            caption=f"{dataset}: mean_c ((m_c - mu_c)/rms_c)^2 on S_K; mu, rms from the "
+            "training set.",
         )
     )
-    return _finish(
-        ctx, name, folder, {"distance": d, "paper": ev.PAPER_MM_DISTANCE, "runs": runs}, section
-    )
+    numbers = {"distance": d, "paper": ev.PAPER_MM_DISTANCE, "runs": runs, "dataset": dataset}
+    return _finish(ctx, name, folder, numbers, section)
 
 
 def _pairs(meta: list[dict[str, Any]], interval: int = 5) -> list[tuple[int, int]]:
@@ -531,9 +645,11 @@ def pitch_interpolation(ctx: Context) -> Outcome:
     """Fig. 6: G((Z1+Z2)/2) of two notes 5 semitones apart has one fundamental in between."""
     name = "pitch_interpolation"
     folder = _out_folder(ctx, name)
-    model, info = trained_model(ctx, NOTES, "inv+mm")
-    test = load_split(ctx, NOTES, "test")
+    model, info, dataset = _model_for(ctx, name, NOTES, any_dataset=True)
+    test = load_split(ctx, dataset, "test", _data_size(ctx, model))
     pairs = _pairs(test.meta)
+    if not pairs:
+        raise ValueError(f"{dataset}: no test notes of one instrument 5 semitones apart")
     rng = np.random.default_rng(ctx.seed)
     if len(pairs) > ctx.n_pairs:
         pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), ctx.n_pairs, replace=False))]
@@ -650,8 +766,8 @@ def waveform_interpolation(ctx: Context) -> Outcome:
     """Fig. 7: latent interpolation keeps silences and notes, the signal mix does not."""
     name = "waveform_interpolation"
     folder = _out_folder(ctx, name)
-    model, info = trained_model(ctx, PIANO, "inv+mm")
-    train = load_split(ctx, PIANO, "train")
+    model, info, dataset = _model_for(ctx, name, PIANO, any_dataset=True)
+    train = load_split(ctx, dataset, "train", _data_size(ctx, model))
     frames = max(1, train.audio.shape[1] // model.hop)
     fs = model.fs
     metrics: dict[str, list[float]] = {}
@@ -687,7 +803,8 @@ def waveform_interpolation(ctx: Context) -> Outcome:
             "midpoint keeps silences and separate notes where the signal mix fills them in.",
         ),
     )
-    return _finish(ctx, name, folder, {"run": info, "means": means, "per_pair": metrics}, section)
+    numbers = {"run": info, "dataset": dataset, "means": means, "per_pair": metrics}
+    return _finish(ctx, name, folder, numbers, section)
 
 
 def scattering_overview(ctx: Context) -> Outcome:
@@ -787,8 +904,114 @@ def train_all(ctx: Context) -> None:
         trained_model(ctx, dataset, loss)
 
 
-def reproduce(ctx: Context | None = None, names: list[str] | None = None) -> Path:
+def _run_names(ctx: Context, names: list[str], stage: str = "") -> list[Outcome]:
+    """Run experiments in order, timing each (``ctx.times['<stage>experiment NAME']``)."""
+    outcomes = []
+    t0 = time.perf_counter()
+    for k, n in enumerate(names, 1):
+        ctx.say(
+            f"{stage}experiment {k}/{len(names)}: {n} ({time.perf_counter() - t0:.0f} s so far)"
+        )
+        t1 = time.perf_counter()
+        outcomes.append(run(n, ctx))
+        ctx.times[f"{stage}experiment {n}"] = time.perf_counter() - t1
+    return outcomes
+
+
+def models_label(ctx: Context) -> str:
+    """How the models used by ``ctx`` came about, for report headings and results.json."""
+    if ctx.model:
+        return "given models: " + ", ".join(ctx.model)
+    if not ctx.steps:
+        return "no trained model"
+    devices = {
+        str(info["config"]["train"]["device"]).split(":")[0] for _, info in ctx.models.values()
+    }
+    where = "this CPU" if devices == {"cpu"} else "this machine (" + ", ".join(devices) + ")"
+    if all(run in ctx.trained_now for run in ctx.steps):
+        head = f"trained now on {where}"
+    elif not ctx.trained_now:
+        head = "trained earlier (runs reused)"
+    else:
+        head = f"trained now on {where} or reused"
+    steps = "; ".join(f"{run} {n} steps" for run, n in ctx.steps.items())
+    return f"{head}: {steps}"
+
+
+def pretrained_available() -> bool:
+    """Whether the shipped ``notes`` and ``piano`` pretrained models are installed."""
+    try:
+        from mmsin.model import pretrained_names
+    except ImportError:
+        return False
+    return {"notes", "piano"} <= set(pretrained_names())
+
+
+#: (experiment, path into its numbers, row label) of the trained-now vs pretrained table.
+COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("reconstruction", ("notes", "f0_within_50_cents"), "notes: share of f0 within 50 cents"),
+    ("reconstruction", ("notes", "f0_cents_abs_median"), "notes: median |f0 error| (cents)"),
+    ("reconstruction", ("notes", "eq5_error"), "notes: eq. 5 error"),
+    ("reconstruction", ("notes", "mr_stft"), "notes: MR-STFT"),
+    ("reconstruction", ("notes", "lsd_db"), "notes: LSD (dB)"),
+    ("reconstruction", ("piano", "eq5_error"), "piano: eq. 5 error"),
+    ("reconstruction", ("piano", "mr_stft"), "piano: MR-STFT"),
+    ("reconstruction", ("piano", "lsd_db"), "piano: LSD (dB)"),
+    (
+        "pitch_interpolation",
+        ("summary", "latent", "single_and_near"),
+        "pitch midpoint G((Z1+Z2)/2): one fundamental and within 125 cents",
+    ),
+    (
+        "pitch_interpolation",
+        ("summary", "latent", "median_abs_cents"),
+        "pitch midpoint G((Z1+Z2)/2): median |cents| from the intermediate pitch",
+    ),
+    (
+        "pitch_interpolation",
+        ("summary", "signal", "single_and_near"),
+        "pitch midpoint (x1+x2)/2: one fundamental and within 125 cents",
+    ),
+    ("generation", ("spread", "generated"), "generation: spread sigma of generated"),
+    ("generation", ("spread", "train"), "generation: spread sigma of train"),
+    ("waveform_interpolation", ("means", "latent:silent"), "waveform: latent silent frames"),
+    ("waveform_interpolation", ("means", "signal:silent"), "waveform: signal-mix silent frames"),
+    ("waveform_interpolation", ("means", "latent:flatness"), "waveform: latent flatness"),
+    ("waveform_interpolation", ("means", "signal:flatness"), "waveform: signal-mix flatness"),
+    ("waveform_interpolation", ("means", "latent:partials"), "waveform: latent partials"),
+    ("waveform_interpolation", ("means", "signal:partials"), "waveform: signal-mix partials"),
+)
+
+
+def _lookup(numbers: dict[str, Any], path: tuple[str, ...]) -> Any:
+    v: Any = numbers
+    for k in path:
+        if not isinstance(v, dict) or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def compare_sets(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Rows ``[label, value in a, value in b]`` of :data:`COMPARED` (experiment -> numbers)."""
+    rows = []
+    for exp, path, label in COMPARED:
+        va = _lookup(a.get(exp, {}), path)
+        vb = _lookup(b.get(exp, {}), path)
+        if va is not None or vb is not None:
+            rows.append([label, va, vb])
+    return rows
+
+
+def reproduce(
+    ctx: Context | None = None, names: list[str] | None = None, *, pretrained: bool = True
+) -> Path:
     """Run experiments (default: all that the installed modules allow) and write one report.
+
+    When ``pretrained`` and the shipped ``notes``/``piano`` models are installed (and
+    ``ctx.model`` is empty), the experiments of :data:`PRETRAINED_EXPERIMENTS` among ``names``
+    run a second time with the shipped models (inference only), labelled apart in the report
+    and under ``"pretrained"`` in results.json, beside a table comparing the two model sets.
 
     Returns the path of the combined ``results/reproduce/<preset>-<timestamp>/report.html``.
     """
@@ -799,39 +1022,88 @@ def reproduce(ctx: Context | None = None, names: list[str] | None = None) -> Pat
             names += [n for n in EXPERIMENTS if n != "scattering"]
         else:
             ctx.say("model modules not available yet: running the scattering overview only")
-    outcomes = []
     t0 = time.perf_counter()
-    for k, n in enumerate(names, 1):
-        ctx.say(f"experiment {k}/{len(names)}: {n} ({time.perf_counter() - t0:.0f} s so far)")
-        t1 = time.perf_counter()
-        outcomes.append(run(n, ctx))
-        ctx.times[f"experiment {n}"] = time.perf_counter() - t1
+    outcomes = _run_names(ctx, names)
+    label = models_label(ctx)
+    extra: list[Outcome] = []
+    extra_label = ""
+    extra_error = ""
+    again = [n for n in names if n in PRETRAINED_EXPERIMENTS]
+    if pretrained and again and not ctx.model and pretrained_available():
+        pctx = replace(ctx, model=("notes", "piano"), given={}, steps={}, trained_now=[])
+        extra_label = PRETRAINED_LABEL
+        ctx.say(f"again with the {PRETRAINED_LABEL}")
+        try:
+            extra = _run_names(pctx, again, stage="pretrained ")
+        except Exception as err:  # the trained-now report must still be written
+            extra_error = f"{type(err).__name__}: {err}"
+            ctx.say(f"pretrained experiments failed: {extra_error}")
     folder = _out_folder(ctx, "reproduce")
     combined: dict[str, Any] = {o.name: {"folder": str(o.folder), **o.numbers} for o in outcomes}
+    combined["models"] = label
+    sections: list[report.Section] = []
+    if extra or extra_error:
+        mine = {o.name: o.numbers for o in outcomes}
+        theirs = {o.name: o.numbers for o in extra}
+        rows = compare_sets(mine, theirs)
+        combined["pretrained"] = {
+            "models": extra_label,
+            **{o.name: {"folder": str(o.folder), **o.numbers} for o in extra},
+        }
+        if extra_error:
+            combined["pretrained"]["error"] = extra_error
+        combined["comparison"] = [
+            {"metric": r[0], "trained_now": r[1], "pretrained": r[2]} for r in rows
+        ]
+        intro = report.Section("Two model sets").add(
+            report.Table(
+                ["set", "models"],
+                [["A", label], ["B", extra_label]],
+                caption="Section headings below say which set each experiment used. Set B "
+                "has the same paper configuration and the same small data, trained longer.",
+            ),
+            report.Table(
+                ["metric", "A: trained now", "B: shipped pretrained"],
+                rows,
+                caption="What longer training gives (numbers of the sections below).",
+            ),
+        )
+        if extra_error:
+            intro.add(report.Paragraph(f"The pretrained experiments failed: {extra_error}"))
+        sections.append(intro)
+        for o in outcomes:
+            o.section.title += " [A: trained now]" if o.name in again else ""
+        for o in extra:
+            o.section.title += " [B: shipped pretrained]"
     combined["wall_seconds"] = dict(ctx.times)
+    combined["wall_seconds_sum"] = sum(ctx.times.values())
     (folder / "results.json").write_text(json.dumps(_jsonable(combined), indent=2) + "\n")
     timing = report.Section("Wall times").add(
         report.Table(
             ["stage", "seconds"],
-            [[stage, round(sec, 1)] for stage, sec in ctx.times.items()],
+            [[stage, round(sec, 1)] for stage, sec in ctx.times.items()]
+            + [["sum of the stages", round(sum(ctx.times.values()), 1)]],
             caption="Wall-clock seconds of each stage of this invocation (trainings that "
             "were reused from an earlier run are not listed).",
         )
     )
-    runs = ", ".join(ctx.runs)
     page = report.write_report(
         folder / "report.html",
         "MM-SIN: the paper's Section 5 reproduced",
-        [o.section for o in outcomes] + [timing],
-        subtitle=f"preset {ctx.preset}; {time.perf_counter() - t0:.0f} s"
-        + (f"; runs: {runs}" if runs else ""),
+        sections + [o.section for o in outcomes + extra] + [timing],
+        subtitle=f"preset {ctx.preset}; {time.perf_counter() - t0:.0f} s; models: {label}"
+        + (f"; and the {extra_label}" if extra else ""),
     )
     ctx.say(f"report: {page}")
     return page
 
 
-def demo(ctx: Context | None = None) -> Path:
-    """The whole story at small scale: data, models, every experiment, one report."""
+def demo(ctx: Context | None = None, *, pretrained: bool = True) -> Path:
+    """The whole story at small scale: data, models, every experiment, one report.
+
+    ``pretrained``: also run the inference experiments with the shipped models (see
+    :func:`reproduce`).
+    """
     ctx = ctx or Context(preset="small", n_examples=2, n_pairs=8, n_samples=4)
     from mmsin import data
 
@@ -842,6 +1114,6 @@ def demo(ctx: Context | None = None) -> Path:
         ctx.times[f"data {kind}"] = time.perf_counter() - t1
     if model_available():
         train_all(ctx)
-    page = reproduce(ctx)
+    page = reproduce(ctx, pretrained=pretrained)
     ctx.say(f"demo done in {time.perf_counter() - t0:.0f} s")
     return page
