@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,109 @@ def test_cli_lists_every_experiment_without_importing_them() -> None:
     from mmsin.cli import experiment as cli_ex
 
     assert sorted(cli_ex.EXPERIMENT_NAMES) == sorted(ex.EXPERIMENTS)
+
+
+def _shipped() -> bool:
+    try:
+        from mmsin.model import pretrained_names
+    except ImportError:
+        return False
+    return {"notes", "piano"} <= set(pretrained_names())
+
+
+@pytest.mark.skipif(not _shipped(), reason="shipped pretrained models not installed")
+def test_given_models_are_matched_to_their_training_data() -> None:
+    import torch
+
+    from mmsin.model import pretrained_dir
+
+    torch.set_num_threads(1)
+    ctx = ex.Context(model=("notes", "piano"), progress=False)
+    given = ex.given_models(ctx)
+    assert set(given) == {ex.NOTES, ex.PIANO}  # read from each checkpoint's config
+    model, info, dataset = ex._model_for(ctx, "pitch_interpolation", ex.NOTES)
+    assert dataset == ex.NOTES and info["origin"] == "given" and info["model"] == "notes"
+    assert model is given[ex.NOTES][0] and ex._data_size(ctx, model) == "small"
+    # nothing is trained when models are given: a missing data set is an error ...
+    piano_only = ex.Context(model=("piano",), progress=False)
+    with pytest.raises(ValueError, match="pitch_interpolation needs a model trained on"):
+        ex._model_for(piano_only, "pitch_interpolation", ex.NOTES)
+    # ... unless the experiment can run on the given model's own data
+    assert ex._model_for(piano_only, "generation", ex.NOTES, any_dataset=True)[2] == ex.PIANO
+    twice = ex.Context(model=("notes", str(pretrained_dir() / "notes.pt")), progress=False)
+    with pytest.raises(ValueError, match="also trained on nsynth-like"):
+        ex.given_models(twice)
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        ex.given_models(ex.Context(model=("/nonexistent/model.pt",), progress=False))
+
+
+def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def fake(name: str) -> Callable[[ex.Context], ex.Outcome]:
+        def experiment(ctx: ex.Context) -> ex.Outcome:
+            seen.append((name, ctx.model))
+            share = 0.875 if ctx.model else 0.125  # what each model set "measured"
+            numbers = {"notes": {"f0_within_50_cents": share}} if name == "reconstruction" else {}
+            folder = ex._out_folder(ctx, name)
+            return ex._finish(ctx, name, folder, numbers, report.Section(name))
+
+        return experiment
+
+    names = ["reconstruction", "table1", "pitch_interpolation"]
+    monkeypatch.setattr(ex, "EXPERIMENTS", {n: fake(n) for n in names})
+    monkeypatch.setattr(ex, "pretrained_available", lambda: True)
+    ctx = ex.Context(results_root=tmp_path, progress=False)
+    page = ex.reproduce(ctx, names)
+    # the trained-now set runs everything first, then only inference experiments again
+    assert seen == [(n, ()) for n in names] + [
+        ("reconstruction", ("notes", "piano")),
+        ("pitch_interpolation", ("notes", "piano")),
+    ]
+    data = json.loads((page.parent / "results.json").read_text())
+    assert data["reconstruction"]["notes"]["f0_within_50_cents"] == 0.125
+    assert data["pretrained"]["reconstruction"]["notes"]["f0_within_50_cents"] == 0.875
+    assert (
+        "table1" not in data["pretrained"] and data["pretrained"]["models"] == ex.PRETRAINED_LABEL
+    )
+    assert data["comparison"] == [
+        {"metric": "notes: share of f0 within 50 cents", "trained_now": 0.125, "pretrained": 0.875}
+    ]
+    assert set(data["wall_seconds"]) >= {
+        "experiment table1",
+        "pretrained experiment reconstruction",
+    }
+    html = page.read_text()
+    assert "reconstruction [A: trained now]" in html
+    assert "reconstruction [B: shipped pretrained]" in html and "table1 [A" not in html
+    # without pretrained models (or with --no-pretrained) only the trained-now set runs
+    seen.clear()
+    page = ex.reproduce(ex.Context(results_root=tmp_path, progress=False), names, pretrained=False)
+    assert [m for _, m in seen] == [(), (), ()]
+    assert "pretrained" not in json.loads((page.parent / "results.json").read_text())
+
+
+def test_models_label_says_where_and_how_long_models_were_trained() -> None:
+    ctx = ex.Context()
+    cfg = {"train": {"device": "cpu"}}
+    ctx.models = {"small-notes-invmm-1": (None, {"config": cfg})}
+    ctx.steps = {"small-notes-invmm-1": 408}
+    ctx.trained_now = ["small-notes-invmm-1"]
+    assert ex.models_label(ctx) == "trained now on this CPU: small-notes-invmm-1 408 steps"
+    ctx.trained_now = []
+    assert ex.models_label(ctx).startswith("trained earlier (runs reused)")
+    assert ex.models_label(ex.Context(model=("piano",))) == "given models: piano"
+
+
+def test_cli_model_and_no_pretrained_options() -> None:
+    from mmsin.cli import build_parser
+    from mmsin.cli.experiment import _context
+
+    parser = build_parser()
+    args = parser.parse_args(["experiment", "generation", "--model", "notes", "--model", "x.pt"])
+    assert args.model == ["notes", "x.pt"] and _context(args).model == ("notes", "x.pt")
+    assert _context(parser.parse_args(["experiment", "table1"])).model == ()
+    assert parser.parse_args(["demo", "--no-pretrained"]).no_pretrained
+    assert not parser.parse_args(["reproduce"]).no_pretrained
