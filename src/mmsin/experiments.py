@@ -627,6 +627,11 @@ def moment_matching(ctx: Context) -> Outcome:
     return _finish(ctx, name, folder, numbers, section)
 
 
+def _nan_last(v: float) -> float:
+    """Sort key putting NaN (no voiced frame) after every number."""
+    return float("inf") if v != v else v
+
+
 def _pairs(meta: list[dict[str, Any]], interval: int = 5) -> list[tuple[int, int]]:
     """Index pairs (i, j) of notes of one instrument and velocity, pitch_j = pitch_i + 5."""
     index = {}
@@ -659,6 +664,8 @@ def pitch_interpolation(ctx: Context) -> Outcome:
         "latent_single": [],
         "signal_cents": [],
         "signal_single": [],
+        "latent_endpoint_cents": [],
+        "signal_endpoint_cents": [],
         "pairs": [],
     }
     triples = []
@@ -680,6 +687,12 @@ def pitch_interpolation(ctx: Context) -> Outcome:
             f0 = ev.median_f0(y, fs, model=ctx.crepe_model)
             hp = ev.harmonic_pitches(y, fs, fmin=max(float(band[0]) / 2, ev.CREPE_FMIN))
             c = ev.cents(f0, f_expected)
+            # distance to the nearer of the two notes: a midpoint that snaps to an endpoint
+            # (a fade between two notes, not a new pitch) lands near 0 here
+            c_end = min(
+                (abs(float(ev.cents(f0, ev.midi_to_hz(p)))) for p in (p1, p2)), key=_nan_last
+            )
+            rec[f"{label}_endpoint_cents"].append(c_end)
             rec[f"{label}_cents"].append(c)
             rec[f"{label}_single"].append(hp.single)
             entry[label] = {
@@ -702,6 +715,7 @@ def pitch_interpolation(ctx: Context) -> Outcome:
     def share(label: str) -> dict[str, float]:
         """Shares of midpoints with one fundamental / f0 near the intermediate pitch."""
         c = np.abs(np.asarray(rec[f"{label}_cents"], dtype=float))
+        e = np.asarray(rec[f"{label}_endpoint_cents"], dtype=float)
         single = np.asarray(rec[f"{label}_single"], dtype=bool)
         # "near" = closer to the intermediate pitch than to either note (+-125 cents of 500)
         near = np.nan_to_num(c, nan=np.inf) < 125
@@ -710,6 +724,9 @@ def pitch_interpolation(ctx: Context) -> Outcome:
             "near_midpoint": float(near.mean()) if near.size else float("nan"),
             "single_and_near": float((single & near).mean()) if near.size else float("nan"),
             "median_abs_cents": float(np.nanmedian(c)) if c.size else float("nan"),
+            "at_an_endpoint": float((np.nan_to_num(e, nan=np.inf) < 50).mean())
+            if e.size
+            else float("nan"),
         }
 
     shares = {"latent": share("latent"), "signal": share("signal")}
@@ -720,6 +737,7 @@ def pitch_interpolation(ctx: Context) -> Outcome:
             shares[key]["single_fundamental"],
             shares[key]["near_midpoint"],
             shares[key]["single_and_near"],
+            shares[key]["at_an_endpoint"],
             shares[key]["median_abs_cents"],
         ]
         for lab, key in (("latent G((Z1+Z2)/2)", "latent"), ("signal (x1+x2)/2", "signal"))
@@ -732,6 +750,7 @@ def pitch_interpolation(ctx: Context) -> Outcome:
                 "one fundamental",
                 "f0 within 125 cents of midpoint",
                 "both",
+                "f0 within 50 cents of one of the two notes",
                 "median |cents|",
             ],
             rows,
@@ -966,6 +985,11 @@ COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
         "pitch_interpolation",
         ("summary", "latent", "median_abs_cents"),
         "pitch midpoint G((Z1+Z2)/2): median |cents| from the intermediate pitch",
+    ),
+    (
+        "pitch_interpolation",
+        ("summary", "latent", "at_an_endpoint"),
+        "pitch midpoint G((Z1+Z2)/2): f0 within 50 cents of one of the two notes",
     ),
     (
         "pitch_interpolation",
