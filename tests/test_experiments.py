@@ -161,11 +161,13 @@ def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
 
 def test_models_label_says_where_and_how_long_models_were_trained() -> None:
     ctx = ex.Context()
-    cfg = {"train": {"device": "cpu"}}
+    cfg = {"train": {"device": "cpu"}}  # "auto" on a machine without a GPU reads the same
     ctx.models = {"small-notes-invmm-1": (None, {"config": cfg})}
     ctx.steps = {"small-notes-invmm-1": 408}
     ctx.trained_now = ["small-notes-invmm-1"]
     assert ex.models_label(ctx) == "trained now on this CPU: small-notes-invmm-1 408 steps"
+    ctx.models = {"small-notes-invmm-1": (None, {"config": {"train": {"device": "cuda:0"}}})}
+    assert ex.models_label(ctx).startswith("trained now on this GPU: ")
     ctx.trained_now = []
     assert ex.models_label(ctx).startswith("trained earlier (runs reused)")
     assert ex.models_label(ex.Context(model=("piano",))) == "given models: piano"

@@ -943,10 +943,14 @@ def models_label(ctx: Context) -> str:
         return "given models: " + ", ".join(ctx.model)
     if not ctx.steps:
         return "no trained model"
-    devices = {
-        str(info["config"]["train"]["device"]).split(":")[0] for _, info in ctx.models.values()
-    }
-    where = "this CPU" if devices == {"cpu"} else "this machine (" + ", ".join(devices) + ")"
+    devices = set()
+    for _, info in ctx.models.values():
+        dev = str(info["config"]["train"]["device"]).split(":")[0]
+        if dev == "auto":  # what mmsin.training picks for "auto"
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        devices.add(dev)
+    names = {"cpu": "this CPU", "cuda": "this GPU"}
+    where = names.get(devices.pop(), "this machine") if len(devices) == 1 else "this machine"
     if all(run in ctx.trained_now for run in ctx.steps):
         head = f"trained now on {where}"
     elif not ctx.trained_now:
