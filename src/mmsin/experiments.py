@@ -489,6 +489,8 @@ def reconstruction(ctx: Context) -> Outcome:
 def table1(ctx: Context) -> Outcome:
     """Table 1: three trainings on the piano set, eq. (5) errors and the gap in dB."""
     name = "table1"
+    if ctx.model:
+        ctx.say("table1 compares three trainings: it trains them and ignores --model")
     folder = _out_folder(ctx, name)
     numbers: dict[str, Any] = {"gap_formula": "10 log10(test / train)", "rows": []}
     rows = []
