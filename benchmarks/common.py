@@ -159,6 +159,35 @@ def _maxrss_bytes() -> int:
     return int(rss) if sys.platform == "darwin" else int(rss) * 1024
 
 
+def _status_bytes(field: str) -> int | None:
+    """A size field (VmRSS, VmHWM) of /proc/self/status in bytes, None where unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> tuple[int, bool]:
+    """Start a fresh peak-RSS window; return (baseline bytes, whether the reset worked).
+
+    Importing torch leaves a transient high-water mark well above the resident size, which
+    would hide a workload smaller than that transient if the baseline were ru_maxrss. Linux
+    resets VmHWM to the current RSS on ``echo 5 > /proc/self/clear_refs``; then the workload's
+    peak is VmHWM - VmRSS(baseline). Elsewhere fall back to ru_maxrss.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return _maxrss_bytes(), False
+    rss = _status_bytes("VmRSS")
+    return (rss, True) if rss is not None else (_maxrss_bytes(), False)
+
+
 def setup_path() -> None:
     """Put benchmarks/, the repository root and src/ on sys.path (src/ wins over installs)."""
     for p in (str(BENCH_DIR), str(REPO_ROOT), str(REPO_ROOT / "src")):
@@ -202,7 +231,7 @@ def measure(spec: CaseSpec) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         cuda_base = torch.cuda.memory_allocated()
     gc.collect()
-    base_rss = _maxrss_bytes()
+    base_rss, hwm_reset = _reset_peak_rss()
 
     def sync() -> None:
         if cuda:
@@ -227,7 +256,8 @@ def measure(spec: CaseSpec) -> dict[str, Any]:
         workload.fn()
         sync()
         times.append(time.perf_counter() - t0)
-    rss_peak = _maxrss_bytes()
+    hwm = _status_bytes("VmHWM") if hwm_reset else None
+    rss_peak = hwm if hwm is not None else _maxrss_bytes()
     out: dict[str, Any] = {"key": spec.key, **summarize(times)}
     out["times_s"] = times
     out["warmup_s"] = warm
