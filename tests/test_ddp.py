@@ -78,3 +78,29 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None
     # Only rank 0 wrote the checkpoint and the config.
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_torchrun_of_the_mmsin_command_trains_one_run(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m mmsin train ...` as the README shows: one run folder,
+    one checkpoint that loads, one report line (rank 0 only)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _tiny import TINY, tiny_clips
+    from mmsin.io import save_audio
+    from mmsin.model import MMSIN
+
+    tr, te = tiny_clips()
+    audio = tmp_path / "audio"
+    for i, clip in enumerate([*tr.audio, *te.audio]):
+        save_audio(audio / f"clip{i}.wav", torch.as_tensor(clip).repeat(4).numpy(), 4096)
+    sets = [a for t in TINY if "device" not in t for a in ("--set", t)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MMSIN_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"]
+    cmd += ["-m", "mmsin", "train", "--data", str(audio), *sets, "-q"]
+    cmd += ["--set", "train.epochs=2", "--set", "data.seconds=0.5", "--set", "train.device=cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("trained ") == 1, proc.stdout
+    model = MMSIN.load(tmp_path / "runs" / "tiny")
+    y = model.decode(model.encode(torch.as_tensor(te.audio)))
+    assert torch.isfinite(y).all()

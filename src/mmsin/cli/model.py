@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ def _train(args: argparse.Namespace) -> int:
         _check_resumable(run_dir)
     _ensure_data(cfg, progress=not args.quiet)
     result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     last = result.history["test_inv"][-1] if result.history["test_inv"] else float("nan")
     print(
         f"trained {result.global_step} steps ({result.epochs_done} epochs); "
