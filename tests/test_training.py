@@ -299,3 +299,27 @@ def test_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path: Path
         load_checkpoint(path)
     payload, used = load_latest_checkpoint(path)
     assert used == previous_path(path) and torch.equal(payload["x"], torch.ones(1000))
+
+
+def test_run_reports_the_whiteness_of_z_on_train_and_test(tmp_path: Path) -> None:
+    import json
+
+    from mmsin.whitening import whiteness_report
+
+    tr, te = clips()
+    run(tiny(1), tmp_path / "run", tmp_path / "cache")
+    report = json.loads((tmp_path / "run" / "whiteness.json").read_text())
+    assert set(report) == {"train", "test"}
+    # Independent recomputation from the run's own VAR and normalised S_J.
+    feats = training.prepare_features(tiny(1), tr, te, cache_dir=tmp_path / "cache")
+    var = training.restore_var(feats.var_state)
+    S = training.build_scattering(tiny(1))(torch.as_tensor(tr.audio)) / feats.norm[:, None]
+    direct = whiteness_report(var, S)
+    assert report["train"]["cov_rel_fro_error"] == pytest.approx(
+        direct["cov_rel_fro_error"], rel=1e-4
+    )
+    # On the frames it was fitted on, the innovations have zero mean and at most unit variance
+    # (exactly 1 in full-rank directions; the eigenvalue floor on the rank-deficient ones of
+    # these 60 frames can only lower it).
+    assert report["train"]["mean_abs_mean"] < 1e-3
+    assert 0.8 < report["train"]["cov_mean_diag"] <= 1.0 + 1e-6
