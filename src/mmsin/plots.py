@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.signal
@@ -102,11 +103,7 @@ def panel_grid(
             )
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def reconstruction_figure(
@@ -196,11 +193,7 @@ def scattering_figure(
     ax_c.pcolormesh(times, np.arange(c.shape[0] + 1), img, shading="flat", cmap="magma")
     ax_c.set_ylabel(channel_label, fontsize=8)
     ax_c.set_xlabel("s", fontsize=8)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def bar_chart(
@@ -220,11 +213,7 @@ def bar_chart(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def histogram(
@@ -246,6 +235,11 @@ def histogram(
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: matplotlib.figure.Figure, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as a PNG (creating the folder) and close it."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90, bbox_inches="tight")
