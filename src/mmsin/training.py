@@ -1112,9 +1112,15 @@ def _write_previews(
         for i in range(min(count, x.shape[0])):
             ax = axes[r][i]
             nfft = int(min(256, 2 ** int(np.log2(max(x.shape[1] // 4, 2)))))
-            ax.specgram(
-                x[i].numpy(), NFFT=nfft, Fs=fs, noverlap=3 * nfft // 4, cmap="magma", scale="dB"
-            )
+            with np.errstate(divide="ignore"):  # silent frames: -inf dB, drawn as the floor
+                ax.specgram(
+                    x[i].numpy(),
+                    NFFT=nfft,
+                    Fs=fs,
+                    noverlap=3 * nfft // 4,
+                    cmap="magma",
+                    scale="dB",
+                )
             ax.set_title(f"{name} {i}", fontsize=8)
             ax.tick_params(labelsize=6)
     fig.tight_layout()
