@@ -27,9 +27,10 @@ class UserError(Exception):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from mmsin.data import DataError
     from mmsin.io import AudioError
 
-    return (UserError, AudioError, FileNotFoundError, NotADirectoryError)
+    return (UserError, AudioError, DataError, FileNotFoundError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,21 +21,6 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(func: Any) -> Any:
-    """Turn a DataError into the CLI's one-line user error."""
-
-    def run(args: argparse.Namespace) -> int:
-        from mmsin.cli import UserError
-        from mmsin.data import DataError
-
-        try:
-            return int(func(args))
-        except DataError as exc:
-            raise UserError(str(exc)) from None
-
-    return run
-
-
 def register(subparsers: Any) -> None:
     """Add ``data build`` and ``data info`` to the ``mmsin`` command."""
     data = subparsers.add_parser(
@@ -70,7 +55,7 @@ def register(subparsers: Any) -> None:
         "--root", default=None, help="output folder (default: $MMSIN_HOME/data/KIND-SIZE)"
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    b.set_defaults(func=_guard(_build))
+    b.set_defaults(func=_build)
     i = sub.add_parser(
         "info",
         help="counts, durations, histograms and split sizes of a data set",
@@ -82,5 +67,5 @@ def register(subparsers: Any) -> None:
     )
     i.add_argument("source", metavar="PATH_OR_NAME", help="data-set path or look-alike name")
     i.add_argument("--size", choices=["small", "full"], default="small", help="look-alike size")
-    i.set_defaults(func=_guard(_info))
+    i.set_defaults(func=_info)
     data.set_defaults(func=lambda args: data.print_help() or 0)
