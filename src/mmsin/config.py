@@ -42,6 +42,9 @@ __all__ = [
 LOSS_KINDS = ("mse", "inv", "inv+mm")
 SCATTERING_VARIANTS = ("paper", "joint-real", "time")
 WAVELETS = ("gammatone", "morlet")
+#: Generator output stages: the paper's zero-insertion layers down to the waveform, or a trunk
+#: of those layers driving a bank of fixed oscillators (mmsin.oscillators, docs/model.md).
+GENERATOR_HEADS = ("conv", "oscillators")
 #: Default moment-matching weight lambda (eq. 4's L = L_inv + lambda L_MM). The paper does not
 #: publish it; docs/training.md records how this value was chosen.
 DEFAULT_LAMBDA = 1.0
@@ -84,16 +87,34 @@ class WhiteningConfig:
 @dataclass
 class GeneratorConfig:
     """The causal CNN G (paper section 3, Fig. 2): kernel size along time, upsampled slots of
-    look-ahead (0 = the paper's causal generator), channels c_1 of the next-to-last layer."""
+    look-ahead (0 = the paper's causal generator), channels c_1 of the next-to-last layer.
+
+    ``head``: ``"conv"`` is the paper's G (J upsampling layers down to the waveform);
+    ``"oscillators"`` keeps ``trunk_layers`` of those layers (``hidden`` channels inside) and
+    ends in a bank of fixed oscillators, ``per_octave`` per octave from ``fmin`` Hz, whose
+    amplitudes the trunk outputs (mmsin.oscillators; why in docs/model.md). ``c1`` is used by
+    ``"conv"`` only; ``trunk_layers``, ``hidden``, ``per_octave`` and ``fmin`` by
+    ``"oscillators"`` only.
+    """
 
     kernel_size: int = 7
     look_ahead: int = 0
     c1: int = 10
+    head: str = "conv"
+    trunk_layers: int = 5
+    hidden: int = 256
+    per_octave: int = 48
+    fmin: float = 27.5
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
         _require(self.look_ahead >= 0, "generator.look_ahead", self.look_ahead, "must be >= 0")
         _require(self.c1 >= 1, "generator.c1", self.c1, "must be >= 1")
+        _choice("generator.head", self.head, GENERATOR_HEADS)
+        _require(self.trunk_layers >= 1, "generator.trunk_layers", self.trunk_layers, ">= 1")
+        _require(self.hidden >= 1, "generator.hidden", self.hidden, "must be >= 1")
+        _require(self.per_octave >= 1, "generator.per_octave", self.per_octave, "must be >= 1")
+        _require(self.fmin > 0, "generator.fmin", self.fmin, "must be positive")
 
 
 @dataclass

@@ -106,6 +106,10 @@ class CausalGenerator(nn.Module):
         reference code used 3 with kernel 8).
     c1 : int
         Channels of the layer before the last one (the reference's 10).
+    channels : list of int, optional
+        Explicit ``[c_J, ..., c_0]`` instead of the geometric law (``c_J = in_channels``); with
+        ``c_0 > 1`` the generator is a multi-channel upsampler (``features``), as the trunk of
+        :class:`OscillatorGenerator` uses it.
 
     Notes
     -----
@@ -122,6 +126,8 @@ class CausalGenerator(nn.Module):
         kernel_size: int = 7,
         look_ahead: int = 0,
         c1: int = 10,
+        *,
+        channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         if kernel_size < 2:
@@ -136,7 +142,15 @@ class CausalGenerator(nn.Module):
         self.look_ahead = int(look_ahead)
         self.past = self.kernel_size - 1 - self.look_ahead
         self.c1 = int(c1)
-        chans = channel_schedule(self.in_channels, self.J, self.c1)
+        if channels is None:
+            chans = channel_schedule(self.in_channels, self.J, self.c1)
+        else:
+            chans = [int(c) for c in channels]
+            if len(chans) != self.J + 1 or chans[0] != self.in_channels or min(chans) < 1:
+                raise ValueError(
+                    f"channels must list J + 1 = {self.J + 1} positive counts starting with "
+                    f"in_channels = {self.in_channels}, got {channels}"
+                )
         self.layers = nn.ModuleList(
             _UpsampleLayer(c_in, c_out, self.kernel_size, self.look_ahead, last=(i == self.J - 1))
             for i, (c_in, c_out) in enumerate(itertools.pairwise(chans))
@@ -202,8 +216,8 @@ class CausalGenerator(nn.Module):
                 total += 4 * 2 ** (l + 1) * c_out
         return total
 
-    def forward(self, frames: Tensor) -> Tensor:
-        """Frames (B, in_channels, T) -> waveform (B, T * 2^J)."""
+    def features(self, frames: Tensor) -> Tensor:
+        """Frames (B, in_channels, T) -> last layer's output (B, c_0, T * 2^J)."""
         if frames.dim() != 3 or frames.shape[1] != self.in_channels:
             raise ValueError(
                 f"frames must have shape (batch, {self.in_channels}, time), got "
@@ -212,7 +226,11 @@ class CausalGenerator(nn.Module):
         x = frames
         for layer in self.layers:
             x = layer(x)
-        return x[:, 0]
+        return x
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """Frames (B, in_channels, T) -> waveform (B, T * 2^J) (channel 0 of ``features``)."""
+        return self.features(frames)[:, 0]
 
     def stream(self, batch_size: int) -> GeneratorStreamer:
         """A streaming generator: push frames, get the matching samples (eval mode only)."""
@@ -309,6 +327,11 @@ class GeneratorStreamer:
         RuntimeError
             If the generator is in training mode (BatchNorm must use its running statistics).
         """
+        return self.push_features(frames)[:, 0]
+
+    @torch.no_grad()
+    def push_features(self, frames: Tensor) -> Tensor:
+        """As ``push``, all output channels: (B, c_0, k * 2^J)."""
         if self.generator.training:
             raise RuntimeError("call generator.eval() before streaming (BatchNorm must be frozen)")
         g = self.generator
@@ -320,7 +343,7 @@ class GeneratorStreamer:
         x = frames.to(self._pending[0])
         for i in range(g.J):
             x = self._step(i, x)
-        return x[:, 0]
+        return x
 
     @torch.no_grad()
     def flush(self) -> Tensor:
@@ -328,11 +351,16 @@ class GeneratorStreamer:
 
         Empty for ``look_ahead = 0``. Call ``reset()`` before pushing again.
         """
+        return self.flush_features()[:, 0]
+
+    @torch.no_grad()
+    def flush_features(self) -> Tensor:
+        """As ``flush``, all output channels: (B, c_0, n)."""
         g = self.generator
         x = self._pending[0].new_zeros(self.batch_size, g.in_channels, 0)
         for i in range(g.J):
             x = self._step(i, x, final=True)
-        return x[:, 0]
+        return x
 
 
 def aligned_target(x: Tensor, J: int, frames: int, *, start: int = 0) -> Tensor:

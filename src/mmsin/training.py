@@ -93,6 +93,20 @@ def build_generator(cfg: Config, in_channels: int) -> Any:
     from mmsin.generator import CausalGenerator
 
     g = cfg.generator
+    if g.head == "oscillators":
+        from mmsin.oscillators import OscillatorGenerator
+
+        return OscillatorGenerator(
+            in_channels,
+            J=cfg.scattering.J,
+            trunk_layers=g.trunk_layers,
+            hidden=g.hidden,
+            kernel_size=g.kernel_size,
+            look_ahead=g.look_ahead,
+            fs=cfg.scattering.fs,
+            per_octave=g.per_octave,
+            fmin=g.fmin,
+        )
     return CausalGenerator(
         in_channels,
         J=cfg.scattering.J,
