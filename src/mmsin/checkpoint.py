@@ -14,16 +14,20 @@ import random
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmsin import paths
+
 __all__ = [
     "CHECKPOINT_NAME",
     "get_rng_state",
     "git_revision",
+    "iter_checkpoints",
     "load_checkpoint",
     "load_latest_checkpoint",
     "previous_path",
@@ -192,3 +196,12 @@ def _to_tuples(obj: Any) -> Any:
     if isinstance(obj, list):
         return tuple(_to_tuples(o) for o in obj)
     return obj
+
+
+def iter_checkpoints(root: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Checkpoint files of all runs under ``root`` (default ``paths.runs_dir()``), newest first."""
+    root = Path(root) if root is not None else paths.runs_dir()
+    if not root.is_dir():
+        return iter(())
+    found = [p for p in root.glob(f"*/{CHECKPOINT_NAME}") if p.is_file()]
+    return iter(sorted(found, key=lambda p: p.stat().st_mtime, reverse=True))

@@ -358,8 +358,8 @@ def _data_size(ctx: Context, model: Any) -> str:
 
 def _loss_parts(model: Any) -> Any:
     """The eq. (5) loss with the training set's mean |S_K| (saved in the checkpoint)."""
+    from mmsin.assembly import build_scalogram
     from mmsin.losses import ReconstructionLoss
-    from mmsin.training import build_scalogram
 
     sk = build_scalogram(model.config).eval()
     stats = getattr(model, "_extra", {}).get("sk_stats")
@@ -534,7 +534,7 @@ def _generated(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
 
 def generation(ctx: Context) -> Outcome:
     """Fig. 5: samples from white noise; spread sigma for train, test and generated."""
-    from mmsin.training import build_scalogram
+    from mmsin.assembly import build_scalogram
 
     name = "generation"
     folder = _out_folder(ctx, name)
@@ -583,7 +583,7 @@ def moment_matching(ctx: Context) -> Outcome:
     With a given model (``ctx.model``) only its generated set and the test set are measured,
     on the data set it was trained on (nothing is trained).
     """
-    from mmsin.training import build_scalogram
+    from mmsin.assembly import build_scalogram
 
     name = "moment_matching"
     folder = _out_folder(ctx, name)

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from mmsin import paths
+from mmsin.assembly import (
+    build_generator,
+    build_scalogram,
+    build_scattering,
+    context_frames,
+    restore_var,
+)
 from mmsin.checkpoint import (
     CHECKPOINT_NAME,
     get_rng_state,
@@ -51,12 +57,8 @@ __all__ = [
     "Features",
     "TrainResult",
     "TrainingDiverged",
-    "build_generator",
-    "build_scalogram",
-    "build_scattering",
     "data_fingerprint",
     "prepare_features",
-    "restore_var",
     "train",
 ]
 
@@ -68,75 +70,6 @@ CACHE_VERSION = 2
 
 class TrainingDiverged(FloatingPointError):
     """Raised when the loss stays non-finite for ``train.max_nonfinite_steps`` steps in a row."""
-
-
-# --------------------------------------------------------------------------- module builders
-
-
-def build_scattering(cfg: Config) -> Any:
-    """The fixed encoder S_J of ``cfg.scattering`` (paper eq. 8)."""
-    from mmsin.scattering import TimeFrequencyScattering
-
-    s = cfg.scattering
-    return TimeFrequencyScattering(J=s.J, Q=s.Q, P=s.P, variant=s.variant, fs=s.fs)
-
-
-def build_scalogram(cfg: Config) -> Any:
-    """The loss scalogram S_K of ``cfg.loss`` (first-order scattering averaged over 2^K)."""
-    from mmsin.scattering import Scalogram
-
-    return Scalogram(K=cfg.loss.K, Q=cfg.loss.Q, wavelet=cfg.loss.wavelet, fs=cfg.scattering.fs)
-
-
-def build_generator(cfg: Config, in_channels: int) -> Any:
-    """The causal generator G of ``cfg.generator`` for ``in_channels`` = k_J S_J channels."""
-    from mmsin.generator import CausalGenerator
-
-    g = cfg.generator
-    return CausalGenerator(
-        in_channels,
-        J=cfg.scattering.J,
-        kernel_size=g.kernel_size,
-        look_ahead=g.look_ahead,
-        c1=g.c1,
-    )
-
-
-def restore_var(state: dict[str, Tensor]) -> Any:
-    """Rebuild a :class:`mmsin.whitening.VAR` from its ``state_dict`` (buffers A, b, sqrt_cov,
-    inv_sqrt_cov), as saved in checkpoints and the feature cache."""
-    from mmsin.whitening import VAR
-
-    A = state["A"]
-    M, C = int(A.shape[0]), int(A.shape[1])
-    var = _construct_var(VAR, M, C, state)
-    var.load_state_dict(state)
-    return var.eval()
-
-
-def _construct_var(cls: Any, M: int, C: int, state: dict[str, Tensor]) -> nn.Module:
-    # The VAR's constructor is owned by mmsin.whitening; accept either of its natural forms.
-    if hasattr(cls, "from_state_dict"):
-        return cls.from_state_dict(state)  # type: ignore[no-any-return]
-    try:
-        return cls(M=M, C=C)  # type: ignore[no-any-return]
-    except TypeError:
-        pass
-    try:
-        return cls(state["A"].clone(), state["b"].clone(), state["sqrt_cov"].clone())  # type: ignore[no-any-return]
-    except TypeError:
-        return cls(M, C)  # type: ignore[no-any-return]
-
-
-def context_frames(cfg: Config, generator: Any) -> tuple[int, int]:
-    """Frames of S_J fed to G before and after each training segment, so that every output
-    block the loss sees has all the frames it depends on: before = ``train.context_frames``
-    (default: the generator's past span, receptive field - 1 - look-ahead), after = the
-    generator's look-ahead in frames (0 for the paper's causal generator)."""
-    before, after = getattr(generator, "frame_span", (int(generator.receptive_field) - 1, 0))
-    if cfg.train.context_frames is not None:
-        before = cfg.train.context_frames
-    return int(before), int(after)
 
 
 # --------------------------------------------------------------------------- features / cache
@@ -1126,12 +1059,3 @@ def _write_previews(
     fig.tight_layout()
     writer.add_figure("log-spectrogram", fig, step)
     plt.close(fig)
-
-
-def iter_checkpoints(root: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """Checkpoint files of all runs under ``root`` (default ``paths.runs_dir()``), newest first."""
-    root = Path(root) if root is not None else paths.runs_dir()
-    if not root.is_dir():
-        return iter(())
-    found = [p for p in root.glob(f"*/{CHECKPOINT_NAME}") if p.is_file()]
-    return iter(sorted(found, key=lambda p: p.stat().st_mtime, reverse=True))
