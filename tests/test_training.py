@@ -26,6 +26,7 @@ from mmsin.checkpoint import (
 )
 from mmsin.config import Config, override, preset
 from mmsin.data import Clips
+from mmsin.training import features, loop
 
 J = 5
 HOP = 2**J
@@ -109,7 +110,7 @@ def test_features_are_cached_once_per_data_and_config(tmp_path: Path, monkeypatc
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("features recomputed although cached")
 
-    monkeypatch.setattr(training, "_compute_features", boom)
+    monkeypatch.setattr(features, "_compute_features", boom)
     again = training.prepare_features(cfg, tr, te, cache_dir=tmp_path)
     torch.testing.assert_close(again.train_frames, first.train_frames)
     # Anything that changes the features changes the key: other data, other segment length.
@@ -189,14 +190,14 @@ def test_nonfinite_loss_skips_steps_then_stops_keeping_the_good_checkpoint(
     res = run(cfg, tmp_path / "r", tmp_path / "cache")
     path = res.checkpoint
     before = path.read_bytes()
-    real = training._loss_terms
+    real = loop.loss_terms
 
     def poisoned(*a: Any, **k: Any) -> dict[str, torch.Tensor]:
         terms = real(*a, **k)
         terms["mm"] = terms["mm"] * float("nan")
         return terms
 
-    monkeypatch.setattr(training, "_loss_terms", poisoned)
+    monkeypatch.setattr(loop, "loss_terms", poisoned)
     with caplog.at_level(logging.ERROR, logger="mmsin.training"):
         with pytest.raises(training.TrainingDiverged, match="term\\(s\\) mm"):
             run(
