@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,6 +161,23 @@ def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
     page = ex.reproduce(ex.Context(results_root=tmp_path, progress=False), names, pretrained=False)
     assert [m for _, m in seen] == [(), (), ()]
     assert "pretrained" not in json.loads((page.parent / "results.json").read_text())
+
+
+def test_report_header_gives_the_wall_time_of_the_whole_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def quick(ctx: ex.Context) -> ex.Outcome:
+        folder = shared.out_folder(ctx, "quick")
+        return shared.finish(ctx, "quick", folder, {}, report.Section("quick"))
+
+    monkeypatch.setattr(driver, "EXPERIMENTS", {"quick": quick})
+    # a run that began 600 s ago (the demo: data and trainings before the experiments)
+    ctx = ex.Context(results_root=tmp_path, progress=False, started=time.perf_counter() - 600)
+    page = ex.reproduce(ctx, ["quick"], pretrained=False)
+    data = json.loads((page.parent / "results.json").read_text())
+    assert 600 <= data["wall_seconds_total"] < 700 and data["wall_seconds_sum"] < 60
+    header = re.search(r"wall time (\d+) s", page.read_text())
+    assert header is not None and 600 <= int(header.group(1)) < 700
 
 
 def test_models_label_says_where_and_how_long_models_were_trained() -> None:

@@ -86,6 +86,9 @@ class Context:
     steps: dict[str, int] = field(default_factory=dict)
     #: runs trained (not reused) in this invocation
     trained_now: list[str] = field(default_factory=list)
+    #: ``time.perf_counter()`` when the invocation began (the demo: before building data and
+    #: training); the combined report gives the wall time since then
+    started: float | None = None
 
     def say(self, msg: str) -> None:
         if self.progress:
