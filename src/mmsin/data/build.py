@@ -277,7 +277,7 @@ def _nsynth_plan(
         label = f"held-out {font_name} bank {bank} program {program}"
         font = by_name.get(font_name)
         if font is None:
-            skipped.append((label, "sound font not installed"))
+            skipped.append((label, "sound font not installed (or not one of this size's)"))
             continue
         if font not in listed:
             try:
