@@ -151,3 +151,17 @@ def test_no_heldout_split_is_a_data_error(tmp_path: Path) -> None:
     (tmp_path / "nsynth-test" / "examples.json").write_text(json.dumps({rec["note_str"]: rec}))
     with pytest.raises(DataError, match="no held-out notes"):
         load_clips(tmp_path, "heldout")
+
+
+def test_missing_heldout_preset_is_skipped_not_fatal() -> None:
+    spec = dataclasses.replace(
+        NSYNTH_SIZES["small"],
+        heldout=(("flute", "Gone.sf2", 0, 73), ("keyboard", "TimGM6mb.sf2", 77, 0)),
+    )
+    plan, heldout, skipped = _nsynth_plan(spec)
+    assert heldout == [] and len(plan) == 10  # nothing held out: the old small plan
+    assert dict(skipped) == {
+        "held-out Gone.sf2 bank 0 program 73": "sound font not installed (or not one of this "
+        "size's)",
+        "held-out TimGM6mb.sf2 bank 77 program 0": "no such preset with samples in the sound font",
+    }
