@@ -104,24 +104,34 @@ def test_batch_torch_dc_silence_and_short_clips() -> None:
 # --- harmonic-to-noise ratio -------------------------------------------------------------------
 
 
-def coverage(f0: float, tol: float = 2.0) -> float:
-    """Share of the spectrum above tol covered by the bands around h f0 (h f0 <= fs/2)."""
-    n_h = int(FS / 2 // f0)
-    return n_h * (2 * tol + DF) / (FS / 2 - tol)
+def coverage(f0: float, tol: float = 2.0, cents: float = 0.0) -> float:
+    """Share of the spectrum above tol covered by the bands around h f0 (h f0 <= fs/2): band
+    h is 2 max(tol, h f0 (2^(cents/1200) - 1)) + df wide (no band reaches fs/2 here)."""
+    widths = [
+        2 * max(tol, h * f0 * (2 ** (cents / 1200) - 1)) + DF
+        for h in range(1, int(FS / 2 // f0) + 1)
+    ]
+    return sum(widths) / (FS / 2 - tol)
 
 
 def test_hnr_of_a_pure_harmonic_tone_is_high() -> None:
     assert ev.harmonic_to_noise_ratio(harmonic(293.66, 6), FS, 293.66) > 40.0
+    assert ev.harmonic_to_noise_ratio(harmonic(293.66, 6), FS, 293.66, tol_cents=0) > 40.0
     # The wrong f0 (a semitone up) finds almost nothing on its harmonics.
     assert ev.harmonic_to_noise_ratio(harmonic(293.66, 6), FS, 311.13) < -20.0
 
 
-def test_hnr_of_white_noise_is_the_band_coverage() -> None:
+@pytest.mark.parametrize("cents", [0.0, 20.0])
+def test_hnr_of_white_noise_is_the_band_coverage(cents: float) -> None:
     rng = np.random.default_rng(4)
-    hnr = ev.harmonic_to_noise_ratio(rng.standard_normal((16, 2 * FS)), FS, 100.0)
-    c = coverage(100.0)  # 20 harmonics x 4.125 Hz of 2046 Hz: 4 %
+    noise = rng.standard_normal((16, 2 * FS))
+    hnr = ev.harmonic_to_noise_ratio(noise, FS, 100.0, tol_cents=cents)
+    # 20 harmonics x 4.125 Hz of 2046 Hz: 4 %; with +-20 cents, 2.3 % of h f0 each: 24 %.
+    c = coverage(100.0, cents=cents)
     assert hnr.shape == (16,)
     assert float(np.mean(hnr)) == pytest.approx(10 * math.log10(c / (1 - c)), abs=0.4)
+    if cents == ev.HNR_TOL_CENTS:
+        assert np.array_equal(hnr, ev.harmonic_to_noise_ratio(noise, FS, 100.0))
 
 
 @pytest.mark.parametrize("snr_db", [0.0, 10.0, 20.0])
@@ -131,11 +141,14 @@ def test_hnr_of_tone_plus_noise_is_close_to_the_snr(snr_db: float) -> None:
     p_tone = sum(1 / h**2 for h in range(1, 6)) / 2
     p_noise = p_tone / 10 ** (snr_db / 10)
     x = tone + math.sqrt(p_noise) * rng.standard_normal((8, 2 * FS))
-    c = coverage(200.0)
-    expected = 10 * math.log10((p_tone + c * p_noise) / ((1 - c) * p_noise))
-    hnr = float(np.mean(ev.harmonic_to_noise_ratio(x, FS, np.full(8, 200.0))))
-    assert hnr == pytest.approx(expected, abs=0.3)
-    assert abs(hnr - snr_db) < 0.5
+    for cents in (0.0, 20.0):
+        c = coverage(200.0, cents=cents)
+        expected = 10 * math.log10((p_tone + c * p_noise) / ((1 - c) * p_noise))
+        hnr = float(np.mean(ev.harmonic_to_noise_ratio(x, FS, np.full(8, 200.0), tol_cents=cents)))
+        assert hnr == pytest.approx(expected, abs=0.3)
+        # Narrow bands cover 2 % of the spectrum: HNR is the SNR within 0.2 dB; +-20-cent
+        # bands cover 13 %, which adds up to 1.1 dB at 0 dB SNR (the formula above).
+        assert abs(hnr - snr_db) < (0.3 if cents == 0 else 1.2)
 
 
 def test_hnr_bands_widen_with_cents_and_nan_f0() -> None:
@@ -143,7 +156,7 @@ def test_hnr_bands_widen_with_cents_and_nan_f0() -> None:
     # not 20-cent ones.
     f0 = 200.0
     x = sum(np.sin(2 * np.pi * h * f0 * 2 ** (3 * h / 1200) * T) for h in range(1, 6))
-    narrow = ev.harmonic_to_noise_ratio(x, FS, f0)
+    narrow = ev.harmonic_to_noise_ratio(x, FS, f0, tol_cents=0.0)
     wide = ev.harmonic_to_noise_ratio(x, FS, f0, tol_cents=20.0)
     assert narrow < 0.0 < 30.0 < wide
     assert np.isnan(ev.harmonic_to_noise_ratio(x, FS, float("nan")))
