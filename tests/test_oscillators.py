@@ -107,8 +107,8 @@ def test_streaming_equals_forward(look_ahead: int) -> None:
 
 
 def test_config_builds_it_and_the_model_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from mmsin.model import MMSIN
     from mmsin.assembly import build_generator, build_scattering
+    from mmsin.model import MMSIN
     from mmsin.whitening import fit_var
 
     cfg = override(
