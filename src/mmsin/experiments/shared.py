@@ -199,6 +199,16 @@ def load_split(ctx: Context, dataset: str, split: str, size: str | None = None) 
     return ctx.clips[key]
 
 
+def heldout_split(ctx: Context, dataset: str, size: str | None = None) -> str:
+    """``"heldout"`` (notes of instruments never trained on, every semitone MIDI 40-90) when
+    the data set has that split, else ``"test"`` (a NSynth tree or an older build)."""
+    try:
+        load_split(ctx, dataset, "heldout", size)
+    except ValueError:  # DataError: no such split here
+        return "test"
+    return "heldout"
+
+
 def run_config(ctx: Context, dataset: str, loss: str) -> Any:
     """The training configuration of ``ctx.preset`` for a data set and a loss kind."""
     from mmsin import config
