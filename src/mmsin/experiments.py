@@ -774,11 +774,13 @@ def pitch_interpolation(ctx: Context) -> Outcome:
 
 def _latent_pair(model: Any, frames: int, seed: int) -> tuple[np.ndarray, ...]:
     """G(Z1), G(Z2), G((Z1+Z2)/2) for white-noise codes Z1, Z2 (L^-1 warmed up, paper eq. 1)."""
+    from mmsin.whitening import apply_relu
+
     g = torch.Generator().manual_seed(seed)
     warm = int(model.config.whitening.warmup)
     z = torch.randn(2, model.num_channels, warm + frames, generator=g)
     z = torch.cat([z, 0.5 * (z[:1] + z[1:])])
-    S = torch.relu(model.var.unwhiten(z))[..., warm:] * model.norm[:, None]
+    S = apply_relu(model.var.unwhiten(z), model.modulus_channels)[..., warm:] * model.norm[:, None]
     out = model.decode_scattering(S, aligned=False).cpu().numpy()
     return out[0], out[1], out[2]
 
