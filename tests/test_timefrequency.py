@@ -348,3 +348,35 @@ def test_channel_mean_abs_closed_form_and_save_load(tmp_path) -> None:
         load_mean_abs(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="at least one non-empty batch"):
         channel_mean_abs(m, [])
+
+
+def test_oversampling_reaches_the_transform(tmp_path, monkeypatch) -> None:
+    """The config field (default: the accurate setting) reaches every S_J built from a
+    config, and ``mmsin scatter --oversampling`` reaches the one it builds."""
+    import soundfile as sf
+
+    from mmsin.cli import main
+    from mmsin.config import ScatteringConfig, override, preset
+    from mmsin.scattering import timefrequency
+    from mmsin.training import build_scattering
+
+    assert ScatteringConfig().oversampling == timefrequency.DEFAULT_OVERSAMPLING == 1
+    assert TimeFrequencyScattering(5, 4, 4).oversampling == 1
+    assert (
+        build_scattering(override(preset("small"), ["scattering.oversampling=3"])).oversampling == 3
+    )
+    with pytest.raises(ValueError, match="oversampling"):
+        override(preset("small"), ["scattering.oversampling=-1"])
+    built: list[int] = []
+    original = timefrequency.TimeFrequencyScattering.__init__
+
+    def spy(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        built.append(self.oversampling)
+
+    monkeypatch.setattr(timefrequency.TimeFrequencyScattering, "__init__", spy)
+    wav = tmp_path / "a.wav"
+    sf.write(wav, np.sin(np.arange(4096) * 0.3) * 0.5, 4096)
+    argv = ["scatter", str(wav), "-J", "5", "-Q", "4", "--out", str(tmp_path / "s.png")]
+    assert main([*argv, "--oversampling", "2"]) == 0
+    assert built == [2] and (tmp_path / "s.png").is_file()

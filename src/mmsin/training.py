@@ -63,7 +63,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the cache layout; bump when the cached content changes meaning.
-CACHE_VERSION = 2
+#: 3: S_J's `paper` order 1 is linear (eq. 8) and S_J is accurate at J = 10 (oversampling).
+CACHE_VERSION = 3
 
 
 class TrainingDiverged(FloatingPointError):
@@ -78,7 +79,9 @@ def build_scattering(cfg: Config) -> Any:
     from mmsin.scattering import TimeFrequencyScattering
 
     s = cfg.scattering
-    return TimeFrequencyScattering(J=s.J, Q=s.Q, P=s.P, variant=s.variant, fs=s.fs)
+    return TimeFrequencyScattering(
+        J=s.J, Q=s.Q, P=s.P, variant=s.variant, fs=s.fs, oversampling=s.oversampling
+    )
 
 
 def build_scalogram(cfg: Config) -> Any:
@@ -282,9 +285,10 @@ def prepare_features(
 ) -> Features:
     """Compute (or load from the cache) the fixed features of a data set for ``cfg``.
 
-    The cache file is ``cache_dir/<key>.pt``, key = hash of (data fingerprint, the parts of
-    ``cfg`` that change the features); a second call with the same data and config returns the
-    cached tensors without running any transform.
+    The cache file is ``cache_dir/features-v<CACHE_VERSION>-<key>.pt``, key = hash of (data
+    fingerprint, the parts of ``cfg`` that change the features); a second call with the same
+    data and config returns the cached tensors without running any transform. Files of an
+    older cache version are never read (a one-line warning names them for deletion).
 
     Parameters
     ----------
@@ -308,7 +312,17 @@ def prepare_features(
     fingerprint = data_fingerprint(train_clips, test_clips)
     key = _cache_key(cfg, fingerprint, context)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = folder / f"features-{key}.pt"
+    prefix = f"features-v{CACHE_VERSION}-"
+    path = folder / f"{prefix}{key}.pt"
+    stale = sorted(p.name for p in folder.glob("features-*.pt") if not p.name.startswith(prefix))
+    if stale:  # an older layout (or older S_J): never read, say what to do about it
+        log.warning(
+            "features: ignoring %d cache file(s) from an older mmsin in %s (S_J changed); "
+            "delete them to free the space: rm %s",
+            len(stale),
+            folder,
+            " ".join(str(folder / n) for n in stale),
+        )
     if path.is_file():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -528,8 +542,10 @@ class _CodeChains:
         seed: int,
         rank: int,
         device: torch.device,
+        relu: bool | Tensor = True,
     ) -> None:
         self.var, self.batch, self.width, self.warmup = var, batch, width, warmup
+        self.relu = relu  # S_J's non-negative channels (eq. 1's ReLU); the rest are signed
         self.seed, self.rank, self.device = seed, rank, device
         self.state: Tensor | None = None
 
@@ -562,7 +578,9 @@ class _CodeChains:
         )
         S = self.var.unwhiten(Z, initial=self.state)
         self.state = S[:, :, -int(self.var.M) :]
-        return torch.relu(S).float()
+        from mmsin.whitening import apply_relu
+
+        return apply_relu(S, self.relu).float()
 
 
 def _amp_context(device: torch.device, enabled: bool) -> Any:
@@ -803,8 +821,19 @@ def _train(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
 
+    from mmsin.scattering import nonnegative_channels
+
     chains = (
-        _CodeChains(var, mm_per_rank, width, cfg.whitening.warmup, cfg.train.seed, d.rank, device)
+        _CodeChains(
+            var,
+            mm_per_rank,
+            width,
+            cfg.whitening.warmup,
+            cfg.train.seed,
+            d.rank,
+            device,
+            relu=nonnegative_channels(build_scattering(cfg), int(var.channels)),
+        )
         if cfg.loss.kind == "inv+mm"
         else None
     )
@@ -1097,7 +1126,11 @@ def _write_previews(
     generator.eval()
     recon = feats.crop(generator(frames)).float().cpu()
     g = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    S = var.sample(count, frames.shape[2], warmup=cfg.whitening.warmup, generator=g).float()
+    from mmsin.scattering import nonnegative_channels
+
+    relu = nonnegative_channels(build_scattering(cfg), int(var.channels))
+    S = var.sample(count, frames.shape[2], warmup=cfg.whitening.warmup, generator=g, relu=relu)
+    S = S.float()
     gen = feats.crop(generator(S.to(device))).float().cpu()
     generator.train(was_training)
     rows = [("target", target), ("reconstruction", recon), ("generated", gen)]
