@@ -355,10 +355,10 @@ def test_oversampling_reaches_the_transform(tmp_path, monkeypatch) -> None:
     config, and ``mmsin scatter --oversampling`` reaches the one it builds."""
     import soundfile as sf
 
+    from mmsin.assembly import build_scattering
     from mmsin.cli import main
     from mmsin.config import ScatteringConfig, override, preset
     from mmsin.scattering import timefrequency
-    from mmsin.training import build_scattering
 
     assert ScatteringConfig().oversampling == timefrequency.DEFAULT_OVERSAMPLING == 1
     assert TimeFrequencyScattering(5, 4, 4).oversampling == 1
