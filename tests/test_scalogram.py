@@ -148,3 +148,17 @@ def test_shapes_dtype_and_gradient() -> None:
     assert len(meta["order"]) == m.num_channels
     with pytest.raises(ValueError, match="wavelet"):
         Scalogram(wavelet="haar")
+
+
+def test_docs_channel_table_is_generated_from_meta() -> None:
+    # docs/scattering.md lists every default S_K channel; the numbers must come from meta().
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "sk_channels.py"
+    spec = importlib.util.spec_from_file_location("sk_channels", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.documented() == script.table(), "rerun scripts/sk_channels.py --write"
+    assert script.documented().count("\n| ") == 2 + Scalogram().num_channels  # header + rows
