@@ -87,6 +87,12 @@ def test_default_bank_layout_and_meta() -> None:
     assert meta["f_high"][0] == pytest.approx(0.828427 * 4096 / 2 / 32, rel=1e-3)
     # The lowest wavelet's band overlaps phi_K's: no hole between them.
     assert lo[-1] < meta["f_high"][0]
+    # A larger K keeps at least the (K-1)Q wavelets of the family of scale 2^K (down to 14 Hz).
+    assert Scalogram(8).num_channels == 1 + 7 * 12
+    with pytest.raises(ValueError, match="fmin"):
+        Scalogram(fmin=2000.0)
+    with pytest.raises(ValueError, match="fmin"):
+        Scalogram(wavelet="morlet", fmin=35.0)
 
 
 def _littlewood_paley(m: Scalogram, N: int = 2**16) -> tuple[np.ndarray, np.ndarray]:

@@ -53,8 +53,9 @@ from mmsin.scattering.gammatone import bandwidth_factor, gammatone_family, make_
 from mmsin.scattering.morlet import morlet_fourier, morlet_parameters
 
 #: Lowest first-order centre frequency (Hz) of the default Gammatone S_K: the bank reaches below
-#: E1 (41.2 Hz), so that the losses tell sines a semitone apart over the whole piano range but its
-#: lowest five notes (A0-D#1, 27.5-38.9 Hz, which still excite the lowest wavelets' tails).
+#: E1 (41.2 Hz), so that the losses tell sines a semitone apart from E1 up with a wavelet on each
+#: (relative l1 of time-averaged S_K >= 0.51); the piano's lowest notes A0-D#1 (27.5-38.9 Hz)
+#: still differ (0.28-1.66, measured) through the lowest wavelets' flanks.
 DEFAULT_FMIN = 35.0
 
 #: Samples (reflected) after the signal for the Gammatone cascade: its filters are causal, the
@@ -109,7 +110,8 @@ class Scalogram(nn.Module):
     fs : float
         Sample rate in Hz (sets the Gammatone bank's extent through ``fmin``, and ``meta()``).
     fmin : float, optional
-        Gammatone only: lowest wavelet centre frequency in Hz (default ``DEFAULT_FMIN`` = 35).
+        Gammatone only: lowest wavelet centre frequency in Hz. Default: ``DEFAULT_FMIN`` = 35 Hz,
+        or the lowest wavelet of the family of scale 2^K where that is lower (K >= 7 at 4096 Hz).
     crop : float
         Relative spectral level kept around each band (accuracy / speed trade-off).
 
@@ -140,7 +142,10 @@ class Scalogram(nn.Module):
         self.K, self.Q, self.wavelet, self.fs = K, Q, wavelet, float(fs)
         self.crop = crop if crop is not None else (3e-3 if wavelet == "gammatone" else 1e-5)
         if wavelet == "gammatone":
-            self.fmin: float | None = DEFAULT_FMIN if fmin is None else float(fmin)
+            if fmin is None:  # never fewer wavelets than the family of scale 2^K (large K)
+                lowest_K = gammatone_family(K, Q).xi1[-1] * self.fs / (2 * math.pi)
+                fmin = min(DEFAULT_FMIN, float(lowest_K))
+            self.fmin: float | None = float(fmin)
             self._sigma1, self._omega1, self._sigma_phi = gammatone_bank(K, Q, self.fs, self.fmin)
             self._xi = self._omega1 / (2 * math.pi)  # cycles/sample
             self._scale = np.ones(len(self._omega1))
