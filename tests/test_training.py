@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("mmsin.losses")
 from _tiny import TINY as _TINY
-from mmsin import training
+from mmsin import assembly, training
 from mmsin.checkpoint import (
     CHECKPOINT_NAME,
     get_rng_state,
@@ -26,6 +26,7 @@ from mmsin.checkpoint import (
 )
 from mmsin.config import Config, override, preset
 from mmsin.data import Clips
+from mmsin.training import features, loop
 
 J = 5
 HOP = 2**J
@@ -80,7 +81,7 @@ def test_features_match_an_independent_computation(tmp_path: Path) -> None:
     cfg = tiny()
     tr, te = clips()
     f = training.prepare_features(cfg, tr, te, cache_dir=tmp_path, context=(2, 0))
-    S = training.build_scattering(cfg)(torch.as_tensor(tr.audio))  # (6, C, 10 frames)
+    S = assembly.build_scattering(cfg)(torch.as_tensor(tr.audio))  # (6, C, 10 frames)
     norm = S.abs().mean(dim=(0, 2))
     torch.testing.assert_close(f.norm, norm)
     # Segments of 4 frames: starts 0, 4 and the right-aligned 6 (10 frames per clip).
@@ -93,7 +94,7 @@ def test_features_match_an_independent_computation(tmp_path: Path) -> None:
         torch.testing.assert_close(f.train_frames[rows], want_frames)
         want_wave = torch.as_tensor(x[:, n0 * HOP : (n0 + 4) * HOP])
         torch.testing.assert_close(f.train_wave[rows], want_wave)
-    sk = training.build_scalogram(cfg)(f.train_wave)
+    sk = assembly.build_scalogram(cfg)(f.train_wave)
     torch.testing.assert_close(f.train_sk, sk)
     torch.testing.assert_close(f.sk_mean_abs, sk.abs().mean(dim=(0, 2)))
     torch.testing.assert_close(f.sk_rms, sk.pow(2).mean(dim=(0, 2)).sqrt())
@@ -109,7 +110,7 @@ def test_features_are_cached_once_per_data_and_config(tmp_path: Path, monkeypatc
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("features recomputed although cached")
 
-    monkeypatch.setattr(training, "_compute_features", boom)
+    monkeypatch.setattr(features, "_compute_features", boom)
     again = training.prepare_features(cfg, tr, te, cache_dir=tmp_path)
     torch.testing.assert_close(again.train_frames, first.train_frames)
     # Anything that changes the features changes the key: other data, other segment length.
@@ -189,14 +190,14 @@ def test_nonfinite_loss_skips_steps_then_stops_keeping_the_good_checkpoint(
     res = run(cfg, tmp_path / "r", tmp_path / "cache")
     path = res.checkpoint
     before = path.read_bytes()
-    real = training._loss_terms
+    real = loop.loss_terms
 
     def poisoned(*a: Any, **k: Any) -> dict[str, torch.Tensor]:
         terms = real(*a, **k)
         terms["mm"] = terms["mm"] * float("nan")
         return terms
 
-    monkeypatch.setattr(training, "_loss_terms", poisoned)
+    monkeypatch.setattr(loop, "loss_terms", poisoned)
     with caplog.at_level(logging.ERROR, logger="mmsin.training"):
         with pytest.raises(training.TrainingDiverged, match="term\\(s\\) mm"):
             run(
@@ -295,8 +296,8 @@ def test_run_reports_the_whiteness_of_z_on_train_and_test(tmp_path: Path) -> Non
     assert set(report) == {"train", "test"}
     # Independent recomputation from the run's own VAR and normalised S_J.
     feats = training.prepare_features(tiny(1), tr, te, cache_dir=tmp_path / "cache")
-    var = training.restore_var(feats.var_state)
-    S = training.build_scattering(tiny(1))(torch.as_tensor(tr.audio)) / feats.norm[:, None]
+    var = assembly.restore_var(feats.var_state)
+    S = assembly.build_scattering(tiny(1))(torch.as_tensor(tr.audio)) / feats.norm[:, None]
     direct = whiteness_report(var, S)
     assert report["train"]["cov_rel_fro_error"] == pytest.approx(
         direct["cov_rel_fro_error"], rel=1e-4
