@@ -59,6 +59,16 @@ ARMS: dict[str, tuple[str, str, list[str]]] = {
         "small",
         ["generator.head=oscillators", "generator.trunk_layers=4"],
     ),
+    "oscillators+spectral": (
+        "oscillators, L_inv + 1 x fine spectral term (STFT magnitudes, 2 s / 0.5 s / 0.125 s)",
+        "small",
+        ["generator.head=oscillators", "loss.spectral=1"],
+    ),
+    "paper-G+spectral": (
+        "the paper's G, L_inv + 1 x fine spectral term",
+        "small",
+        ["loss.spectral=1"],
+    ),
     "paper-G-mse": (
         "the paper's G, waveform MSE (phase-sensitive reference)",
         "small",
@@ -125,7 +135,7 @@ def fit_direct(cfg: Config, train: NoteSet, steps: int, seed: int = 0) -> tuple[
     """Fit G(S_J x) to a few clips with L_inv alone (or MSE); returns what evaluation needs."""
     from mmsin.assembly import build_generator, build_scalogram, build_scattering
     from mmsin.generator import aligned_target
-    from mmsin.losses import ReconstructionLoss, scalogram_statistics, waveform_mse
+    from mmsin.losses import ReconstructionLoss, SpectrumLoss, scalogram_statistics, waveform_mse
 
     torch.manual_seed(seed)
     x = torch.from_numpy(train.audio)
@@ -142,6 +152,7 @@ def fit_direct(cfg: Config, train: NoteSet, steps: int, seed: int = 0) -> tuple[
     rec = ReconstructionLoss(sk, stats["mean_abs"])
     with torch.no_grad():
         sk_t = sk(target)
+    spectrum = SpectrumLoss(cfg.loss.spectral_ffts)
     opt = torch.optim.Adam(g.parameters(), lr=cfg.train.lr)
     t0 = time.time()
     for step in range(steps):
@@ -150,6 +161,8 @@ def fit_direct(cfg: Config, train: NoteSet, steps: int, seed: int = 0) -> tuple[
             loss = waveform_mse(out, target, stats["power"])
         else:
             loss = rec(out, sk_t)
+        if cfg.loss.spectral > 0:
+            loss = loss + cfg.loss.spectral * spectrum(out, target)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -149,3 +149,31 @@ def test_with_package_scalogram_when_available() -> None:
     x_hat = x.clone().requires_grad_(True)
     rec(x_hat * 0.5, x).backward()
     assert x_hat.grad is not None and float(x_hat.grad.abs().sum()) > 0
+
+
+def test_spectrum_loss_closed_forms_and_resolution() -> None:
+    """SpectrumLoss: 0 for x itself, |a - 1| for a x, blind to the partials' phases, and its 2 s
+    window tells apart two sines a quarter of a semitone apart where a 0.125 s one cannot."""
+    from mmsin.losses import SpectrumLoss
+
+    fs = 4096
+    t = torch.arange(8192, dtype=torch.float64) / fs
+
+    def tone(f: float, phases: tuple[float, ...]) -> torch.Tensor:
+        return sum(
+            0.5**k * torch.sin(2 * torch.pi * (k + 1) * f * t + p) for k, p in enumerate(phases)
+        )
+
+    x = tone(293.66, (0.0, 1.0, 2.0))[None]
+    loss = SpectrumLoss()
+    assert float(loss(x, x)) == 0.0
+    assert abs(float(loss(0.3 * x, x)) - 0.7) < 1e-9
+    other_phases = tone(293.66, (2.5, -1.0, 0.4))[None]
+    assert float(loss(other_phases, x)) < 0.05
+    quarter = 293.66 * 2 ** (1 / 48)
+    shifted = tone(quarter, (0.0, 1.0, 2.0))[None]
+    fine, coarse = float(SpectrumLoss([8192])(shifted, x)), float(SpectrumLoss([512])(shifted, x))
+    assert fine > 1.5  # disjoint peaks: close to 2
+    assert coarse < fine / 2  # overlapping main lobes
+    with pytest.raises(ValueError, match="shape"):
+        loss(x[:, :100], x)

@@ -132,7 +132,10 @@ class LossConfig:
     (L_inv + lam * L_MM, eq. 6, with fresh white-noise codes every step, ``mm_batch`` of them).
     S_K averages over 2^K samples with Q wavelets per octave; ``wavelet`` is ``"gammatone"``
     (default: the same causal analytic family as the encoder, paper section 3.1) or
-    ``"morlet"`` (what the reference code's kymatio loss used).
+    ``"morlet"`` (what the reference code's kymatio loss used). ``spectral`` > 0 adds that
+    weight times a phase-blind fine-resolution spectral term (``mmsin.losses.SpectrumLoss``,
+    STFT magnitudes at windows of ``spectral_ffts`` samples) to the reconstruction loss: not in
+    the paper; the ``pitched`` preset uses it (docs/model.md, "The 64 Hz grid").
     """
 
     kind: str = "inv+mm"
@@ -141,9 +144,18 @@ class LossConfig:
     wavelet: str = "gammatone"
     lam: float = DEFAULT_LAMBDA
     mm_batch: int = 128
+    spectral: float = 0.0
+    spectral_ffts: list[int] = field(default_factory=lambda: [8192, 2048, 512])
 
     def validate(self) -> None:
         _choice("loss.kind", self.kind, LOSS_KINDS)
+        _require(self.spectral >= 0, "loss.spectral", self.spectral, "must be >= 0")
+        _require(
+            bool(self.spectral_ffts) and min(self.spectral_ffts) >= 16,
+            "loss.spectral_ffts",
+            self.spectral_ffts,
+            "must list window lengths >= 16",
+        )
         _choice("loss.wavelet", self.wavelet, WAVELETS)
         _require(self.K >= 1, "loss.K", self.K, "must be >= 1")
         _require(self.Q >= 1, "loss.Q", self.Q, "must be >= 1")

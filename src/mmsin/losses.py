@@ -24,6 +24,7 @@ from torch import Tensor, nn
 __all__ = [
     "MomentMatchingLoss",
     "ReconstructionLoss",
+    "SpectrumLoss",
     "scalogram_statistics",
     "waveform_mse",
 ]
@@ -228,3 +229,53 @@ def scalogram_statistics(
         "rms": (sum_sq / count).sqrt().float().cpu(),
         "power": torch.tensor(power_sum / power_count, dtype=torch.float64),
     }
+
+
+class SpectrumLoss(nn.Module):
+    """A fine-resolution, phase-blind spectral term: relative l1 distance of STFT magnitudes.
+
+    ``L = mean_r mean_b [ sum_{f,t} | |STFT_r x_hat| - |STFT_r x| | / sum_{f,t} |STFT_r x| ]``
+
+    over resolutions r (Hann windows of ``n_fft`` samples, hop ``n_fft / 4``; a window longer
+    than the signal is cut to the signal's length). With the oscillator generator
+    (:mod:`mmsin.oscillators`) a window of 2 s resolves neighbouring oscillators (a quarter of
+    a semitone apart) where S_K's bands (a semitone wide) do not, so the gradient reaches the
+    oscillator at a partial's frequency rather than its neighbours (docs/model.md, "The 64 Hz
+    grid"). Like L_inv it ignores phase.
+
+    Parameters
+    ----------
+    n_ffts : sequence of int
+        Window lengths in samples (8192, 2048, 512 at 4096 Hz: 2 s, 0.5 s, 0.125 s).
+    eps : float
+        Added to the normaliser.
+    """
+
+    def __init__(self, n_ffts: Iterable[int] = (8192, 2048, 512), eps: float = 1e-7) -> None:
+        super().__init__()
+        self.n_ffts = tuple(int(n) for n in n_ffts)
+        if not self.n_ffts or min(self.n_ffts) < 16:
+            raise ValueError(f"n_ffts must be window lengths >= 16, got {self.n_ffts}")
+        self.eps = float(eps)
+
+    def _magnitude(self, x: Tensor, n_fft: int) -> Tensor:
+        n = min(n_fft, x.shape[-1])
+        window = torch.hann_window(n, device=x.device, dtype=x.dtype)
+        spec = torch.stft(
+            x, n, hop_length=max(1, n // 4), window=window, center=False, return_complex=True
+        )
+        return spec.abs()
+
+    def forward(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        """Scalar loss; x_hat, x (B, time)."""
+        if x_hat.shape != x.shape or x.dim() != 2:
+            raise ValueError(
+                f"x_hat and x must both have shape (batch, time), got {tuple(x_hat.shape)} "
+                f"and {tuple(x.shape)}"
+            )
+        terms = []
+        for n_fft in self.n_ffts:
+            a, b = self._magnitude(x_hat, n_fft), self._magnitude(x.to(x_hat), n_fft)
+            num = (a - b).abs().sum(dim=(1, 2))
+            terms.append((num / (b.sum(dim=(1, 2)) + self.eps)).mean())
+        return torch.stack(terms).mean()

@@ -76,6 +76,8 @@ class OscillatorGenerator(nn.Module):
     fs : float
         Sample rate in Hz (fixes the oscillators' frequencies).
     per_octave, fmin, fmax_ratio : see :func:`oscillator_frequencies`.
+    init_scale : float
+        Factor on the envelope layer's initial weights (its bias starts at 0).
 
     Notes
     -----
@@ -100,6 +102,7 @@ class OscillatorGenerator(nn.Module):
         per_octave: int = 48,
         fmin: float = 27.5,
         fmax_ratio: float = 0.46,
+        init_scale: float = 0.01,
     ) -> None:
         super().__init__()
         if not 1 <= trunk_layers <= J:
@@ -122,6 +125,16 @@ class OscillatorGenerator(nn.Module):
             look_ahead=look_ahead,
             channels=chans,
         )
+        # Start quiet: the envelope layer's weights are scaled down and its bias is zero, so the
+        # untrained output is ~100 times weaker than the paper's G's. A sum of 2N oscillators
+        # at full initial scale is broadband noise louder than the data, and L_inv (each band
+        # divided by its mean over the training set) then spends its first thousand steps
+        # silencing the bands that the data leaves nearly empty.
+        with torch.no_grad():
+            envelope = self.trunk.layers[-1].conv
+            envelope.weight.mul_(init_scale)
+            assert envelope.bias is not None
+            envelope.bias.zero_()
         self.kernel_size = int(kernel_size)
         self.look_ahead = int(look_ahead)
         self.h = 2 ** (self.J - self.trunk_layers)

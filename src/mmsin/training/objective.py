@@ -5,6 +5,7 @@ Loss::
     mse     : || G(S) - x ||^2 / power                      (waveform baseline)
     inv     : L_inv = mean_c |S_K G(S) - S_K x|_c / mean|S_K x|_c       (eq. 5)
     inv+mm  : L_inv + lam * L_MM(G(L^-1 z)), z white noise, fresh every step (eq. 6)
+    spec    : with loss.spectral > 0, + spectral * SpectrumLoss(G(S), x) (not in the paper)
 
 Only the segment's output blocks enter a loss (:meth:`Features.crop`): they are the ones that
 have all the S_J frames they depend on.
@@ -39,7 +40,7 @@ class Objective(nn.Module):
 
     def __init__(self, cfg: Config, feats: Features) -> None:
         super().__init__()
-        from mmsin.losses import MomentMatchingLoss, ReconstructionLoss
+        from mmsin.losses import MomentMatchingLoss, ReconstructionLoss, SpectrumLoss
 
         self.kind = cfg.loss.kind
         self.lam = cfg.loss.lam
@@ -49,6 +50,7 @@ class Objective(nn.Module):
         self.rec = ReconstructionLoss(scalogram, feats.sk_mean_abs)
         self.mm = MomentMatchingLoss(scalogram, feats.sk_mean, feats.sk_rms)
         self.register_buffer("wave_power", feats.wave_power.clone())
+        self.spectrum = SpectrumLoss(cfg.loss.spectral_ffts)
 
     def inv(self, x_hat: Tensor, target_sk: Tensor) -> Tensor:
         """L_inv of eq. (5) against cached S_K targets."""
@@ -83,6 +85,8 @@ def loss_terms(
         terms["mse"] = objective.mse(x_hat, wave)
     else:
         terms["inv"] = objective.inv(x_hat, sk)
+        if cfg.loss.spectral > 0:
+            terms["spec"] = objective.spectrum(x_hat, wave)
     if codes is not None:
         with amp_context(device, amp):
             gen = model(codes)
@@ -91,8 +95,11 @@ def loss_terms(
 
 
 def total_loss(cfg: Config, terms: dict[str, Tensor]) -> Tensor:
-    """The loss optimised: ``inv`` (or ``mse``), plus ``lam * mm`` when present."""
+    """The loss optimised: ``inv`` (or ``mse``), plus ``spectral * spec`` and ``lam * mm`` when
+    present."""
     loss = terms["inv"] if "inv" in terms else terms["mse"]
+    if "spec" in terms:
+        loss = loss + cfg.loss.spectral * terms["spec"]
     if "mm" in terms:
         loss = loss + cfg.loss.lam * terms["mm"]
     return loss
