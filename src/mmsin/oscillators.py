@@ -130,11 +130,11 @@ class OscillatorGenerator(nn.Module):
         # at full initial scale is broadband noise louder than the data, and L_inv (each band
         # divided by its mean over the training set) then spends its first thousand steps
         # silencing the bands that the data leaves nearly empty.
+        last = self.trunk.layers[-1]
+        assert isinstance(last.conv, nn.ConvTranspose1d) and last.conv.bias is not None
         with torch.no_grad():
-            envelope = self.trunk.layers[-1].conv
-            envelope.weight.mul_(init_scale)
-            assert envelope.bias is not None
-            envelope.bias.zero_()
+            last.conv.weight.mul_(init_scale)
+            last.conv.bias.zero_()
         self.kernel_size = int(kernel_size)
         self.look_ahead = int(look_ahead)
         self.h = 2 ** (self.J - self.trunk_layers)
