@@ -60,8 +60,9 @@ def _common(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument(
         "--preset",
         default="small",
-        choices=("small", "paper"),
-        help="small: embedded data, CPU minutes; paper: the paper's configuration (GPU hours)",
+        choices=("small", "paper", "pitched"),
+        help="small: embedded data, CPU minutes; paper: the paper's configuration (GPU hours); "
+        "pitched: small with the oscillator generator and spectral term (docs/model.md)",
     )
     p.add_argument(
         "--set",

@@ -276,10 +276,11 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument(
         "--preset",
-        choices=["small", "paper"],
+        choices=["small", "paper", "pitched"],
         default="small",
-        help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours). "
-        "Default: small",
+        help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours); "
+        "pitched: small with the oscillator generator and spectral term that keep the pitch "
+        "(what the shipped models use). Default: small",
     )
     t.add_argument("--config", metavar="FILE.json", help="start from a saved config.json instead")
     t.add_argument(
