@@ -261,7 +261,8 @@ def model_stats(model: Any, sk: Any, audio: np.ndarray) -> torch.Tensor:
 # ----------------------------------------------------------------------------- table
 def table(rows: dict[str, dict[str, dict[str, float]]]) -> str:
     head = (
-        "| arm | set | grid share (orig) | HNR dB (orig) | pitch kept | L_inv | time |\n"
+        "| arm | set | 64 Hz grid share, median (original) | HNR dB, median (original) | "
+        "pitch kept | L_inv | time |\n"
         "|---|---|---|---|---|---|---|"
     )
     lines = [head]
