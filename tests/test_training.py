@@ -149,25 +149,101 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
     assert (tmp_path / "run" / "config.json").is_file()
 
 
-def test_resume_after_interruption_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+class _Recorder:
+    """Spies on one training process: every loss evaluation's inputs (the real batch and the
+    moment-matching codes) and the optimiser's state just before its first step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.first_optimizer_state: dict[str, Any] | None = None
+        self.first_rng: torch.Tensor | None = None
+        real_terms = training._loss_terms
+        recorder = self
+
+        def terms(cfg: Any, model: Any, objective: Any, frames: Any, *a: Any, **k: Any) -> Any:
+            codes = a[2] if len(a) > 2 else None
+            recorder.batches.append((frames.clone(), None if codes is None else codes.clone()))
+            if recorder.first_rng is None:
+                recorder.first_rng = torch.get_rng_state()
+            return real_terms(cfg, model, objective, frames, *a, **k)
+
+        class SpyAdam(torch.optim.Adam):
+            def step(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
+                if recorder.first_optimizer_state is None:
+                    import copy
+
+                    recorder.first_optimizer_state = copy.deepcopy(self.state_dict())
+                return super().step(*a, **k)
+
+        monkeypatch.setattr(training, "_loss_terms", terms)
+        monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+
+
+def _assert_state_equal(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_state_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_state_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_resume_runs_only_the_remaining_steps_from_the_saved_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop after k steps, resume: the resumed process must take exactly N - k steps, start
+    them from the checkpoint's optimiser moments and RNG state, see the same data batches and
+    moment-matching codes as steps k..N of an uninterrupted run, and end on its weights.
+    A restart from scratch with the same seed reaches the same final weights too, so the step
+    count and the replayed batches are what make this test fail when resume ignores the
+    checkpoint."""
     cfg = tiny(3)  # inv+mm: also replays the moment-matching noise exactly
+    spy_full = _Recorder(monkeypatch)
     full = run(cfg, tmp_path / "full", tmp_path / "cache")
-    steps_per_epoch = full.global_step // 3
-    # Stop mid-epoch 2, then resume to the end.
-    part = run(cfg, tmp_path / "part", tmp_path / "cache", max_steps=steps_per_epoch + 1)
-    assert part.stopped_early and part.global_step == steps_per_epoch + 1
+    monkeypatch.undo()
+    n_total = full.global_step
+    steps_per_epoch = n_total // 3
+    k = steps_per_epoch + 1  # mid-epoch 2
+    assert len(spy_full.batches) == n_total
+    part = run(cfg, tmp_path / "part", tmp_path / "cache", max_steps=k)
+    assert part.stopped_early and part.global_step == k
     ck = load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)
-    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 1)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 1, k)
+
+    spy = _Recorder(monkeypatch)
     done = run(cfg, tmp_path / "part", tmp_path / "cache", resume=True)
-    assert done.global_step == full.global_step
-    a = generator_state(tmp_path / "full" / CHECKPOINT_NAME)
-    b = generator_state(tmp_path / "part" / CHECKPOINT_NAME)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    monkeypatch.undo()
+    assert done.global_step == n_total
+    # Only the remaining steps ran in the resumed process...
+    assert len(spy.batches) == n_total - k
+    # ...on the batches (data order) and MM codes of steps k..N of the uninterrupted run...
+    for i, ((f, c), (f_ref, c_ref)) in enumerate(
+        zip(spy.batches, spy_full.batches[k:], strict=True)
+    ):
+        assert torch.equal(f, f_ref), f"step {k + i}: other data batch"
+        assert c is not None and c_ref is not None and torch.equal(c, c_ref), f"step {k + i}"
+    # ...starting from the checkpoint's optimiser moments (Adam's step count and m, v) and RNG.
+    assert spy.first_optimizer_state is not None
+    _assert_state_equal(spy.first_optimizer_state["state"], ck["optimizer"]["state"], "adam")
+    assert all(int(s["step"]) == k for s in ck["optimizer"]["state"].values())
+    assert spy.first_rng is not None and torch.equal(spy.first_rng, ck["rng"]["torch"])
+    # The end state equals the uninterrupted run's: weights and Adam moments.
+    a = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
+    b = load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)
+    _assert_state_equal(b["generator"], a["generator"], "generator")
+    _assert_state_equal(b["optimizer"]["state"], a["optimizer"]["state"], "adam")
+    assert all(int(s["step"]) == n_total for s in b["optimizer"]["state"].values())
     # A different seed gives different weights (the comparison above can fail).
     other = run(tiny(3, "train.seed=4"), tmp_path / "other", tmp_path / "cache")
     c = load_checkpoint(other.checkpoint)["generator"]
-    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+    g = a["generator"]
+    assert any(not torch.equal(g[n], c[n]) for n in g if g[n].is_floating_point())
 
 
 def test_resume_refuses_other_config_and_fresh_run_refuses_existing(tmp_path: Path) -> None:
