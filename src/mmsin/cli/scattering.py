@@ -38,9 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from mmsin.io import load_audio
+    from mmsin.io import check_output_file, load_audio
     from mmsin.scattering import Scalogram, TimeFrequencyScattering
 
+    check_output_file(args.out)
     x = load_audio(args.audio, fs=args.fs, max_seconds=args.max_seconds)
     if len(x) < 2**args.J:
         raise UserError(f"{args.audio}: too short for J={args.J} ({len(x)} < {2**args.J} samples)")
