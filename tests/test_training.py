@@ -246,6 +246,44 @@ def test_resume_runs_only_the_remaining_steps_from_the_saved_state(
     assert any(not torch.equal(g[n], c[n]) for n in g if g[n].is_floating_point())
 
 
+def test_the_loss_minimised_is_inv_plus_lambda_mm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient each optimiser step uses is that of L_inv + lambda L_MM (eq. 6), computed
+    here from the step's own loss terms; the MM part is large enough that the gradient of
+    L_inv alone would not pass."""
+    lam = 5.0
+    cfg = tiny(1, f"loss.lam={lam}")
+    real_terms = training._loss_terms
+    expected: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+    checked: list[float] = []
+
+    def terms(cfg_: Any, model: Any, *a: Any, **k: Any) -> Any:
+        out = real_terms(cfg_, model, *a, **k)
+        params = [p for p in model.parameters() if p.requires_grad]
+        full = torch.autograd.grad(out["inv"] + lam * out["mm"], params, retain_graph=True)
+        inv = torch.autograd.grad(out["inv"], params, retain_graph=True)
+        expected.append((list(full), list(inv)))
+        return out
+
+    class CheckingAdam(torch.optim.Adam):
+        def step(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
+            full, inv = expected[-1]
+            params = [p for g in self.param_groups for p in g["params"]]
+            got = torch.cat([p.grad.flatten() for p in params])
+            want = torch.cat([g.flatten() for g in full])
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+            inv_only = torch.cat([g.flatten() for g in inv])
+            checked.append(float((want - inv_only).norm() / want.norm()))
+            return super().step(*a, **k)
+
+    monkeypatch.setattr(training, "_loss_terms", terms)
+    monkeypatch.setattr(torch.optim, "Adam", CheckingAdam)
+    res = run(cfg, tmp_path / "r", tmp_path / "cache")
+    assert len(checked) == res.global_step > 0
+    assert min(checked) > 0.01, checked  # the MM term changes the gradient measurably
+
+
 def test_resume_refuses_other_config_and_fresh_run_refuses_existing(tmp_path: Path) -> None:
     run(tiny(1), tmp_path / "r", tmp_path / "cache")
     with pytest.raises(FileExistsError, match="--resume"):
