@@ -86,6 +86,7 @@ def _union_batch_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     return {k: v.detach().clone() for k, v in res.generator.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_two_ranks_on_shards_equal_one_process_on_the_union_batch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,6 +156,7 @@ def _initial_weights() -> dict[str, torch.Tensor]:
     return g.state_dict()
 
 
+@pytest.mark.slow
 def test_torchrun_of_the_mmsin_command_trains_one_run(tmp_path: Path) -> None:
     """`torchrun --nproc_per_node 2 -m mmsin train ...` as the README shows: one run folder,
     one checkpoint that loads, one report line (rank 0 only)."""

@@ -90,6 +90,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"weights differ at {k}")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     epochs = 14
     cache = tmp_path / "cache"
