@@ -449,3 +449,141 @@ def test_run_reports_the_whiteness_of_z_on_train_and_test(tmp_path: Path) -> Non
     assert report["train"]["mean_abs_mean"] < 1e-3
     assert 0.8 < report["train"]["cov_mean_diag"] <= 1.0 + 1e-6
     assert report["test"]["cov_rel_fro_error"] > report["train"]["cov_rel_fro_error"]
+
+
+# ----------------------------------------------------------------------------- consistency
+# What training does to G must be what decoding and generation do (docs/training.md).
+
+
+def _setup(tmp_path: Path) -> tuple[Config, training.Features, Any, Any]:
+    cfg = tiny(1)
+    tr, te = clips()
+    torch.manual_seed(0)
+    C = int(training.build_scattering(cfg).num_channels)
+    gen = training.build_generator(cfg, C)
+    feats = training.prepare_features(
+        cfg, tr, te, cache_dir=tmp_path, context=training.context_frames(cfg, gen)
+    )
+    objective = training._Objective(cfg, feats)
+    # BatchNorm statistics away from their initial (0, 1), as after some training.
+    gen.train()
+    with torch.no_grad():
+        for _ in range(3):
+            gen(feats.train_frames[:8] * 3.0)
+    return cfg, feats, gen, objective
+
+
+def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> None:
+    """The moment-matching pass on VAR-sampled codes leaves BatchNorm's running statistics
+    alone (they are what inference uses) and runs G as generation does, BatchNorm in eval mode;
+    the real pass updates them in training mode."""
+    import copy
+
+    cfg, feats, gen, objective = _setup(tmp_path)
+    frames, wave, sk = feats.train_frames[:4], feats.train_wave[:4], feats.train_sk[:4]
+    codes = torch.relu(torch.randn(4, frames.shape[1], frames.shape[2])) * 2.0
+    ref = copy.deepcopy(gen)
+    gen.train()
+    cpu, pad = torch.device("cpu"), feats.train_pad[:4]
+    terms = training._loss_terms(
+        cfg, gen, objective, frames, wave, sk, codes, feats, False, cpu, pad=pad
+    )
+    assert gen.training and all(m.training for m in gen.modules())
+    # Reference: the real batch alone, in training mode, updates the statistics...
+    ref.train()
+    with training.zero_state(ref, pad):
+        ref(frames)
+    stats = [k for k in ref.state_dict() if "running_" in k]
+    assert stats
+    before = copy.deepcopy(gen.state_dict())
+    for k in stats:
+        torch.testing.assert_close(gen.state_dict()[k], ref.state_dict()[k], rtol=0, atol=0)
+    # ...and the MM term is that of the generated audio of G in eval mode.
+    ref.eval()
+    with torch.no_grad():
+        want = objective.mm(feats.crop(ref(codes)).float())
+    torch.testing.assert_close(terms["mm"].detach(), want)
+    # It is differentiable: it reaches the convolutions and BatchNorm's affine parameters.
+    grads = torch.autograd.grad(terms["mm"], [p for p in gen.parameters()], allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[:-1])
+    assert all(torch.equal(before[k], gen.state_dict()[k]) for k in stats)
+
+
+def test_training_and_decoding_start_g_from_the_same_state(tmp_path: Path) -> None:
+    """Every training segment's output equals the matching blocks of G run on the whole clip
+    from a zero state (what MMSIN.decode does), at clip starts too, and so does L_inv."""
+    cfg, feats, gen, objective = _setup(tmp_path)
+    gen.eval()  # the same BatchNorm statistics on both sides
+    tr, _ = clips()
+    S = training.build_scattering(cfg)(torch.as_tensor(tr.audio)) / feats.norm[:, None]
+    with torch.no_grad():
+        whole = gen(S)  # (6 clips, 10 frames * HOP), zero state before each clip
+    starts = [0, 4, 6]  # segments of 4 frames of 10-frame clips (6 clips per start)
+    want = torch.cat([whole[:, n0 * HOP : (n0 + 4) * HOP] for n0 in starts])
+    assert feats.train_pad.tolist() == [
+        max(0, feats.context - n0) for n0 in starts for _ in tr.audio
+    ]
+    with torch.no_grad(), training.zero_state(gen, feats.train_pad):
+        got = feats.crop(gen(feats.train_frames))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # The loss the training step computes is the loss of those decoded blocks.
+    terms = training._loss_terms(
+        cfg,
+        gen,
+        objective,
+        feats.train_frames,
+        feats.train_wave,
+        feats.train_sk,
+        None,
+        feats,
+        False,
+        torch.device("cpu"),
+        pad=feats.train_pad,
+    )
+    torch.testing.assert_close(terms["inv"].detach(), objective.inv(want, feats.train_sk))
+    # ...and so is the test L_inv logged at checkpoints.
+    _, te = clips()
+    St = training.build_scattering(cfg)(torch.as_tensor(te.audio)) / feats.norm[:, None]
+    with torch.no_grad():
+        wt = gen(St)
+    want_t = torch.cat([wt[:, n0 * HOP : (n0 + 4) * HOP] for n0 in starts])
+    value = training.evaluate_inv(gen, objective, feats, torch.device("cpu"), split="test")
+    assert value == pytest.approx(float(objective.inv(want_t, feats.test_sk)), rel=1e-5)
+    # Zero frames are not a zero state: without it the first blocks of a clip differ.
+    with torch.no_grad():
+        cold = feats.crop(gen(feats.train_frames))
+    assert not torch.allclose(cold[:6], want[:6], rtol=1e-3, atol=1e-4)
+
+
+def test_moment_matching_codes_come_from_the_float64_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The synthetic batches of L_MM are ReLU(L^-1 z) with the VAR in float64, as at inference:
+    equal to the recursion written out in numpy (float64) to float32 rounding."""
+    seen: list[tuple[Any, int, torch.Tensor]] = []
+
+    class Spy(training._CodeChains):
+        def next(self, step: int) -> torch.Tensor:
+            before = self.state.clone() if self.state is not None else None
+            out = super().next(step)
+            seen.append((self, step, before, out))
+            return out
+
+    monkeypatch.setattr(training, "_CodeChains", Spy)
+    run(tiny(1), tmp_path / "r", tmp_path / "cache")
+    assert seen
+    chains = seen[0][0]
+    var = chains.var
+    assert var.A.dtype == torch.float64
+    A, b = var.A.numpy(), var.b.numpy()
+    root = var.sqrt_cov.numpy()
+    M = A.shape[0]
+    for _, step, before, out in seen[:3]:
+        g = training._seeded(torch.device("cpu"), chains.seed, chains.rank, step)
+        z = torch.randn(out.shape, generator=g, dtype=torch.float64).numpy()
+        S = np.concatenate([before.numpy()[:, :, -M:], np.zeros(out.shape)], axis=2)
+        for n in range(out.shape[2]):
+            pred = b + sum(S[:, :, M + n - m] @ A[m - 1].T for m in range(1, M + 1))
+            S[:, :, M + n] = pred + z[:, :, n] @ root
+        want = np.maximum(S[:, :, M:], 0).astype(np.float32)
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())

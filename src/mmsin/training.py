@@ -63,7 +63,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the cache layout; bump when the cached content changes meaning.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class TrainingDiverged(FloatingPointError):
@@ -160,6 +160,9 @@ class Features:
         Waveform targets aligned with the last ``segment_frames`` output blocks of G.
     train_sk, test_sk : Tensor (N, C_K, T_K)
         S_K of the targets (eq. 5's reference side).
+    train_pad, test_pad : Tensor (N,) int64
+        Context frames of each example that lie before its clip's start (the zero frames);
+        G starts from a zero state there (:func:`zero_state`), as when decoding a clip.
     sk_mean_abs, sk_mean, sk_rms : Tensor (C_K,)
         Training-set S_K statistics: L_inv normaliser, L_MM target mean and RMS normaliser.
     wave_power : Tensor ()
@@ -187,6 +190,8 @@ class Features:
     fingerprint: str
     key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    train_pad: Tensor | None = None
+    test_pad: Tensor | None = None
 
     @property
     def width(self) -> int:
@@ -253,8 +258,9 @@ def _segment_starts(frames: int, seg: int) -> list[int]:
 
 def _segments(
     S: Tensor, x: Tensor, J: int, seg: int, context: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
-    """Cut normalised S_J frames (B, C, F) and signals (B, time) into training segments."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut normalised S_J frames (B, C, F) and signals (B, time) into training segments; the
+    third tensor is each segment's number of context frames before its clip's start."""
     from mmsin.generator import aligned_target
 
     _, C, F = S.shape
@@ -262,13 +268,15 @@ def _segments(
     target = torch.as_tensor(aligned_target(x, J, F), dtype=torch.float32)  # (B, F * hop)
     before, after = context
     padded = torch.nn.functional.pad(S, (before, after))
-    frames_out, wave_out = [], []
+    frames_out, wave_out, pad_out = [], [], []
     for n0 in _segment_starts(F, seg):
         frames_out.append(padded[:, :, n0 : n0 + before + seg + after])
         wave_out.append(target[:, n0 * hop : (n0 + seg) * hop])
+        pad_out.append(torch.full((S.shape[0],), max(0, before - n0), dtype=torch.int64))
     if not frames_out:
-        return S.new_zeros(0, C, before + seg + after), S.new_zeros(0, seg * hop)
-    return torch.cat(frames_out), torch.cat(wave_out)
+        empty = torch.zeros(0, dtype=torch.int64)
+        return S.new_zeros(0, C, before + seg + after), S.new_zeros(0, seg * hop), empty
+    return torch.cat(frames_out), torch.cat(wave_out), torch.cat(pad_out)
 
 
 def prepare_features(
@@ -380,8 +388,8 @@ def _compute_features(
         "test": whiteness_report(var, S_test) if len(S_test) else {},
     }
     var_state = {k: v.detach().cpu().clone() for k, v in var.state_dict().items()}
-    tr_frames, tr_wave = _segments(S_train, x_train, J, seg, context)
-    te_frames, te_wave = _segments(S_test, x_test, J, seg, context)
+    tr_frames, tr_wave, tr_pad = _segments(S_train, x_train, J, seg, context)
+    te_frames, te_wave, te_pad = _segments(S_test, x_test, J, seg, context)
     if tr_frames.shape[0] == 0:
         raise ValueError(
             f"data {train_clips.source!r}: clips of {x_train.shape[1]} samples give "
@@ -420,6 +428,8 @@ def _compute_features(
         fingerprint=fingerprint,
         key=key,
         extra={"whiteness": whiteness},
+        train_pad=tr_pad,
+        test_pad=te_pad,
     )
 
 
@@ -563,6 +573,61 @@ class _CodeChains:
         S = self.var.unwhiten(Z, initial=self.state)
         self.state = S[:, :, -int(self.var.M) :]
         return torch.relu(S).float()
+
+
+@contextlib.contextmanager
+def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
+    """Run G on examples whose first ``pad[i]`` frames lie before their clip's start as if G
+    started there from a zero state, as :meth:`mmsin.MMSIN.decode` does on a whole clip.
+
+    Feeding zero frames is not the same: G's biases and BatchNorm make its response to silence
+    non-zero, and that response would reach the clip's first blocks. Inside this context every
+    layer's output is zeroed before each example's start, so the next layer sees there the
+    zeros it sees before time 0 when decoding. (``pad`` = None or all zero: nothing changes.)
+    """
+    module = getattr(generator, "module", generator)  # DDP wraps the generator
+    layers = getattr(module, "layers", None)
+    if pad is None or layers is None or not bool((pad > 0).any()):
+        yield
+        return
+    state: dict[str, int] = {}
+
+    def remember_width(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+        state["width"] = int(args[0].shape[-1])
+
+    def mask(mod: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        rate = out.shape[-1] // state["width"]  # output samples per input frame so far
+        start = pad.to(out.device)[:, None] * rate
+        keep = torch.arange(out.shape[-1], device=out.device)[None, :] >= start
+        return out * keep[:, None, :].to(out.dtype)
+
+    handles = [module.register_forward_pre_hook(remember_width)]
+    handles += [layer.register_forward_hook(mask) for layer in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def _frozen_batchnorm(model: nn.Module) -> Iterator[None]:
+    """BatchNorm in eval mode for the moment-matching pass on synthetic batches.
+
+    The pass then sees G as generation runs it (BatchNorm with its running statistics, an
+    affine map that gradients go through), and the running statistics that inference uses are
+    updated by real-data batches only.
+    """
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
 
 
 def _amp_context(device: torch.device, enabled: bool) -> Any:
@@ -738,8 +803,9 @@ def _train(
 
     generator = generator.to(device)
     objective = _Objective(cfg, feats).to(device)
-    # float32 VAR for speed: the recursion only feeds L_MM's synthetic batches.
-    var = restore_var(feats.var_state).to(device).float()
+    # The VAR in float64, as at inference (mmsin.model): its recursion runs close to the edge
+    # of stability (growth rate up to 0.995), where float32 rounding accumulates.
+    var = restore_var(feats.var_state).to(device).double()
     if d.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -870,10 +936,11 @@ def _train(
                 frames = train_frames[idx].to(device, non_blocking=True)
                 wave = train_wave[idx].to(device, non_blocking=True)
                 sk = train_sk[idx].to(device, non_blocking=True)
+                pad = feats.train_pad[idx] if feats.train_pad is not None else None
                 optimizer.zero_grad(set_to_none=True)
                 codes = chains.next(global_step) if chains is not None else None
                 terms = _loss_terms(
-                    cfg, model, objective, frames, wave, sk, codes, feats, amp, device
+                    cfg, model, objective, frames, wave, sk, codes, feats, amp, device, pad=pad
                 )
                 loss = terms["inv"] if "inv" in terms else terms["mse"]
                 if "mm" in terms:
@@ -987,11 +1054,15 @@ def _loss_terms(
     feats: Features,
     amp: bool,
     device: torch.device,
+    pad: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """One step's loss terms: ``mse`` or ``inv`` on the real batch, plus ``mm`` (eq. 6) on G
-    applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given."""
+    applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given.
+
+    The real batch starts from a zero state at clip starts (``pad``, :func:`zero_state`); the
+    synthetic one runs with BatchNorm in eval mode (:func:`_frozen_batchnorm`)."""
     terms: dict[str, Tensor] = {}
-    with _amp_context(device, amp):
+    with _amp_context(device, amp), zero_state(model, pad):
         out = model(frames)
     # Only the segment's blocks have all the frames they depend on (context before/after).
     x_hat = feats.crop(out).float()
@@ -1000,7 +1071,7 @@ def _loss_terms(
     else:
         terms["inv"] = objective.inv(x_hat, sk)
     if codes is not None:
-        with _amp_context(device, amp):
+        with _amp_context(device, amp), _frozen_batchnorm(model):
             gen = model(codes)
         terms["mm"] = objective.mm(feats.crop(gen).float())
     return terms
@@ -1018,6 +1089,7 @@ def evaluate_inv(
     """Mean L_inv (eq. 5) of the reconstructions G(S_J x) of a split's segments, eval mode."""
     frames = getattr(feats, f"{split}_frames")
     sk = getattr(feats, f"{split}_sk")
+    pad = getattr(feats, f"{split}_pad", None)
     if frames.shape[0] == 0:
         return float("nan")
     was_training = generator.training
@@ -1025,7 +1097,8 @@ def evaluate_inv(
     total, count = 0.0, 0
     for i in range(0, frames.shape[0], batch):
         f = frames[i : i + batch].to(device)
-        x_hat = feats.crop(generator(f)).float()
+        with zero_state(generator, None if pad is None else pad[i : i + batch]):
+            x_hat = feats.crop(generator(f)).float()
         total += float(objective.inv(x_hat, sk[i : i + batch].to(device))) * f.shape[0]
         count += f.shape[0]
     generator.train(was_training)
