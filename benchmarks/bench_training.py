@@ -26,10 +26,10 @@ SHAPES = {
 
 
 def _step_fn(preset: str, batch: int, device: str, losses: bool) -> Any:
+    from mmsin.assembly import build_generator, build_scalogram, context_frames
     from mmsin.config import preset as make_preset
     from mmsin.losses import MomentMatchingLoss, ReconstructionLoss
     from mmsin.scattering.timefrequency import channel_count
-    from mmsin.training import build_generator, build_scalogram, context_frames
 
     cfg = make_preset(preset)
     s = cfg.scattering

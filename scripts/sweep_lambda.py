@@ -23,11 +23,12 @@ import torch
 
 def main() -> None:
     from mmsin import paths
+    from mmsin.assembly import build_scalogram
     from mmsin.config import override, preset
     from mmsin.data import load_clips
     from mmsin.losses import MomentMatchingLoss
     from mmsin.model import MMSIN
-    from mmsin.training import build_scalogram, train
+    from mmsin.training import train
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--lams", default="0,0.1,1,10", help="comma list of lambda values")

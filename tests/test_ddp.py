@@ -147,12 +147,12 @@ def test_two_ranks_on_shards_equal_one_process_on_the_union_batch(
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
-    from mmsin import training
+    from mmsin import assembly
     from test_training import tiny
 
     cfg = tiny(_EPOCHS, *_CFG)
     torch.manual_seed(cfg.train.seed)
-    g = training.build_generator(cfg, int(training.build_scattering(cfg).num_channels))
+    g = assembly.build_generator(cfg, int(assembly.build_scattering(cfg).num_channels))
     return g.state_dict()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 
 from mmsin import experiments as ex
 from mmsin import report
+from mmsin.experiments import driver, shared
+from mmsin.experiments.pitch_interpolation import note_pairs
 
 
 def test_pairs_are_same_instrument_and_velocity_five_semitones_apart() -> None:
@@ -22,8 +26,8 @@ def test_pairs_are_same_instrument_and_velocity_five_semitones_apart() -> None:
         {"name": "a70", "pitch": 70, "velocity": 75, "instrument_str": "a"},
         {"name": "a64", "pitch": 64, "velocity": 75, "instrument_str": "a"},
     ]
-    assert ex._pairs(meta) == [(0, 1), (1, 4)]
-    assert ex._pairs(meta, interval=1) == [(5, 1)]
+    assert note_pairs(meta) == [(0, 1), (1, 4)]
+    assert note_pairs(meta, interval=1) == [(5, 1)]
 
 
 def test_run_config_names_hash_the_whole_config() -> None:
@@ -41,10 +45,10 @@ def test_run_config_names_hash_the_whole_config() -> None:
 
 def test_results_json_and_report_written(tmp_path: Path) -> None:
     ctx = ex.Context(results_root=tmp_path, progress=False)
-    folder = ex._out_folder(ctx, "unit")
+    folder = shared.out_folder(ctx, "unit")
     section = report.Section("unit").add(report.Table(["k", "v"], [["x", 1.5]]))
     numbers = {"values": np.array([1.0, float("nan")]), "n": np.int64(3), "p": folder}
-    out = ex._finish(ctx, "unit", folder, numbers, section)
+    out = shared.finish(ctx, "unit", folder, numbers, section)
     data = json.loads((folder / "results.json").read_text())
     assert data == {
         "experiment": "unit",
@@ -55,7 +59,7 @@ def test_results_json_and_report_written(tmp_path: Path) -> None:
     }
     assert out.report_path.is_file() and "<table>" in out.report_path.read_text()
     # a second run never overwrites the first
-    assert ex._out_folder(ctx, "unit") != folder
+    assert shared.out_folder(ctx, "unit") != folder
 
 
 def test_unknown_experiment_and_cli_registration() -> None:
@@ -95,15 +99,15 @@ def test_given_models_are_matched_to_their_training_data() -> None:
     ctx = ex.Context(model=("notes", "piano"), progress=False)
     given = ex.given_models(ctx)
     assert set(given) == {ex.NOTES, ex.PIANO}  # read from each checkpoint's config
-    model, info, dataset = ex._model_for(ctx, "pitch_interpolation", ex.NOTES)
+    model, info, dataset = shared.model_for(ctx, "pitch_interpolation", ex.NOTES)
     assert dataset == ex.NOTES and info["origin"] == "given" and info["model"] == "notes"
-    assert model is given[ex.NOTES][0] and ex._data_size(ctx, model) == "small"
+    assert model is given[ex.NOTES][0] and shared.data_size(ctx, model) == "small"
     # nothing is trained when models are given: a missing data set is an error ...
     piano_only = ex.Context(model=("piano",), progress=False)
     with pytest.raises(ValueError, match="pitch_interpolation needs a model trained on"):
-        ex._model_for(piano_only, "pitch_interpolation", ex.NOTES)
+        shared.model_for(piano_only, "pitch_interpolation", ex.NOTES)
     # ... unless the experiment can run on the given model's own data
-    assert ex._model_for(piano_only, "generation", ex.NOTES, any_dataset=True)[2] == ex.PIANO
+    assert shared.model_for(piano_only, "generation", ex.NOTES, any_dataset=True)[2] == ex.PIANO
     twice = ex.Context(model=("notes", str(pretrained_dir() / "notes.pt")), progress=False)
     with pytest.raises(ValueError, match="also trained on nsynth-like"):
         ex.given_models(twice)
@@ -121,14 +125,14 @@ def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
             seen.append((name, ctx.model))
             share = 0.875 if ctx.model else 0.125  # what each model set "measured"
             numbers = {"notes": {"f0_within_50_cents": share}} if name == "reconstruction" else {}
-            folder = ex._out_folder(ctx, name)
-            return ex._finish(ctx, name, folder, numbers, report.Section(name))
+            folder = shared.out_folder(ctx, name)
+            return shared.finish(ctx, name, folder, numbers, report.Section(name))
 
         return experiment
 
     names = ["reconstruction", "table1", "pitch_interpolation"]
-    monkeypatch.setattr(ex, "EXPERIMENTS", {n: fake(n) for n in names})
-    monkeypatch.setattr(ex, "pretrained_available", lambda: True)
+    monkeypatch.setattr(driver, "EXPERIMENTS", {n: fake(n) for n in names})
+    monkeypatch.setattr(driver, "pretrained_available", lambda: True)
     ctx = ex.Context(results_root=tmp_path, progress=False)
     page = ex.reproduce(ctx, names)
     # the trained-now set runs everything first, then only inference experiments again
@@ -157,6 +161,23 @@ def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
     page = ex.reproduce(ex.Context(results_root=tmp_path, progress=False), names, pretrained=False)
     assert [m for _, m in seen] == [(), (), ()]
     assert "pretrained" not in json.loads((page.parent / "results.json").read_text())
+
+
+def test_report_header_gives_the_wall_time_of_the_whole_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def quick(ctx: ex.Context) -> ex.Outcome:
+        folder = shared.out_folder(ctx, "quick")
+        return shared.finish(ctx, "quick", folder, {}, report.Section("quick"))
+
+    monkeypatch.setattr(driver, "EXPERIMENTS", {"quick": quick})
+    # a run that began 600 s ago (the demo: data and trainings before the experiments)
+    ctx = ex.Context(results_root=tmp_path, progress=False, started=time.perf_counter() - 600)
+    page = ex.reproduce(ctx, ["quick"], pretrained=False)
+    data = json.loads((page.parent / "results.json").read_text())
+    assert 600 <= data["wall_seconds_total"] < 700 and data["wall_seconds_sum"] < 60
+    header = re.search(r"wall time (\d+) s", page.read_text())
+    assert header is not None and 600 <= int(header.group(1)) < 700
 
 
 def test_models_label_says_where_and_how_long_models_were_trained() -> None:

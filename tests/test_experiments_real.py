@@ -25,8 +25,8 @@ pytest.importorskip("mmsin.losses")
 from _tiny import TINY
 from mmsin import evaluation as ev
 from mmsin import experiments as ex
+from mmsin.assembly import build_scalogram
 from mmsin.data import Clips
-from mmsin.training import build_scalogram
 
 pytestmark = pytest.mark.slow
 

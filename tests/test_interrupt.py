@@ -35,6 +35,7 @@ training = pytest.importorskip("mmsin.training")
 
 from _tiny import tiny_clips, tiny_config  # noqa: E402
 from mmsin.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_latest_checkpoint  # noqa: E402
+from mmsin.training import loop  # noqa: E402
 
 # Child process: one training run (fresh or resumed) on the tiny shapes.
 _DRIVER = """
@@ -44,14 +45,15 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from _tiny import tiny_clips, tiny_config
 import mmsin.training as training
+from mmsin.training import loop
 args = json.loads(sys.argv[1])
 # Count the optimisation steps this process itself runs (a resumed run must run only the rest).
 steps = [0]
-real_terms = training._loss_terms
+real_terms = loop.loss_terms
 def counting_terms(*a, **k):
     steps[0] += 1
     return real_terms(*a, **k)
-training._loss_terms = counting_terms
+loop.loss_terms = counting_terms
 tr, te = tiny_clips()
 res = training.train(tiny_config(args["epochs"]), args["run"], train_clips=tr, test_clips=te,
             resume=args["resume"], progress=False, cache_dir=args["cache"], tensorboard=False)
@@ -194,7 +196,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(
 
 def _nan_hook(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int]) -> list[int]:
     """Make the loss term NaN on the given (0-based) calls of the training loss."""
-    real = training._loss_terms
+    real = loop.loss_terms
     calls: list[int] = []
 
     def poisoned(*args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -204,7 +206,7 @@ def _nan_hook(monkeypatch: pytest.MonkeyPatch, bad_calls: set[int]) -> list[int]
         calls.append(len(calls))
         return dict(terms)
 
-    monkeypatch.setattr(training, "_loss_terms", poisoned)
+    monkeypatch.setattr(loop, "loss_terms", poisoned)
     return calls
 
 
@@ -231,14 +233,14 @@ def test_persistent_nan_loss_stops_and_keeps_the_last_good_checkpoint(
     steps_per_epoch = first.global_step
     path = tmp_path / "run" / CHECKPOINT_NAME
     digests: list[str] = []
-    real_save = training.save_checkpoint
+    real_save = loop.save_checkpoint
 
     def recording_save(p: Any, payload: dict[str, Any]) -> Path:
         out = real_save(p, payload)
         digests.append(hashlib.sha256(Path(out).read_bytes()).hexdigest())
         return out
 
-    monkeypatch.setattr(training, "save_checkpoint", recording_save)
+    monkeypatch.setattr(loop, "save_checkpoint", recording_save)
     # NaN from the middle of the third epoch on.
     start = 2 * steps_per_epoch + 1
     _nan_hook(monkeypatch, set(range(start, start + 1000)))

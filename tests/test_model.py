@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +13,7 @@ import pytest
 import torch
 
 pytest.importorskip("mmsin.losses")
-from mmsin import training
+from mmsin import assembly
 from mmsin.model import MMSIN
 from test_training import HOP, clips, run, tiny
 
@@ -25,7 +29,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_encode_decode_are_the_papers_operators(trained: Path) -> None:
     m = MMSIN.load(trained)
     x = torch.as_tensor(clips()[1].audio)  # (2, 320)
-    S = training.build_scattering(m.config)(x)
+    S = assembly.build_scattering(m.config)(x)
     frames = (x.shape[1] - 1) // HOP + 1
     assert S.shape == (2, m.num_channels, frames)
     # Z = L(S_J x / norm), computed here from the parts.
@@ -104,3 +108,37 @@ def test_bad_inputs_are_clear(trained: Path) -> None:
         m.encode(torch.zeros(1, 2, 3, 4))
     with pytest.raises(ValueError, match=f"\\(batch, {m.num_channels}, frames\\)"):
         m.decode(torch.zeros(1, m.num_channels + 1, 3))
+
+
+_LOAD_AND_GENERATE = """
+import json, sys
+from mmsin import MMSIN
+x = MMSIN.load("notes").generate(3, seed=0)
+assert x.shape == (1, 3 * 2 ** 10), x.shape
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.slow
+def test_loading_a_model_to_generate_imports_no_training_code() -> None:
+    """``MMSIN.load(...).generate(...)`` builds its parts through :mod:`mmsin.assembly`: the
+    training loop, its feature cache and DDP set-up, TensorBoard and the progress bar stay out."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_GENERATE],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    ).stdout
+    loaded = set(json.loads(out.strip().splitlines()[-1]))
+    assert "mmsin.assembly" in loaded  # the door it should use (and the probe works)
+    unwanted = [
+        m
+        for m in loaded
+        if m.startswith(("mmsin.training", "mmsin.experiments", "mmsin.losses", "tensorboard"))
+        or m in ("torch.utils.tensorboard", "tqdm.auto")
+    ]
+    assert not unwanted, f"loading a model imported training code: {sorted(unwanted)}"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.image
+import matplotlib.pyplot
 import numpy as np
 import pytest
 import scipy.signal
@@ -58,6 +59,47 @@ def test_figures_have_the_papers_layouts(tmp_path: Path) -> None:
     assert _png_shape(fig7)[0] > 200
     with pytest.raises(ValueError, match="non-empty"):
         plots.panel_grid([], FS, tmp_path / "x.png")
+
+
+def _text_boxes(fig: Any) -> list[tuple[int, str, Any]]:
+    """(axes index, text, window extent) of every title, axis label and tick label drawn."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for k, ax in enumerate(fig.axes):
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        texts = [ax.title, ax.xaxis.label, ax.yaxis.label]
+        texts += [t for t in ax.get_xticklabels() if x0 <= t.get_position()[0] <= x1]
+        texts += [t for t in ax.get_yticklabels() if y0 <= t.get_position()[1] <= y1]
+        for t in texts:
+            if t.get_visible() and t.get_text():
+                boxes.append((k, t.get_text(), t.get_window_extent(renderer)))
+    return boxes
+
+
+@pytest.mark.parametrize("which", ["fig4", "fig6"])
+def test_panel_titles_and_labels_do_not_overlap(
+    which: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures: list[Any] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    a, b, c = _sine(220.0), _sine(261.6), _sine(293.7)
+    long = "notes keyboard_acoustic_004-060-075"
+    if which == "fig4":
+        plots.reconstruction_figure([(long, a, b), ("piano 3", b, c)], FS, tmp_path / "4.png")
+    else:
+        plots.pitch_interpolation_figure(
+            [("60->65", a, b, c), ("64->69", b, c, a)], FS, tmp_path / "6.png"
+        )
+    boxes = _text_boxes(figures[0])
+    clashes = [
+        (ta, tb)
+        for i, (ka, ta, ba) in enumerate(boxes)
+        for kb, tb, bb in boxes[i + 1 :]
+        if ka != kb and ba.overlaps(bb)
+    ]
+    assert not clashes, f"texts of different panels overlap: {clashes[:5]}"
+    matplotlib.pyplot.close(figures[0])
 
 
 def test_scattering_figure(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("mmsin.losses")
 from _tiny import TINY as _TINY
-from mmsin import training
+from mmsin import assembly, training
 from mmsin.checkpoint import (
     CHECKPOINT_NAME,
     get_rng_state,
@@ -26,6 +26,7 @@ from mmsin.checkpoint import (
 )
 from mmsin.config import Config, override, preset
 from mmsin.data import Clips
+from mmsin.training import code_chains, features, loop, objective
 
 J = 5
 HOP = 2**J
@@ -80,7 +81,7 @@ def test_features_match_an_independent_computation(tmp_path: Path) -> None:
     cfg = tiny()
     tr, te = clips()
     f = training.prepare_features(cfg, tr, te, cache_dir=tmp_path, context=(2, 0))
-    S = training.build_scattering(cfg)(torch.as_tensor(tr.audio))  # (6, C, 10 frames)
+    S = assembly.build_scattering(cfg)(torch.as_tensor(tr.audio))  # (6, C, 10 frames)
     norm = S.abs().mean(dim=(0, 2))
     torch.testing.assert_close(f.norm, norm)
     # Segments of 4 frames: starts 0, 4 and the right-aligned 6 (10 frames per clip).
@@ -93,7 +94,7 @@ def test_features_match_an_independent_computation(tmp_path: Path) -> None:
         torch.testing.assert_close(f.train_frames[rows], want_frames)
         want_wave = torch.as_tensor(x[:, n0 * HOP : (n0 + 4) * HOP])
         torch.testing.assert_close(f.train_wave[rows], want_wave)
-    sk = training.build_scalogram(cfg)(f.train_wave)
+    sk = assembly.build_scalogram(cfg)(f.train_wave)
     torch.testing.assert_close(f.train_sk, sk)
     torch.testing.assert_close(f.sk_mean_abs, sk.abs().mean(dim=(0, 2)))
     torch.testing.assert_close(f.sk_rms, sk.pow(2).mean(dim=(0, 2)).sqrt())
@@ -109,7 +110,7 @@ def test_features_are_cached_once_per_data_and_config(tmp_path: Path, monkeypatc
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("features recomputed although cached")
 
-    monkeypatch.setattr(training, "_compute_features", boom)
+    monkeypatch.setattr(features, "_compute_features", boom)
     again = training.prepare_features(cfg, tr, te, cache_dir=tmp_path)
     torch.testing.assert_close(again.train_frames, first.train_frames)
     # Anything that changes the features changes the key: other data, other segment length.
@@ -157,7 +158,7 @@ class _Recorder:
         self.batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self.first_optimizer_state: dict[str, Any] | None = None
         self.first_rng: torch.Tensor | None = None
-        real_terms = training._loss_terms
+        real_terms = loop.loss_terms
         recorder = self
 
         def terms(cfg: Any, model: Any, objective: Any, frames: Any, *a: Any, **k: Any) -> Any:
@@ -175,7 +176,7 @@ class _Recorder:
                     recorder.first_optimizer_state = copy.deepcopy(self.state_dict())
                 return super().step(*a, **k)
 
-        monkeypatch.setattr(training, "_loss_terms", terms)
+        monkeypatch.setattr(loop, "loss_terms", terms)
         monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
 
 
@@ -254,7 +255,7 @@ def test_the_loss_minimised_is_inv_plus_lambda_mm(
     L_inv alone would not pass."""
     lam = 5.0
     cfg = tiny(1, f"loss.lam={lam}")
-    real_terms = training._loss_terms
+    real_terms = loop.loss_terms
     expected: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
     checked: list[float] = []
 
@@ -277,7 +278,7 @@ def test_the_loss_minimised_is_inv_plus_lambda_mm(
             checked.append(float((want - inv_only).norm() / want.norm()))
             return super().step(*a, **k)
 
-    monkeypatch.setattr(training, "_loss_terms", terms)
+    monkeypatch.setattr(loop, "loss_terms", terms)
     monkeypatch.setattr(torch.optim, "Adam", CheckingAdam)
     res = run(cfg, tmp_path / "r", tmp_path / "cache")
     assert len(checked) == res.global_step > 0
@@ -303,14 +304,14 @@ def test_nonfinite_loss_skips_steps_then_stops_keeping_the_good_checkpoint(
     res = run(cfg, tmp_path / "r", tmp_path / "cache")
     path = res.checkpoint
     before = path.read_bytes()
-    real = training._loss_terms
+    real = loop.loss_terms
 
     def poisoned(*a: Any, **k: Any) -> dict[str, torch.Tensor]:
         terms = real(*a, **k)
         terms["mm"] = terms["mm"] * float("nan")
         return terms
 
-    monkeypatch.setattr(training, "_loss_terms", poisoned)
+    monkeypatch.setattr(loop, "loss_terms", poisoned)
     with caplog.at_level(logging.ERROR, logger="mmsin.training"):
         with pytest.raises(training.TrainingDiverged, match="term\\(s\\) mm"):
             run(
@@ -436,8 +437,8 @@ def test_run_reports_the_whiteness_of_z_on_train_and_test(tmp_path: Path) -> Non
     assert set(report) == {"train", "test"}
     # Recomputed by hand from the run's VAR and the normalised S_J of each split.
     feats = training.prepare_features(tiny(1), tr, te, cache_dir=tmp_path / "cache")
-    var = training.restore_var(feats.var_state)
-    scattering = training.build_scattering(tiny(1))
+    var = assembly.restore_var(feats.var_state)
+    scattering = assembly.build_scattering(tiny(1))
     for split, c in (("train", tr), ("test", te)):
         S = scattering(torch.as_tensor(c.audio)) / feats.norm[:, None]
         want = _whiteness_by_hand(var, S)
@@ -459,18 +460,18 @@ def _setup(tmp_path: Path) -> tuple[Config, training.Features, Any, Any]:
     cfg = tiny(1)
     tr, te = clips()
     torch.manual_seed(0)
-    C = int(training.build_scattering(cfg).num_channels)
-    gen = training.build_generator(cfg, C)
+    C = int(assembly.build_scattering(cfg).num_channels)
+    gen = assembly.build_generator(cfg, C)
     feats = training.prepare_features(
-        cfg, tr, te, cache_dir=tmp_path, context=training.context_frames(cfg, gen)
+        cfg, tr, te, cache_dir=tmp_path, context=assembly.context_frames(cfg, gen)
     )
-    objective = training._Objective(cfg, feats)
+    obj = objective.Objective(cfg, feats)
     # BatchNorm statistics away from their initial (0, 1), as after some training.
     gen.train()
     with torch.no_grad():
         for _ in range(3):
             gen(feats.train_frames[:8] * 3.0)
-    return cfg, feats, gen, objective
+    return cfg, feats, gen, obj
 
 
 def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> None:
@@ -479,19 +480,17 @@ def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> Non
     the real pass updates them in training mode."""
     import copy
 
-    cfg, feats, gen, objective = _setup(tmp_path)
+    cfg, feats, gen, obj = _setup(tmp_path)
     frames, wave, sk = feats.train_frames[:4], feats.train_wave[:4], feats.train_sk[:4]
     codes = torch.relu(torch.randn(4, frames.shape[1], frames.shape[2])) * 2.0
     ref = copy.deepcopy(gen)
     gen.train()
     cpu, pad = torch.device("cpu"), feats.train_pad[:4]
-    terms = training._loss_terms(
-        cfg, gen, objective, frames, wave, sk, codes, feats, False, cpu, pad=pad
-    )
+    terms = objective.loss_terms(cfg, gen, obj, frames, wave, sk, codes, feats, False, cpu, pad=pad)
     assert gen.training and all(m.training for m in gen.modules())
     # Reference: the real batch alone, in training mode, updates the statistics...
     ref.train()
-    with training.zero_state(ref, pad):
+    with objective.zero_state(ref, pad):
         ref(frames)
     stats = [k for k in ref.state_dict() if "running_" in k]
     assert stats
@@ -501,7 +500,7 @@ def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> Non
     # ...and the MM term is that of the generated audio of G in eval mode.
     ref.eval()
     with torch.no_grad():
-        want = objective.mm(feats.crop(ref(codes)).float())
+        want = obj.mm(feats.crop(ref(codes)).float())
     torch.testing.assert_close(terms["mm"].detach(), want)
     # It is differentiable: it reaches the convolutions and BatchNorm's affine parameters.
     grads = torch.autograd.grad(terms["mm"], [p for p in gen.parameters()], allow_unused=True)
@@ -512,10 +511,10 @@ def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> Non
 def test_training_and_decoding_start_g_from_the_same_state(tmp_path: Path) -> None:
     """Every training segment's output equals the matching blocks of G run on the whole clip
     from a zero state (what MMSIN.decode does), at clip starts too, and so does L_inv."""
-    cfg, feats, gen, objective = _setup(tmp_path)
+    cfg, feats, gen, obj = _setup(tmp_path)
     gen.eval()  # the same BatchNorm statistics on both sides
     tr, _ = clips()
-    S = training.build_scattering(cfg)(torch.as_tensor(tr.audio)) / feats.norm[:, None]
+    S = assembly.build_scattering(cfg)(torch.as_tensor(tr.audio)) / feats.norm[:, None]
     with torch.no_grad():
         whole = gen(S)  # (6 clips, 10 frames * HOP), zero state before each clip
     starts = [0, 4, 6]  # segments of 4 frames of 10-frame clips (6 clips per start)
@@ -523,14 +522,14 @@ def test_training_and_decoding_start_g_from_the_same_state(tmp_path: Path) -> No
     assert feats.train_pad.tolist() == [
         max(0, feats.context - n0) for n0 in starts for _ in tr.audio
     ]
-    with torch.no_grad(), training.zero_state(gen, feats.train_pad):
+    with torch.no_grad(), objective.zero_state(gen, feats.train_pad):
         got = feats.crop(gen(feats.train_frames))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     # The loss the training step computes is the loss of those decoded blocks.
-    terms = training._loss_terms(
+    terms = objective.loss_terms(
         cfg,
         gen,
-        objective,
+        obj,
         feats.train_frames,
         feats.train_wave,
         feats.train_sk,
@@ -540,15 +539,15 @@ def test_training_and_decoding_start_g_from_the_same_state(tmp_path: Path) -> No
         torch.device("cpu"),
         pad=feats.train_pad,
     )
-    torch.testing.assert_close(terms["inv"].detach(), objective.inv(want, feats.train_sk))
+    torch.testing.assert_close(terms["inv"].detach(), obj.inv(want, feats.train_sk))
     # ...and so is the test L_inv logged at checkpoints.
     _, te = clips()
-    St = training.build_scattering(cfg)(torch.as_tensor(te.audio)) / feats.norm[:, None]
+    St = assembly.build_scattering(cfg)(torch.as_tensor(te.audio)) / feats.norm[:, None]
     with torch.no_grad():
         wt = gen(St)
     want_t = torch.cat([wt[:, n0 * HOP : (n0 + 4) * HOP] for n0 in starts])
-    value = training.evaluate_inv(gen, objective, feats, torch.device("cpu"), split="test")
-    assert value == pytest.approx(float(objective.inv(want_t, feats.test_sk)), rel=1e-5)
+    value = objective.evaluate_inv(gen, obj, feats, torch.device("cpu"), split="test")
+    assert value == pytest.approx(float(obj.inv(want_t, feats.test_sk)), rel=1e-5)
     # Zero frames are not a zero state: without it the first blocks of a clip differ.
     with torch.no_grad():
         cold = feats.crop(gen(feats.train_frames))
@@ -562,14 +561,14 @@ def test_moment_matching_codes_come_from_the_float64_var(
     equal to the recursion written out in numpy (float64) to float32 rounding."""
     seen: list[tuple[Any, int, torch.Tensor]] = []
 
-    class Spy(training._CodeChains):
+    class Spy(code_chains.CodeChains):
         def next(self, step: int) -> torch.Tensor:
             before = self.state.clone() if self.state is not None else None
             out = super().next(step)
             seen.append((self, step, before, out))
             return out
 
-    monkeypatch.setattr(training, "_CodeChains", Spy)
+    monkeypatch.setattr(loop, "CodeChains", Spy)
     run(tiny(1), tmp_path / "r", tmp_path / "cache")
     assert seen
     chains = seen[0][0]
@@ -579,7 +578,7 @@ def test_moment_matching_codes_come_from_the_float64_var(
     root = var.sqrt_cov.numpy()
     M = A.shape[0]
     for _, step, before, out in seen[:3]:
-        g = training._seeded(torch.device("cpu"), chains.seed, chains.rank, step)
+        g = code_chains.seeded_generator(torch.device("cpu"), chains.seed, chains.rank, step)
         z = torch.randn(out.shape, generator=g, dtype=torch.float64).numpy()
         S = np.concatenate([before.numpy()[:, :, -M:], np.zeros(out.shape)], axis=2)
         for n in range(out.shape[2]):

@@ -14,16 +14,21 @@ import random
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mmsin import paths
+
 __all__ = [
     "CHECKPOINT_NAME",
+    "atomic_save",
     "get_rng_state",
     "git_revision",
+    "iter_checkpoints",
     "load_checkpoint",
     "load_latest_checkpoint",
     "previous_path",
@@ -45,13 +50,17 @@ def previous_path(path: str | os.PathLike[str]) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def save_checkpoint(
-    path: str | os.PathLike[str], payload: dict[str, Any], *, keep_previous: bool = True
+def atomic_save(
+    path: str | os.PathLike[str],
+    payload: dict[str, Any],
+    *,
+    keep_previous: bool = False,
+    fsync: bool = False,
 ) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, then
-    ``os.replace``), so that an interrupted or failed write leaves the previous file intact.
-    With ``keep_previous`` the file being replaced is kept as :func:`previous_path`, so a
-    newest checkpoint damaged later (disk, copy) still has a good predecessor.
+    """``torch.save`` of ``payload`` to ``path`` through a temporary file in the same folder and
+    ``os.replace``, so that an interrupted or failed write leaves the previous file intact.
+    ``fsync`` flushes the data to disk before the replace; ``keep_previous`` keeps the file
+    being replaced as :func:`previous_path`.
 
     Raises whatever the write raised (OSError, RuntimeError) after removing the temporary file.
     """
@@ -60,9 +69,10 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
+            torch.save(payload, f)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         if keep_previous and path.is_file():
             os.replace(path, previous_path(path))
         os.replace(tmp, path)
@@ -70,6 +80,20 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], payload: dict[str, Any], *, keep_previous: bool = True
+) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync, then
+    ``os.replace``: :func:`atomic_save`), so that an interrupted or failed write leaves the
+    previous file intact. With ``keep_previous`` the file being replaced is kept as
+    :func:`previous_path`, so a newest checkpoint damaged later (disk, copy) still has a good
+    predecessor.
+
+    Raises whatever the write raised (OSError, RuntimeError) after removing the temporary file.
+    """
+    return atomic_save(path, {"format": FORMAT, **payload}, keep_previous=keep_previous, fsync=True)
 
 
 def load_checkpoint(
@@ -126,6 +150,15 @@ def load_latest_checkpoint(
             raise
         log.warning("%s; using the previous checkpoint %s", exc, prev)
         return load_checkpoint(prev, map_location), prev
+
+
+def iter_checkpoints(root: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """Checkpoint files of all runs under ``root`` (default ``paths.runs_dir()``), newest first."""
+    root = Path(root) if root is not None else paths.runs_dir()
+    if not root.is_dir():
+        return iter(())
+    found = [p for p in root.glob(f"*/{CHECKPOINT_NAME}") if p.is_file()]
+    return iter(sorted(found, key=lambda p: p.stat().st_mtime, reverse=True))
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -154,7 +154,7 @@ class MMSIN(nn.Module):
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> MMSIN:
         """Build from a checkpoint dictionary (training checkpoint or :meth:`save` output)."""
-        from mmsin.training import build_generator, build_scattering, restore_var
+        from mmsin.assembly import build_generator, build_scattering, restore_var
 
         missing = {"config", "generator", "var", "norm"} - set(payload)
         if missing:
@@ -402,7 +402,7 @@ def _resolve_model_path(path: str | os.PathLike[str] | None) -> Path:
             )
         return p
     from mmsin import paths
-    from mmsin.training import iter_checkpoints
+    from mmsin.checkpoint import iter_checkpoints
 
     for file in iter_checkpoints():
         return file

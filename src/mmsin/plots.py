@@ -94,13 +94,14 @@ def panel_grid(
     if not rows or not all(rows):
         raise ValueError("panel_grid needs at least one non-empty row of panels")
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig = plt.figure(figsize=(cell_size[0] * n_cols, cell_size[1] * n_rows))
-    grid = fig.add_gridspec(2 * n_rows, n_cols, height_ratios=[1, 2] * n_rows, hspace=0.45)
+    # Constrained layout keeps every title, tick label and axis label clear of its neighbours
+    # (a plain grid let a row's "s" label run into the titles of the row below it).
+    fig = plt.figure(figsize=(cell_size[0] * n_cols, cell_size[1] * n_rows), layout="constrained")
+    grid = fig.add_gridspec(n_rows, n_cols)
     for i, row in enumerate(rows):
         for j, (title, x) in enumerate(row):
-            _draw(
-                fig.add_subplot(grid[2 * i, j]), fig.add_subplot(grid[2 * i + 1, j]), title, x, fs
-            )
+            cell = grid[i, j].subgridspec(2, 1, height_ratios=[1, 2])
+            _draw(fig.add_subplot(cell[0]), fig.add_subplot(cell[1]), title, x, fs)
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     return _save(fig, path)

@@ -109,8 +109,10 @@ def load_clips(
         ``"nsynth-like"`` or ``"beethoven-like"`` (built look-alikes, ``size="small"`` unless
         ``size=`` is given), an NSynth tree, a SampleRNN Beethoven tree or ``.npy`` array, or
         any folder of audio files.
-    split : {"train", "valid", "test", "all"}
-        NSynth's velocity rule has only train and test.
+    split : {"train", "valid", "test", "all", "heldout"}
+        NSynth's velocity rule has only train and test; ``heldout`` (NSynth format only) is
+        the notes of instruments never seen in training, which the nsynth-like look-alike
+        holds (docs/data.md), never part of train, test or all.
     fs : int
         Output sample rate in Hz (the paper: 4096).
     **options

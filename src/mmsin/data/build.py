@@ -33,7 +33,7 @@ from mmsin.data.clips import (
     samplernn_split,
     skipped_summary,
 )
-from mmsin.data.nsynth import FAMILIES, NSYNTH_FS
+from mmsin.data.nsynth import FAMILIES, HELDOUT_FOLDER, NSYNTH_FS, TRAIN_FOLDER
 from mmsin.data.render import (
     Preset,
     Synth,
@@ -52,7 +52,8 @@ KINDS = ("nsynth-like", "beethoven-like")
 SIZES = ("small", "full")
 MARKER = "build.json"
 #: Bumped whenever a builder's output changes for the same parameters.
-BUILD_VERSION = 1
+#: 2: nsynth-like gains the held-out split (``nsynth-heldout``).
+BUILD_VERSION = 2
 
 MIDI_DIR = Path(__file__).with_name("midi")
 
@@ -83,6 +84,26 @@ SMALL_FONTS = ("FluidR3_GM.sf2", "sf_GMbank.sf2", "TimGM6mb.sf2")
 #: MT-32 map (program numbers mean other instruments) and bank 128 is percussion.
 MAX_BANK = 15
 
+#: Instruments never seen in training: the ``heldout`` split of the nsynth-like sizes, as
+#: (family, sound font, bank, program). Whole presets are held out, and every training
+#: candidate that plays any of their samples (same PCM data) is left out of train and test, so
+#: no recording of a held-out instrument is ever trained on. Chosen among the instruments the
+#: three fonts of scripts/setup.sh hold: a piano (another recording than the two pianos
+#: trained on), a harpsichord and a celesta, a concert flute and an ocarina; none of them
+#: shares a sample with another distinct instrument (sf_GMbank's flute does, with its
+#: piccolo, recorder and shakuhachi, so it is not one of them). docs/data.md lists them.
+HELDOUT_INSTRUMENTS: tuple[tuple[str, str, int, int], ...] = (
+    ("keyboard", "TimGM6mb.sf2", 0, 0),  # Piano 1
+    ("keyboard", "FluidR3_GM.sf2", 0, 6),  # Harpsichord
+    ("keyboard", "sf_GMbank.sf2", 0, 8),  # Celesta
+    ("flute", "TimGM6mb.sf2", 0, 73),  # Flute TB
+    ("flute", "FluidR3_GM.sf2", 0, 79),  # Ocarina
+)
+#: Held-out notes: every semitone in this range (within each instrument's playing range), at
+#: one velocity.
+HELDOUT_PITCHES = (40, 90)
+HELDOUT_VELOCITY = 100
+
 #: Note checks at build time (section "Checks" of docs/data.md).
 PITCH_TOLERANCE_CENTS = 20.0
 PITCH_REJECT_CENTS = 50.0
@@ -97,7 +118,11 @@ class NSynthSize:
 
     per_family: instruments per family (None: every distinct one); step: semitones between
     rendered pitches (pitches p with (p - 24) % step == 0); velocities; pitch_range: clamp of
-    every instrument's range; fonts: sound-font file names allowed (None: all found).
+    every instrument's range; fonts: sound-font file names allowed (None: all found);
+    heldout: instruments kept out of training and rendered into the ``heldout`` split, as
+    (family, font, bank, program) (none by default; the sizes hold out
+    :data:`HELDOUT_INSTRUMENTS`); heldout_pitches: their pitch range, every semitone;
+    heldout_velocity: their one velocity.
     """
 
     per_family: int | None
@@ -105,12 +130,15 @@ class NSynthSize:
     velocities: tuple[int, ...]
     pitch_range: tuple[int, int]
     fonts: tuple[str, ...] | None
+    heldout: tuple[tuple[str, str, int, int], ...] = ()
+    heldout_pitches: tuple[int, int] = HELDOUT_PITCHES
+    heldout_velocity: int = HELDOUT_VELOCITY
 
 
 NSYNTH_SIZES = {
     # Step 5 keeps pairs of notes a fourth apart (the paper's pitch interpolation, Fig. 6).
-    "small": NSynthSize(5, 5, (25, 75, 100, 127), (24, 96), SMALL_FONTS),
-    "full": NSynthSize(None, 1, (25, 50, 75, 100, 127), (20, 110), None),
+    "small": NSynthSize(5, 5, (25, 75, 100, 127), (24, 96), SMALL_FONTS, HELDOUT_INSTRUMENTS),
+    "full": NSynthSize(None, 1, (25, 50, 75, 100, 127), (20, 110), None, HELDOUT_INSTRUMENTS),
 }
 
 
@@ -179,6 +207,7 @@ def distinct_instruments(
     programs: tuple[int, ...],
     *,
     skipped: dict[str, str] | None = None,
+    listed: dict[Path, list[Preset]] | None = None,
 ) -> list[Preset]:
     """The distinct recorded instruments among ``programs`` in ``fonts``.
 
@@ -189,20 +218,23 @@ def distinct_instruments(
     varied instruments.
 
     ``skipped``: if given, a font whose headers cannot be read is left out and recorded there
-    (``{path: problem}``) instead of raising.
+    (``{path: problem}``) instead of raising. ``listed``: if given, a cache of
+    :func:`~mmsin.data.render.read_presets` per font, read from and filled in.
     """
     seen: set[str] = set()
     by_program: dict[int, list[Preset]] = {p: [] for p in programs}
+    cache: dict[Path, list[Preset]] = {} if listed is None else listed
     for font in fonts:
-        try:
-            listed = read_presets(font)
-        except _FONT_ERRORS as exc:
-            if skipped is None:
-                raise
-            skipped[str(font)] = _problem(exc, font)
-            continue
+        if font not in cache:
+            try:
+                cache[font] = read_presets(font)
+            except _FONT_ERRORS as exc:
+                if skipped is None:
+                    raise
+                skipped[str(font)] = _problem(exc, font)
+                continue
         presets = [
-            p for p in listed if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
+            p for p in cache[font] if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
         ]
         presets.sort(key=lambda p: (programs.index(p.program), p.bank))
         for p in presets:
@@ -216,10 +248,16 @@ def distinct_instruments(
     return out
 
 
-def _nsynth_plan(spec: NSynthSize) -> tuple[list[tuple[str, Preset]], list[tuple[str, str]]]:
-    """(family, preset) of every instrument to render, in instrument-number order, and the
-    sound fonts left out as ``(font, problem)``: named by the size but not installed, or
-    unreadable (damaged headers)."""
+def _nsynth_plan(
+    spec: NSynthSize,
+) -> tuple[list[tuple[str, Preset]], list[tuple[str, Preset]], list[tuple[str, str]]]:
+    """(family, preset) of every instrument to train and test on, in instrument-number order;
+    (family, preset) of every held-out instrument (``spec.heldout`` found in the fonts); and
+    what was left out as ``(what, problem)``: sound fonts named by the size but not installed
+    or unreadable (damaged headers), held-out presets not found.
+
+    A training candidate that plays any sample of a held-out instrument is dropped, so train,
+    test and held-out notes never share a recording (a sample's PCM data)."""
     fonts = find_soundfonts()
     skipped: list[tuple[str, str]] = []
     if spec.fonts is not None:
@@ -232,9 +270,31 @@ def _nsynth_plan(spec: NSynthSize) -> tuple[list[tuple[str, Preset]], list[tuple
             "Debian packages fluid-soundfont-gm and timgm6mb-soundfont (scripts/setup.sh does)"
         )
     unreadable: dict[str, str] = {}
+    listed: dict[Path, list[Preset]] = {}
+    heldout: list[tuple[str, Preset]] = []
+    by_name = {f.name: f for f in fonts}
+    for family, font_name, bank, program in spec.heldout:
+        label = f"held-out {font_name} bank {bank} program {program}"
+        font = by_name.get(font_name)
+        if font is None:
+            skipped.append((label, "sound font not installed (or not one of this size's)"))
+            continue
+        if font not in listed:
+            try:
+                listed[font] = read_presets(font)
+            except _FONT_ERRORS as exc:
+                unreadable[str(font)] = _problem(exc, font)
+                continue
+        match = [p for p in listed[font] if (p.bank, p.program) == (bank, program)]
+        if not match or not match[0].samples:
+            skipped.append((label, "no such preset with samples in the sound font"))
+            continue
+        heldout.append((family, match[0]))
+    held_samples = frozenset().union(*(p.samples for _, p in heldout))
     plan: list[tuple[str, Preset]] = []
     for family, programs in (("keyboard", KEYBOARD_PROGRAMS), ("flute", FLUTE_PROGRAMS)):
-        found = distinct_instruments(fonts, programs, skipped=unreadable)
+        found = distinct_instruments(fonts, programs, skipped=unreadable, listed=listed)
+        found = [p for p in found if not (p.samples & held_samples)]
         plan += [(family, p) for p in found[: spec.per_family]]
     skipped += list(unreadable.items())
     if not plan:
@@ -242,13 +302,21 @@ def _nsynth_plan(spec: NSynthSize) -> tuple[list[tuple[str, Preset]], list[tuple
             "no usable keyboard or flute preset in the sound fonts "
             f"{', '.join(f.name for f in fonts)}: {skipped_summary(skipped)}"
         )
-    return plan, skipped
+    return plan, heldout, skipped
 
 
 def _pitches(program: int, spec: NSynthSize) -> list[int]:
     lo, hi = PROGRAM_RANGES.get(program, DEFAULT_RANGE)
     lo, hi = max(lo, spec.pitch_range[0]), min(hi, spec.pitch_range[1])
     return [p for p in range(lo, hi + 1) if (p - 24) % spec.step == 0]
+
+
+def heldout_pitches(program: int, spec: NSynthSize) -> list[int]:
+    """Every semitone of ``spec.heldout_pitches`` that the program plays (its playing range,
+    :data:`PROGRAM_RANGES`)."""
+    lo, hi = PROGRAM_RANGES.get(program, DEFAULT_RANGE)
+    lo, hi = max(lo, spec.heldout_pitches[0]), min(hi, spec.heldout_pitches[1])
+    return list(range(lo, hi + 1))
 
 
 def check_note(x: np.ndarray, fs: int, pitch: int) -> tuple[str, float]:
@@ -274,12 +342,16 @@ def check_note(x: np.ndarray, fs: int, pitch: int) -> tuple[str, float]:
 def build_nsynth_like(
     root: Path, size: str = "small", *, progress: bool = True, spec: NSynthSize | None = None
 ) -> Path:
-    """Render the nsynth-like set into ``root`` (NSynth layout, one folder ``nsynth-train``).
+    """Render the nsynth-like set into ``root`` (NSynth layout).
 
-    ``spec`` overrides the size's parameters (tests use a tiny one). Returns ``root``.
+    Train and test notes go to ``nsynth-train`` (the loader draws the paper's velocity split);
+    the notes of the held-out instruments (``spec.heldout``: every semitone of
+    ``spec.heldout_pitches`` they play, at ``spec.heldout_velocity``) to ``nsynth-heldout``,
+    the ``heldout`` split. ``spec`` overrides the size's parameters (tests use a tiny one).
+    Returns ``root``.
     """
     spec = spec or NSYNTH_SIZES[size]
-    plan, skipped = _nsynth_plan(spec)
+    plan, heldout, skipped = _nsynth_plan(spec)
     params: dict[str, Any] = {
         "kind": "nsynth-like",
         "size": size,
@@ -288,6 +360,9 @@ def build_nsynth_like(
         "spec": spec.__dict__,
         "instruments": [
             [fam, p.soundfont.name, p.bank, p.program, p.fingerprint] for fam, p in plan
+        ],
+        "heldout": [
+            [fam, p.soundfont.name, p.bank, p.program, p.fingerprint] for fam, p in heldout
         ],
     }
     if _cached(root, params):
@@ -299,30 +374,42 @@ def build_nsynth_like(
             "(330 MB) for MuseScore's piano and flutes; building with the fonts found.",
         )
     _start(root)
-    folder = root / "nsynth-train"
-    audio_dir = folder / "audio"
-    audio_dir.mkdir(parents=True)
+    folders = {"train": root / TRAIN_FOLDER, "heldout": root / HELDOUT_FOLDER}
+    (folders["train"] / "audio").mkdir(parents=True)
+    if heldout:
+        (folders["heldout"] / "audio").mkdir(parents=True)
     t0 = time.perf_counter()
     jobs = [
-        (fam, p, pitch, v)
+        ("train", fam, p, pitch, v)
         for fam, p in plan
         for pitch in _pitches(p.program, spec)
         for v in spec.velocities
     ]
-    examples: dict[str, dict[str, Any]] = {}
-    counts: Counter[str] = Counter()
-    errors: list[float] = []
+    jobs += [
+        ("heldout", fam, p, pitch, spec.heldout_velocity)
+        for fam, p in heldout
+        for pitch in heldout_pitches(p.program, spec)
+    ]
+    examples: dict[str, dict[str, dict[str, Any]]] = {"train": {}, "heldout": {}}
+    counts: dict[str, Counter[str]] = {"train": Counter(), "heldout": Counter()}
+    errors: dict[str, list[float]] = {"train": [], "heldout": []}
+    rejected: dict[str, list[list[Any]]] = {}  # held-out notes that failed a check
     index = {"keyboard": 0, "flute": 0}
     names: dict[tuple[Path, int, int], str] = {}
     inst_ids: dict[str, int] = {}
-    for fam, p in plan:
+    # Held-out instruments are numbered after the training ones, as NSynth numbers its
+    # instruments across its splits.
+    for fam, p in plan + heldout:
         names[(p.soundfont, p.bank, p.program)] = f"{fam}_acoustic_{index[fam]:03d}"
         inst_ids[names[(p.soundfont, p.bank, p.program)]] = len(inst_ids)
         index[fam] += 1
     failed: set[tuple[Path, int, int]] = set()
+    n_notes = 0
     with Synth(NSYNTH_FS, gain=1.0, reverb=False) as synth:
         current = None
-        for fam, p, pitch, v in tqdm(jobs, desc="nsynth-like", unit="note", disable=not progress):
+        for split, fam, p, pitch, v in tqdm(
+            jobs, desc="nsynth-like", unit="note", disable=not progress
+        ):
             key = (p.soundfont, p.bank, p.program)
             if key in failed:
                 continue
@@ -339,16 +426,19 @@ def build_nsynth_like(
                 skipped.append((_preset_label(p), _problem(exc, p.soundfont)))
                 continue
             status, err = check_note(x, NSYNTH_FS, pitch)
-            counts[status] += 1
-            if status != "ok":
-                continue
-            errors.append(err)
+            counts[split][status] += 1
             inst = names[key]
+            if status != "ok":
+                if split == "heldout":
+                    cents = None if np.isnan(err) else round(err, 1)
+                    rejected.setdefault(inst, []).append([pitch, status, cents])
+                continue
+            errors[split].append(err)
             note_str = f"{inst}-{pitch:03d}-{v:03d}"
-            save_audio(audio_dir / f"{note_str}.wav", x, NSYNTH_FS, subtype="PCM_24")
-            examples[note_str] = {
+            save_audio(folders[split] / "audio" / f"{note_str}.wav", x, NSYNTH_FS, subtype="PCM_24")
+            examples[split][note_str] = {
                 "note_str": note_str,
-                "note": len(examples),
+                "note": n_notes,
                 "sample_rate": NSYNTH_FS,
                 "pitch": pitch,
                 "velocity": v,
@@ -367,41 +457,68 @@ def build_nsynth_like(
                 "preset_name": p.name,
                 "f0_error_cents": round(err, 2),
             }
-    if not counts:
+            n_notes += 1
+    if not counts["train"]:
         raise DataError(f"{root}: nothing could be rendered: {skipped_summary(skipped)}")
-    if not examples:
-        raise DataError(f"{root}: every rendered note failed the checks ({dict(counts)})")
+    if not examples["train"]:
+        raise DataError(f"{root}: every rendered note failed the checks ({dict(counts['train'])})")
     _report(root, skipped)
-    with open(folder / "examples.json", "w", encoding="utf-8") as f:
-        json.dump(examples, f, indent=1)
-    errs = np.abs(np.asarray(errors))
-    summary: dict[str, Any] = {
-        "notes": len(examples),
-        # Instruments with at least one note that passed the checks.
-        "instruments": {
-            fam: len(
-                {
-                    e["instrument_str"]
-                    for e in examples.values()
-                    if e["instrument_family_str"] == fam
-                }
-            )
+    for split, folder in folders.items():
+        if examples[split]:
+            with open(folder / "examples.json", "w", encoding="utf-8") as f:
+                json.dump(examples[split], f, indent=1)
+        elif folder.exists():
+            shutil.rmtree(folder)
+
+    def instruments(split: str) -> dict[str, int]:
+        """Instruments with at least one note that passed the checks, per family."""
+        table = examples[split].values()
+        return {
+            fam: len({e["instrument_str"] for e in table if e["instrument_family_str"] == fam})
             for fam in index
-        },
-        "checks": dict(counts),
+        }
+
+    errs = np.abs(np.asarray(errors["train"]))
+    summary: dict[str, Any] = {
+        "notes": len(examples["train"]),
+        "instruments": instruments("train"),
+        "checks": dict(counts["train"]),
         # Sound fonts and presets left out: [what, problem].
         "skipped": [list(k) for k in skipped],
         "within_20_cents": float(np.mean(errs <= PITCH_TOLERANCE_CENTS)),
         "max_abs_cents": float(errs.max()),
-        "seconds": round(time.perf_counter() - t0, 1),
     }
+    if spec.heldout:
+        held_errs = np.abs(np.asarray(errors["heldout"]))
+        summary["heldout"] = {
+            "notes": len(examples["heldout"]),
+            "pitches": list(spec.heldout_pitches),
+            "velocity": spec.heldout_velocity,
+            # instrument_str -> "font bank b program p (preset name)"
+            "instruments": {
+                names[(p.soundfont, p.bank, p.program)]: _preset_label(p) for _, p in heldout
+            },
+            "checks": dict(counts["heldout"]),
+            # [pitch, check, cents] of the notes left out, per instrument
+            "rejected": rejected,
+            "within_20_cents": (
+                float(np.mean(held_errs <= PITCH_TOLERANCE_CENTS)) if held_errs.size else None
+            ),
+        }
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
     _finish(root, params, summary)
+    held_msg = ""
+    if spec.heldout:
+        held_msg = (
+            f", held out: {summary['heldout']['notes']} notes of "
+            f"{sum(instruments('heldout').values())} instruments"
+        )
     _say(
         progress,
         f"nsynth-like ({size}): {summary['notes']} notes of "
         f"{sum(summary['instruments'].values())} instruments {summary['instruments']}, "
-        f"checks {dict(counts)}, "
-        f"{100 * summary['within_20_cents']:.1f}% within 20 cents, "
+        f"checks {dict(counts['train'])}, "
+        f"{100 * summary['within_20_cents']:.1f}% within 20 cents{held_msg}, "
         f"{len(skipped)} fonts/presets skipped, "
         f"{summary['seconds']} s -> {root}",
     )

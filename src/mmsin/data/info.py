@@ -31,7 +31,9 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
     Returns a dict with at least ``path``, ``format``, ``clips`` (number of notes or extracts),
     ``seconds_per_clip`` (at the source rate), ``total_seconds``, ``splits`` ({name: count});
     NSynth adds ``instruments`` ({family: count}), ``pitch_histogram`` and
-    ``velocity_histogram`` ({value: count}) of the paper's selection. A folder of audio adds
+    ``velocity_histogram`` ({value: count}) of the paper's selection (train and test), and,
+    where the tree has held-out instruments (``nsynth-heldout``), a ``heldout`` split count and
+    ``heldout`` ({instrument: {preset, notes, pitches [lowest, highest]}}). A folder of audio adds
     ``skipped``: ``(path, problem)`` of each file whose header :func:`mmsin.io.audio_info`
     refuses (logged in one WARNING line, left out of the counts).
 
@@ -48,24 +50,41 @@ def describe(source: str | os.PathLike[str], size: str = "small") -> dict[str, A
     if build.is_file():
         out["build"] = json.loads(build.read_text(encoding="utf-8")).get("summary", {})
     if fmt == "nsynth":
-        from mmsin.data.nsynth import read_examples, select_notes
+        from mmsin.data.nsynth import HELDOUT_FOLDER, read_examples, select_notes
 
         every = read_examples(path)
-        notes = select_notes(every)
-        if not notes:
+        selected = select_notes(every)
+        if not selected:
             raise DataError(f"{path}: no acoustic keyboard or flute note within MIDI 20-110")
+        held = [n for n in selected if n["folder"] == HELDOUT_FOLDER]
+        notes = [n for n in selected if n["folder"] != HELDOUT_FOLDER]
         test = velocity_split(
             [n["instrument_str"] for n in notes], [int(n["velocity"]) for n in notes]
         )
         insts: dict[str, set[str]] = {}
         for n in notes:
             insts.setdefault(n["instrument_family_str"], set()).add(n["instrument_str"])
+        counts = {"train": int((~test).sum()), "test": int(test.sum())}
+        if held:
+            counts["heldout"] = len(held)
+            by_inst: dict[str, list[dict[str, Any]]] = {}
+            for n in held:
+                by_inst.setdefault(n["instrument_str"], []).append(n)
+            out["heldout"] = {}
+            for inst, mine in sorted(by_inst.items()):
+                pitches = [int(n["pitch"]) for n in mine]
+                where = [str(mine[0][k]) for k in ("soundfont", "preset_name") if mine[0].get(k)]
+                out["heldout"][inst] = {
+                    "preset": " ".join(where),
+                    "notes": len(mine),
+                    "pitches": [min(pitches), max(pitches)],
+                }
         out.update(
-            clips=len(notes),
+            clips=len(notes) + len(held),
             notes_in_tree=len(every),
             seconds_per_clip=4.0,
-            total_seconds=4.0 * len(notes),
-            splits={"train": int((~test).sum()), "test": int(test.sum())},
+            total_seconds=4.0 * (len(notes) + len(held)),
+            splits=counts,
             instruments={k: len(v) for k, v in sorted(insts.items())},
             pitch_histogram=dict(sorted(Counter(int(n["pitch"]) for n in notes).items())),
             velocity_histogram=dict(sorted(Counter(int(n["velocity"]) for n in notes).items())),
@@ -169,6 +188,16 @@ def format_description(d: dict[str, Any]) -> str:
         lines += histogram_lines(d["pitch_histogram"])
         lines.append("velocity histogram:")
         lines += histogram_lines(d["velocity_histogram"])
+    if d.get("heldout"):
+        lines.append(
+            f"heldout: {sum(h['notes'] for h in d['heldout'].values())} notes of "
+            f"{len(d['heldout'])} instruments never seen in training (not in the histograms):"
+        )
+        lines += [
+            f"  {inst}: {h['preset'] or '?'}, {h['notes']} notes, MIDI "
+            f"{h['pitches'][0]}-{h['pitches'][1]}"
+            for inst, h in d["heldout"].items()
+        ]
     if d.get("skipped"):
         lines.append(f"skipped {len(d['skipped'])} unusable files:")
         lines += [f"  {skipped_summary([s], d['path'])}" for s in d["skipped"]]

@@ -58,6 +58,11 @@ QUALITIES = (
     "tempo-synced",
 )
 NSYNTH_FS = 16000
+#: The look-alike's folders: notes for the paper's velocity split, and the notes of instruments
+#: never seen in training (the ``heldout`` split). A folder of this name in any NSynth tree is
+#: read as held out: never part of train, test or all.
+TRAIN_FOLDER = "nsynth-train"
+HELDOUT_FOLDER = "nsynth-heldout"
 
 
 def split_folders(root: str | os.PathLike[str]) -> list[Path]:
@@ -162,8 +167,12 @@ def load_nsynth(
     ----------
     root : path
         An NSynth tree (see the module docstring).
-    split : {"train", "test", "all"} for the velocity rule; with ``split_rule="folders"`` the
-        NSynth folder of that name (``nsynth-train``, ``nsynth-valid``, ``nsynth-test``).
+    split : {"train", "test", "all", "heldout"} for the velocity rule; with
+        ``split_rule="folders"`` the NSynth folder of that name (``nsynth-train``,
+        ``nsynth-valid``, ``nsynth-test``). ``heldout`` is, under either rule, the notes of the
+        folder ``nsynth-heldout``: instruments never seen in training, which the built
+        nsynth-like look-alike has (docs/data.md); they are never part of the other splits,
+        ``all`` included.
     fs : int
         Output rate in Hz (files are 16 kHz; soxr resamples).
     families, sources, pitch_range
@@ -194,15 +203,29 @@ def load_nsynth(
         raise DataError(
             f"{root}: no note of families {families}, sources {sources}, pitch {pitch_range}"
         )
-    if split_rule == "velocity":
-        check_split(split, ("train", "test", "all"))
+    held = [n for n in notes if n["folder"] == HELDOUT_FOLDER]
+    notes = [n for n in notes if n["folder"] != HELDOUT_FOLDER]
+    if split == "heldout":
+        if split_rule not in ("velocity", "folders"):
+            raise ValueError(f"split_rule {split_rule!r}: expected 'velocity' or 'folders'")
+        if not held:
+            raise DataError(
+                f"{root}: no held-out notes (no {HELDOUT_FOLDER}/ with notes of families "
+                f"{families}, pitch {pitch_range}); the nsynth-like look-alike has them "
+                "(rebuild it with `mmsin data build nsynth-like`)"
+            )
+        notes = held
+    elif not notes:
+        raise DataError(f"{root}: only held-out notes ({HELDOUT_FOLDER}/); no {split} split")
+    elif split_rule == "velocity":
+        check_split(split, ("train", "test", "all", "heldout"))
         is_test = velocity_split(
             [n["instrument_str"] for n in notes], [int(n["velocity"]) for n in notes], seed=seed
         )
         if split != "all":
             notes = [n for n, t in zip(notes, is_test, strict=True) if t == (split == "test")]
     elif split_rule == "folders":
-        check_split(split, ("train", "valid", "test", "all"))
+        check_split(split, ("train", "valid", "test", "all", "heldout"))
         if split != "all":
             notes = [n for n in notes if n["folder"].endswith(split)]
     else:

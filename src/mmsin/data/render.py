@@ -62,6 +62,8 @@ class Preset:
         The preset's name in the font.
     fingerprint : str
         SHA-1 over the sorted PCM hashes of every sample the preset plays ("" if it plays none).
+    samples : frozenset of str
+        The SHA-1 of each sample's PCM data: two presets share a recording where these meet.
     """
 
     soundfont: Path
@@ -69,6 +71,7 @@ class Preset:
     program: int
     name: str
     fingerprint: str
+    samples: frozenset[str] = frozenset()
 
 
 def find_soundfonts() -> list[Path]:
@@ -186,10 +189,9 @@ def read_presets(path: str | os.PathLike[str]) -> list[Preset]:
                     if pgen[g][0] == 41 and pgen[g][1] < len(inst) - 1:
                         samples |= instrument_samples(pgen[g][1])
             digest = ""
+            hashes = frozenset(hash_sample(s) for s in samples)
             if samples:
-                digest = hashlib.sha1(
-                    "".join(sorted(hash_sample(s) for s in samples)).encode()
-                ).hexdigest()
+                digest = hashlib.sha1("".join(sorted(hashes)).encode()).hexdigest()
             presets.append(
                 Preset(
                     soundfont=p,
@@ -197,6 +199,7 @@ def read_presets(path: str | os.PathLike[str]) -> list[Preset]:
                     program=program,
                     name=name.split(b"\0")[0].decode("latin-1").strip(),
                     fingerprint=digest,
+                    samples=hashes,
                 )
             )
     return presets

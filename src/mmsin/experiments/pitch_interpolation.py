@@ -1,0 +1,169 @@
+"""Paper section 5.3, Fig. 6: G((Z1+Z2)/2) of two notes 5 semitones apart has one fundamental
+in between, where the signal mix (x1+x2)/2 has both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmsin import evaluation as ev
+from mmsin import plots, report
+from mmsin.experiments.shared import (
+    NOTES,
+    Context,
+    Outcome,
+    data_size,
+    finish,
+    load_split,
+    model_for,
+    out_folder,
+    wav,
+)
+
+__all__ = ["note_pairs", "pitch_interpolation"]
+
+
+def _nan_last(v: float) -> float:
+    """Sort key putting NaN (no voiced frame) after every number."""
+    return float("inf") if v != v else v
+
+
+def note_pairs(meta: list[dict[str, Any]], interval: int = 5) -> list[tuple[int, int]]:
+    """Index pairs (i, j) of notes of one instrument and velocity, pitch_j = pitch_i + 5."""
+    index = {}
+    for i, m in enumerate(meta):
+        if "pitch" in m:
+            index[(m.get("instrument_str"), m.get("velocity"), int(m["pitch"]))] = i
+    out = []
+    for (inst, vel, p), i in sorted(index.items(), key=lambda kv: kv[1]):
+        j = index.get((inst, vel, p + interval))
+        if j is not None:
+            out.append((i, j))
+    return out
+
+
+def pitch_interpolation(ctx: Context) -> Outcome:
+    """Fig. 6: G((Z1+Z2)/2) of two notes 5 semitones apart has one fundamental in between."""
+    name = "pitch_interpolation"
+    folder = out_folder(ctx, name)
+    model, info, dataset = model_for(ctx, name, NOTES, any_dataset=True)
+    test = load_split(ctx, dataset, "test", data_size(ctx, model))
+    pairs = note_pairs(test.meta)
+    if not pairs:
+        raise ValueError(f"{dataset}: no test notes of one instrument 5 semitones apart")
+    rng = np.random.default_rng(ctx.seed)
+    if len(pairs) > ctx.n_pairs:
+        pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), ctx.n_pairs, replace=False))]
+    fs = model.fs
+    rec: dict[str, list[Any]] = {
+        "latent_cents": [],
+        "latent_single": [],
+        "signal_cents": [],
+        "signal_single": [],
+        "latent_endpoint_cents": [],
+        "signal_endpoint_cents": [],
+        "pairs": [],
+    }
+    triples = []
+    section = report.Section("Pitch interpolation (Fig. 6)")
+    for k, (i, j) in enumerate(pairs):
+        x = test.audio[[i, j]]
+        z = model.encode(x)
+        g = model.decode(torch.cat([z, 0.5 * (z[:1] + z[1:])])).cpu().numpy()
+        g1, g2, mid = g[0], g[1], g[2]
+        signal_mid = 0.5 * (x[0] + x[1])[: g.shape[1]]
+        p1, p2 = int(test.meta[i]["pitch"]), int(test.meta[j]["pitch"])
+        f_expected = ev.midi_to_hz((p1 + p2) / 2)
+        band = (ev.midi_to_hz(p1 - 3), ev.midi_to_hz(p2 + 3))
+        entry: dict[str, Any] = {
+            "pitches": [p1, p2],
+            "names": [test.meta[i].get("name"), test.meta[j].get("name")],
+        }
+        for label, y in (("latent", mid), ("signal", signal_mid)):
+            f0 = ev.median_f0(y, fs, model=ctx.crepe_model)
+            hp = ev.harmonic_pitches(y, fs, fmin=max(float(band[0]) / 2, ev.CREPE_FMIN))
+            c = ev.cents(f0, f_expected)
+            # distance to the nearer of the two notes: a midpoint that snaps to an endpoint
+            # (a fade between two notes, not a new pitch) lands near 0 here
+            c_end = min(
+                (abs(float(ev.cents(f0, ev.midi_to_hz(p)))) for p in (p1, p2)), key=_nan_last
+            )
+            rec[f"{label}_endpoint_cents"].append(c_end)
+            rec[f"{label}_cents"].append(c)
+            rec[f"{label}_single"].append(hp.single)
+            entry[label] = {
+                "f0": f0,
+                "cents_from_midpoint": c,
+                "single": hp.single,
+                "salience_ratio": hp.ratio,
+                "fundamentals": list(hp.f0),
+            }
+        entry["endpoints_f0"] = [
+            ev.median_f0(g1, fs, model=ctx.crepe_model),
+            ev.median_f0(g2, fs, model=ctx.crepe_model),
+        ]
+        rec["pairs"].append(entry)
+        if k < ctx.n_examples:
+            triples.append((f"{p1}->{p2}", g1, mid, g2))
+            for lab, y in (("G(Z1)", g1), ("G(mid)", mid), ("G(Z2)", g2), ("mix", signal_mid)):
+                section.add(report.Audio(wav(folder, f"pair{k}-{lab}", y, fs), f"{k}: {lab}"))
+
+    def share(label: str) -> dict[str, float]:
+        """Shares of midpoints with one fundamental / f0 near the intermediate pitch."""
+        c = np.abs(np.asarray(rec[f"{label}_cents"], dtype=float))
+        e = np.asarray(rec[f"{label}_endpoint_cents"], dtype=float)
+        single = np.asarray(rec[f"{label}_single"], dtype=bool)
+        # "near" = closer to the intermediate pitch than to either note (+-125 cents of 500)
+        near = np.nan_to_num(c, nan=np.inf) < 125
+        return {
+            "single_fundamental": float(single.mean()) if single.size else float("nan"),
+            "near_midpoint": float(near.mean()) if near.size else float("nan"),
+            "single_and_near": float((single & near).mean()) if near.size else float("nan"),
+            "median_abs_cents": float(np.nanmedian(c)) if c.size else float("nan"),
+            "at_an_endpoint": float((np.nan_to_num(e, nan=np.inf) < 50).mean())
+            if e.size
+            else float("nan"),
+        }
+
+    shares = {"latent": share("latent"), "signal": share("signal")}
+    summary: dict[str, Any] = {**shares, "pairs": len(pairs)}
+    rows: list[list[object]] = [
+        [
+            lab,
+            shares[key]["single_fundamental"],
+            shares[key]["near_midpoint"],
+            shares[key]["single_and_near"],
+            shares[key]["at_an_endpoint"],
+            shares[key]["median_abs_cents"],
+        ]
+        for lab, key in (("latent G((Z1+Z2)/2)", "latent"), ("signal (x1+x2)/2", "signal"))
+    ]
+    section.blocks.insert(
+        0,
+        report.Table(
+            [
+                "midpoint",
+                "one fundamental",
+                "f0 within 125 cents of midpoint",
+                "both",
+                "f0 within 50 cents of one of the two notes",
+                "median |cents|",
+            ],
+            rows,
+            caption=f"{len(pairs)} pairs of test notes of one instrument 5 semitones apart. "
+            "f0 by CREPE; one fundamental by the two-pitch salience test.",
+        ),
+    )
+    if triples:
+        fig = plots.pitch_interpolation_figure(triples, fs, folder / "fig6.png")
+        hist = plots.histogram(
+            {"latent": rec["latent_cents"], "signal": rec["signal_cents"]},
+            folder / "cents.png",
+            xlabel="cents from the intermediate pitch",
+        )
+        section.blocks.insert(1, report.Figure(fig, "G(Z1) | G((Z1+Z2)/2) | G(Z2)"))
+        section.blocks.insert(2, report.Figure(hist, "Distribution of midpoint f0 errors"))
+    return finish(ctx, name, folder, {"run": info, "summary": summary, **rec}, section)

@@ -1,0 +1,186 @@
+"""The training objective on cached features (paper eqs. 4-6), one step's terms, evaluation.
+
+Loss::
+
+    mse     : || G(S) - x ||^2 / power                      (waveform baseline)
+    inv     : L_inv = mean_c |S_K G(S) - S_K x|_c / mean|S_K x|_c       (eq. 5)
+    inv+mm  : L_inv + lam * L_MM(G(L^-1 z)), z white noise, fresh every step (eq. 6)
+
+Only the segment's output blocks enter a loss (:meth:`Features.crop`): they are the ones that
+have all the S_J frames they depend on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmsin.assembly import build_scalogram
+from mmsin.config import Config
+from mmsin.training.features import Features
+
+__all__ = ["Objective", "amp_context", "evaluate_inv", "loss_terms", "total_loss"]
+
+
+def amp_context(device: torch.device, enabled: bool) -> Any:
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class Objective(nn.Module):
+    """The training loss of ``cfg.loss`` on fixed features; ``terms`` returns each term."""
+
+    wave_power: Tensor
+
+    def __init__(self, cfg: Config, feats: Features) -> None:
+        super().__init__()
+        from mmsin.losses import MomentMatchingLoss, ReconstructionLoss
+
+        self.kind = cfg.loss.kind
+        self.lam = cfg.loss.lam
+        scalogram = build_scalogram(cfg).eval()
+        for p in scalogram.parameters():
+            p.requires_grad_(False)
+        self.rec = ReconstructionLoss(scalogram, feats.sk_mean_abs)
+        self.mm = MomentMatchingLoss(scalogram, feats.sk_mean, feats.sk_rms)
+        self.register_buffer("wave_power", feats.wave_power.clone())
+
+    def inv(self, x_hat: Tensor, target_sk: Tensor) -> Tensor:
+        """L_inv of eq. (5) against cached S_K targets."""
+        return self.rec(x_hat, target_sk)  # type: ignore[no-any-return]
+
+    def mse(self, x_hat: Tensor, x: Tensor) -> Tensor:
+        from mmsin.losses import waveform_mse
+
+        return waveform_mse(x_hat, x, self.wave_power)
+
+
+@contextlib.contextmanager
+def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
+    """Run G on examples whose first ``pad[i]`` frames lie before their clip's start as if G
+    started there from a zero state, as :meth:`mmsin.MMSIN.decode` does on a whole clip.
+
+    Feeding zero frames is not the same: G's biases and BatchNorm make its response to silence
+    non-zero, and that response would reach the clip's first blocks. Inside this context every
+    layer's output is zeroed before each example's start, so the next layer sees there the
+    zeros it sees before time 0 when decoding. (``pad`` = None or all zero: nothing changes.)
+    """
+    module = getattr(generator, "module", generator)  # DDP wraps the generator
+    layers = getattr(module, "layers", None)
+    if pad is None or layers is None or not bool((pad > 0).any()):
+        yield
+        return
+    state: dict[str, int] = {}
+
+    def remember_width(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+        state["width"] = int(args[0].shape[-1])
+
+    def mask(mod: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        rate = out.shape[-1] // state["width"]  # output samples per input frame so far
+        start = pad.to(out.device)[:, None] * rate
+        keep = torch.arange(out.shape[-1], device=out.device)[None, :] >= start
+        return out * keep[:, None, :].to(out.dtype)
+
+    handles = [module.register_forward_pre_hook(remember_width)]
+    handles += [layer.register_forward_hook(mask) for layer in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
+    """BatchNorm in eval mode for the moment-matching pass on synthetic batches.
+
+    The pass then sees G as generation runs it (BatchNorm with its running statistics, an
+    affine map that gradients go through), and the running statistics that inference uses are
+    updated by real-data batches only.
+    """
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
+
+
+def loss_terms(
+    cfg: Config,
+    model: nn.Module,
+    objective: Objective,
+    frames: Tensor,
+    wave: Tensor,
+    sk: Tensor,
+    codes: Tensor | None,
+    feats: Features,
+    amp: bool,
+    device: torch.device,
+    pad: Tensor | None = None,
+) -> dict[str, Tensor]:
+    """One step's loss terms: ``mse`` or ``inv`` on the real batch, plus ``mm`` (eq. 6) on G
+    applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given.
+
+    The real batch starts from a zero state at clip starts (``pad``, :func:`zero_state`); the
+    synthetic one runs with BatchNorm in eval mode (:func:`frozen_batchnorm`)."""
+    terms: dict[str, Tensor] = {}
+    with amp_context(device, amp), zero_state(model, pad):
+        out = model(frames)
+    # Only the segment's blocks have all the frames they depend on (context before/after).
+    x_hat = feats.crop(out).float()
+    if cfg.loss.kind == "mse":
+        terms["mse"] = objective.mse(x_hat, wave)
+    else:
+        terms["inv"] = objective.inv(x_hat, sk)
+    if codes is not None:
+        with amp_context(device, amp), frozen_batchnorm(model):
+            gen = model(codes)
+        terms["mm"] = objective.mm(feats.crop(gen).float())
+    return terms
+
+
+def total_loss(cfg: Config, terms: dict[str, Tensor]) -> Tensor:
+    """The loss optimised: ``inv`` (or ``mse``), plus ``lam * mm`` when present."""
+    loss = terms["inv"] if "inv" in terms else terms["mse"]
+    if "mm" in terms:
+        loss = loss + cfg.loss.lam * terms["mm"]
+    return loss
+
+
+@torch.no_grad()
+def evaluate_inv(
+    generator: nn.Module,
+    objective: Objective,
+    feats: Features,
+    device: torch.device,
+    split: str = "test",
+    batch: int = 64,
+) -> float:
+    """Mean L_inv (eq. 5) of the reconstructions G(S_J x) of a split's segments, eval mode."""
+    frames = getattr(feats, f"{split}_frames")
+    sk = getattr(feats, f"{split}_sk")
+    pad = getattr(feats, f"{split}_pad", None)
+    if frames.shape[0] == 0:
+        return float("nan")
+    was_training = generator.training
+    generator.eval()
+    total, count = 0.0, 0
+    for i in range(0, frames.shape[0], batch):
+        f = frames[i : i + batch].to(device)
+        with zero_state(generator, None if pad is None else pad[i : i + batch]):
+            x_hat = feats.crop(generator(f)).float()
+        total += float(objective.inv(x_hat, sk[i : i + batch].to(device))) * f.shape[0]
+        count += f.shape[0]
+    generator.train(was_training)
+    return total / count
