@@ -172,10 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((b.name, str(changed.relative_to(src)), verdict, detail, secs))
         print(f"{b.name}: {verdict} ({detail}, {secs:.0f} s)", flush=True)
     w = max(len(r[0]) for r in rows)
+    wf = max(len("file broken"), *(len(r[1]) for r in rows))
     print()
-    print(f"{'breakage':<{w}}  {'file broken':<26}  result")
+    print(f"{'breakage':<{w}}  {'file broken':<{wf}}  result")
     for name, changed, verdict, detail, _ in rows:
-        print(f"{name:<{w}}  {changed:<26}  {verdict}: {detail}")
+        print(f"{name:<{w}}  {changed:<{wf}}  {verdict}: {detail}")
     missed = [r[0] for r in rows if r[2] == "NOT CAUGHT"]
     if missed:
         print(f"\nNOT CAUGHT: {', '.join(missed)}", file=sys.stderr)
