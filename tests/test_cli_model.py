@@ -134,7 +134,8 @@ def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
     for n in range(warm + frames):
         pred = b + sum(S[:, :, M + n - m] @ A[m - 1].T for m in range(1, M + 1))
         S[:, :, M + n] = pred + z[:, :, n] @ root
-    X = np.maximum(S[:, :, M + warm :], 0.0)  # ReLU, eq. (1)
+    mask = model.modulus_channels.numpy()[None, :, None]  # S_J's non-negative channels
+    X = np.where(mask, np.maximum(S[:, :, M + warm :], 0.0), S[:, :, M + warm :])  # eq. (1)
     model.generator.eval()
     with torch.no_grad():
         return model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()

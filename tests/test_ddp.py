@@ -143,7 +143,7 @@ def test_two_ranks_on_shards_equal_one_process_on_the_union_batch(
         torch.testing.assert_close(w0[k], ref[k], rtol=0, atol=1e-6, msg=k)
     init = _initial_weights()
     moved = min(float((ref[k] - init[k]).abs().max()) for k in compared)
-    assert moved > 1e-3  # training moved the weights far more than the tolerance
+    assert moved > 1e-4  # training moved every weight far more than the tolerance (1e-6)
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from mmsin import evaluation as ev
 
@@ -167,8 +168,66 @@ def test_perceptual_error_is_the_training_loss_on_the_set() -> None:
     assert ev.perceptual_error(x, x, loss) == pytest.approx(0.0, abs=1e-6)
 
 
+class _EvenOddSquare(torch.nn.Module):
+    """A tiny stand-in scalogram: channel 0 = x[::2] (signed), channel 1 = x[1::2]^2."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([x[:, ::2], x[:, 1::2] ** 2], dim=1)
+
+
+# Hand computation (T = 4, two reference clips, one clip in x):
+#   ref  [1, 1, 3, 2] -> ch0 [1, 3], ch1 [1, 4];  [-1, 0, 1, 2] -> ch0 [-1, 1], ch1 [0, 4]
+#   n  = mean |S| = [(1+3+1+1)/4, (1+4+0+4)/4] = [1.5, 2.25];  mu = mean S = [1, 2.25]
+#   x    [2, 3, 2, 0] -> ch0 [2, 2], ch1 [9, 0]: m = [2, 4.5]
+#   D  = ((2 - 1)/1.5)^2 + ((4.5 - 2.25)/2.25)^2 = 4/9 + 1 = 13/9
+#   time averages of ref / n: [2/1.5, 2.5/2.25] = [4/3, 10/9] and [0, 2/2.25] = [0, 8/9];
+#   mean [2/3, 1], each clip sqrt((2/3)^2 + (1/9)^2) = sqrt(37)/9 from it: sigma = sqrt(37)/9.
+_REF = np.array([[1.0, 1.0, 3.0, 2.0], [-1.0, 0.0, 1.0, 2.0]])
+_X = np.array([[2.0, 3.0, 2.0, 0.0]])
+
+
+def test_normalizer_and_time_averaged_closed_form() -> None:
+    sk = _EvenOddSquare()
+    n = ev.scalogram_normalizer(sk, _REF, batch_size=1)
+    np.testing.assert_allclose(n, [1.5, 2.25])
+    np.testing.assert_allclose(ev.time_averaged(sk, _REF), [[2.0, 2.5], [0.0, 2.0]])
+    np.testing.assert_allclose(
+        ev.time_averaged(sk, _REF, normalizer=n), [[4 / 3, 10 / 9], [0.0, 8 / 9]]
+    )
+    with pytest.raises(ValueError, match="normalizer"):
+        ev.time_averaged(sk, _REF, normalizer=np.ones(3))
+    # A channel that is zero over the whole reference set is left as is (divisor 1).
+    np.testing.assert_allclose(ev.scalogram_normalizer(sk, np.zeros((1, 4))), [1.0, 1.0])
+
+
+def test_normalised_spread_closed_form_and_per_channel_division() -> None:
+    sk = _EvenOddSquare()
+    n = ev.scalogram_normalizer(sk, _REF)
+    raw = ev.time_averaged(sk, _REF)
+    assert ev.spread(raw) == pytest.approx(math.sqrt(2.0**2 + 0.5**2) / 2)
+    assert ev.spread(ev.time_averaged(sk, _REF, normalizer=n)) == pytest.approx(math.sqrt(37) / 9)
+    # Normalising is dividing every feature vector per channel: sigma of f / n, not sigma / n.
+    rng = np.random.default_rng(3)
+    f = rng.gamma(2.0, size=(50, 6)) * np.array([1.0, 10.0, 0.1, 3.0, 1.0, 100.0])
+    scale = f.mean(axis=0)
+    normed = ev.spread(f / scale)
+    by_hand = np.mean(np.sqrt((((f - f.mean(axis=0)) / scale) ** 2).sum(axis=1)))
+    assert normed == pytest.approx(by_hand)
+    assert normed != pytest.approx(ev.spread(f) / scale.mean())
+    # A uniform rescaling of one set scales sigma by the same factor.
+    assert ev.spread(3.0 * f / scale) == pytest.approx(3.0 * normed)
+
+
 def test_moment_matching_distance_closed_form() -> None:
-    pytest.importorskip("mmsin.losses", reason="mmsin.losses not merged yet")
+    sk = _EvenOddSquare()
+    assert ev.moment_matching_distance(_X, _REF, sk, batch_size=1) == pytest.approx(13 / 9)
+    assert ev.moment_matching_distance(_REF, _REF, sk) == pytest.approx(0.0, abs=1e-12)
+    # An explicit normaliser replaces the reference's: here 1, the raw squared distance.
+    raw = ev.moment_matching_distance(_X, _REF, sk, normalizer=np.ones(2))
+    assert raw == pytest.approx((2.0 - 1.0) ** 2 + (4.5 - 2.25) ** 2)
+
+
+def test_moment_matching_distance_on_the_package_scalogram() -> None:
     scattering = pytest.importorskip("mmsin.scattering")
     sk = scattering.Scalogram(K=5, Q=12, fs=FS)
     rng = np.random.default_rng(9)
@@ -176,8 +235,13 @@ def test_moment_matching_distance_closed_form() -> None:
     other = 2.0 * torch.tensor(rng.standard_normal((3, 2048)), dtype=torch.float32)
     with torch.no_grad():
         sr, so = sk(ref).double(), sk(other).double()
-    mu, rms = sr.mean(dim=(0, 2)), sr.pow(2).mean(dim=(0, 2)).sqrt()
-    expected = float((((so.mean(dim=(0, 2)) - mu) / rms) ** 2).mean())
+    n = sr.abs().mean(dim=(0, 2))
+    expected = float((((so.mean(dim=(0, 2)) - sr.mean(dim=(0, 2))) / n) ** 2).sum())
     got = ev.moment_matching_distance(other, ref, sk, batch_size=2)
     assert got == pytest.approx(expected, rel=1e-3)
+    # S_K is homogeneous: 2 x doubles every channel, so each channel contributes (mu_c / n_c)^2,
+    # i.e. exactly 1 for the (non-negative) first order, and order 0 its signed mean's share.
+    twice = ev.moment_matching_distance(2.0 * ref, ref, sk)
+    order0 = float(sr[:, 0].mean() / sr[:, 0].abs().mean()) ** 2
+    assert twice == pytest.approx(sk.num_channels - 1 + order0, rel=1e-4)
     assert ev.moment_matching_distance(ref, ref, sk) == pytest.approx(0.0, abs=1e-6)

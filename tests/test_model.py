@@ -50,6 +50,24 @@ def test_encode_decode_are_the_papers_operators(trained: Path) -> None:
     torch.testing.assert_close(m.decode(Z[1:]), x_hat[1:], atol=1e-5, rtol=1e-5)
 
 
+def test_relu_only_on_the_non_negative_channels(trained: Path) -> None:
+    """Eq. (1)'s ReLU on decoding and sampling acts on S_J's non-negative channels only
+    (meta()["nonnegative"]: phi_J of a modulus); order 0 and the paper variant's linear
+    order 1 are signed and stay signed in sampled embeddings."""
+    m = MMSIN.load(trained)
+    meta = m.scattering.meta()
+    assert m.config.scattering.variant == "paper"
+    np.testing.assert_array_equal(m.modulus_channels.numpy(), meta["nonnegative"])
+    S = m.sample_scattering(64, batch=4, seed=0)
+    nonneg = torch.as_tensor(meta["nonnegative"])
+    assert (S[:, nonneg] >= 0).all()
+    signed = torch.as_tensor(meta["order"] == 1) & ~nonneg
+    cfg = m.config.scattering
+    assert cfg.P == cfg.Q and signed.sum() == cfg.Q * (2 * cfg.J - 3)
+    assert float((S[:, signed] < 0).double().mean()) > 0.05
+    assert float((S[:, 0] < 0).double().mean()) > 0.05  # order 0, x * phi_J
+
+
 def test_model_stays_in_eval_mode(trained: Path) -> None:
     m = MMSIN.load(trained)
     m.train()

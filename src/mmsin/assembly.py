@@ -34,7 +34,9 @@ def build_scattering(cfg: Config) -> Any:
     from mmsin.scattering import TimeFrequencyScattering
 
     s = cfg.scattering
-    return TimeFrequencyScattering(J=s.J, Q=s.Q, P=s.P, variant=s.variant, fs=s.fs)
+    return TimeFrequencyScattering(
+        J=s.J, Q=s.Q, P=s.P, variant=s.variant, fs=s.fs, oversampling=s.oversampling
+    )
 
 
 def build_scalogram(cfg: Config) -> Any:

@@ -50,19 +50,25 @@ DEFAULT_LAMBDA = 1.0
 @dataclass
 class ScatteringConfig:
     """The fixed encoder S_J (paper eq. 8): J octaves of averaging, Q wavelets per octave,
-    frequency windows of P log-frequency bins, sample rate fs in Hz."""
+    frequency windows of P log-frequency bins, sample rate fs in Hz. ``oversampling``: octaves
+    by which S_J's inner stages run above the rates their bands need (1: within 1 % of the
+    full-rate computation at J = 10, docs/scattering.md; J or more: everything at full rate)."""
 
     J: int = 10
     Q: int = 12
     P: int = 12
     variant: str = "paper"
     fs: int = 4096
+    oversampling: int = 1
 
     def validate(self) -> None:
         _require(self.J >= 2, "scattering.J", self.J, "must be >= 2")
         _require(self.Q >= 1, "scattering.Q", self.Q, "must be >= 1")
         _require(self.P >= 2, "scattering.P", self.P, "must be >= 2")
         _require(self.fs > 0, "scattering.fs", self.fs, "must be positive")
+        _require(
+            self.oversampling >= 0, "scattering.oversampling", self.oversampling, "must be >= 0"
+        )
         _choice("scattering.variant", self.variant, SCATTERING_VARIANTS)
 
 

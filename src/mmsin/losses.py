@@ -4,7 +4,10 @@ The paper's objective is ``L = L_inv + lambda L_MM`` (eq. 4). Both terms are mea
 first-order scattering S_K (an averaged scalogram, 2^K = 32). Following the reference code,
 each S_K channel's error is normalised by a training-set statistic of that channel and the
 result is averaged over channels, so every frequency band weighs the same whatever its energy
-(docs/model.md, "Loss normalisations").
+(docs/model.md, "Loss normalisations"): the paper's filter banks "normalized so as to have
+responses of average equal magnitude in each band over the training dataset" (Sec. 5.1). L_inv
+divides by ``mean_abs`` = mean |S_K,c x| over the training targets (what training passes, from
+``scalogram_statistics`` or the same sums in ``mmsin.training``), L_MM by the channel's RMS.
 
 ``scalogram`` below is any module mapping waveforms (B, time) to (B, C, frames); the package's
 is ``mmsin.scattering.Scalogram``.

@@ -33,6 +33,8 @@ from mmsin.checkpoint import (
     save_checkpoint,
 )
 from mmsin.config import Config
+from mmsin.scattering import nonnegative_channels
+from mmsin.whitening import apply_relu
 
 __all__ = ["MMSIN", "pretrained_dir", "pretrained_names"]
 
@@ -78,17 +80,12 @@ class MMSIN(nn.Module):
         self.register_buffer("norm", torch.as_tensor(norm, dtype=torch.float32).clone())
         self.var: Any = var
         self.generator: Any = generator
-        # Channels that are a modulus (order >= 1) are non-negative and get eq. (1)'s ReLU on
-        # decoding; order 0 (the signed low-pass of x) passes unchanged, so that
+        # Channels that are phi_J of a modulus are non-negative and get eq. (1)'s ReLU on
+        # decoding and sampling (S_J's meta()["nonnegative"]: order 2, and order 1 of the
+        # `joint-real` and `time` variants); the signed ones (order 0, the low-pass of x, and
+        # the `paper` variant's linear order 1, eq. 8) pass unchanged, so that
         # decode(encode(x)) is exactly G(S_J x).
-        meta_fn: Any = getattr(scattering, "meta", None)
-        meta = meta_fn() if callable(meta_fn) else {}
-        order = meta.get("order") if isinstance(meta, dict) else None
-        if order is not None and len(order) == self.norm.shape[0]:
-            mask = torch.as_tensor(np.asarray(order) >= 1)
-        else:
-            mask = torch.ones(self.norm.shape[0], dtype=torch.bool)
-        self.register_buffer("modulus_channels", mask)
+        self.register_buffer("modulus_channels", nonnegative_channels(scattering, len(norm)))
         self.source: Path | None = None
         self._extra: dict[str, Any] = {}
         self.eval()
@@ -274,8 +271,8 @@ class MMSIN(nn.Module):
     def decode(self, Z: Tensor | np.ndarray, *, aligned: bool = True) -> Tensor:
         """x~ = G(ReLU(L^-1 Z)); the paper's reconstruction when Z = :meth:`encode` (x).
 
-        The ReLU (eq. 1) applies to the modulus channels (order >= 1) only: order 0 is the
-        signed low-pass of x.
+        The ReLU (eq. 1) applies to the non-negative channels (:attr:`modulus_channels`, phi_J
+        of a modulus) only: order 0 and the `paper` variant's order 1 are signed.
 
         Parameters
         ----------
@@ -288,7 +285,7 @@ class MMSIN(nn.Module):
         Tensor, shape (batch, (F - 1) 2^J + 1) (aligned) or (batch, F 2^J), float32.
         """
         S = self.var.unwhiten(self._frames(Z, "Z"))
-        frames = torch.where(self.modulus_channels[:, None], torch.relu(S), S)
+        frames = apply_relu(S, self.modulus_channels)
         return self._generate_from(frames, aligned)
 
     @torch.no_grad()
@@ -324,14 +321,16 @@ class MMSIN(nn.Module):
     def sample_scattering(
         self, frames: int, batch: int = 1, seed: int | None = None, *, warmup: int | None = None
     ) -> Tensor:
-        """Synthetic normalised S_J frames ReLU(L^-1 z), shape (batch, k_J, frames)."""
+        """Synthetic normalised S_J frames ReLU(L^-1 z), shape (batch, k_J, frames); the ReLU
+        on the non-negative channels only (:attr:`modulus_channels`)."""
         if frames < 1 or batch < 1:
             raise ValueError(f"need frames >= 1 and batch >= 1, got {frames}, {batch}")
         g = None
         if seed is not None:
             g = torch.Generator(device=self.var.A.device).manual_seed(int(seed))
         w = self._config.whitening.warmup if warmup is None else int(warmup)
-        return self.var.sample(batch, frames, warmup=w, generator=g).float()  # type: ignore[no-any-return]
+        S = self.var.sample(batch, frames, warmup=w, generator=g, relu=self.modulus_channels)
+        return S.float()  # type: ignore[no-any-return]
 
     @torch.no_grad()
     def interpolate(

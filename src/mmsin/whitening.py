@@ -104,6 +104,16 @@ def _sym_sqrt_pair(cov: Tensor, eig_floor: float) -> tuple[Tensor, Tensor, int]:
     return sqrt_cov, inv_sqrt_cov, floored
 
 
+def apply_relu(S: Tensor, relu: bool | Tensor) -> Tensor:
+    """Eq. (1)'s ReLU on S (batch, C, frames): on every channel (True), none (False), or the
+    channels of a bool mask of shape (C,) (S_J's non-negative channels; the others are signed)."""
+    if isinstance(relu, Tensor):
+        if relu.shape != (S.shape[1],) or relu.dtype != torch.bool:
+            raise ValueError(f"relu mask must be a bool tensor of shape ({S.shape[1]},)")
+        return torch.where(relu.to(S.device)[:, None], torch.relu(S), S)
+    return torch.relu(S) if relu else S
+
+
 class VAR(nn.Module):
     """Causal vector autoregression of order M: the whitening L and its inverse L^-1.
 
@@ -292,8 +302,9 @@ class VAR(nn.Module):
         dtype : torch.dtype, optional
             Output dtype; the buffers' dtype by default.
         relu : bool or Tensor of bool, shape (C,)
-            Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask,
-            e.g. the modulus channels only when the order-0 channel x * phi_J is signed.
+            Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask:
+            S_J's non-negative channels (``mmsin.scattering.nonnegative_channels``), since
+            order 0 and the ``paper`` variant's linear order 1 are signed.
 
         Returns
         -------
@@ -311,13 +322,7 @@ class VAR(nn.Module):
             dtype=self.A.dtype,
             device=self.A.device,
         )
-        S = self._recursion(Z, None)[:, :, warmup:]
-        if isinstance(relu, Tensor):
-            if relu.shape != (self.channels,) or relu.dtype != torch.bool:
-                raise ValueError(f"relu mask must be a bool tensor of shape ({self.channels},)")
-            S = torch.where(relu.to(S.device)[:, None], torch.relu(S), S)
-        elif relu:
-            S = torch.relu(S)
+        S = apply_relu(self._recursion(Z, None)[:, :, warmup:], relu)
         return S.to(dtype or self.A.dtype)
 
     def spectral_radius(self) -> float:

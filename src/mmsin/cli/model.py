@@ -181,7 +181,7 @@ def _decode(args: argparse.Namespace) -> int:
         check_output_file(name)
     _check_size(model, f"{src} ({arr.shape[-1]} frames x {n})", arr.shape[-1], n, out.parent)
     if kind == "auto":
-        # S_J's modulus channels (order >= 1) are non-negative; Z, the whitened innovations,
+        # S_J's modulus channels (meta()["nonnegative"]) are >= 0; Z, the whitened innovations,
         # is about N(0, 1) in every channel.
         mod = arr[..., model.modulus_channels.cpu().numpy(), :]
         kind = "scattering" if float(mod.min()) >= -1e-6 * float(np.abs(mod).max()) else "z"

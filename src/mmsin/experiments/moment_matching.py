@@ -68,8 +68,8 @@ def moment_matching(ctx: Context) -> Outcome:
         report.Table(
             ["set", "distance (eq. 6)", "paper"],
             rows,
-            caption=f"{dataset}: mean_c ((m_c - mu_c)/rms_c)^2 on S_K; mu, rms from the "
-            "training set.",
+            caption=f"{dataset}: sum_c ((m_c - mu_c)/n_c)^2 on S_K; mu and n (mean |S_K|) "
+            "from the training set.",
         )
     )
     numbers = {"distance": d, "paper": ev.PAPER_MM_DISTANCE, "runs": runs, "dataset": dataset}

@@ -22,6 +22,7 @@ from mmsin.experiments.shared import (
     out_folder,
     wav,
 )
+from mmsin.whitening import apply_relu
 
 __all__ = ["waveform_interpolation"]
 
@@ -32,7 +33,7 @@ def _latent_pair(model: Any, frames: int, seed: int) -> tuple[np.ndarray, ...]:
     warm = int(model.config.whitening.warmup)
     z = torch.randn(2, model.num_channels, warm + frames, generator=g)
     z = torch.cat([z, 0.5 * (z[:1] + z[1:])])
-    S = torch.relu(model.var.unwhiten(z))[..., warm:] * model.norm[:, None]
+    S = apply_relu(model.var.unwhiten(z), model.modulus_channels)[..., warm:] * model.norm[:, None]
     out = model.decode_scattering(S, aligned=False).cpu().numpy()
     return out[0], out[1], out[2]
 

@@ -7,6 +7,7 @@ from mmsin.scattering.timefrequency import (
     ScatteringStream,
     TimeFrequencyScattering,
     channel_count,
+    nonnegative_channels,
 )
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "channel_count",
     "channel_mean_abs",
     "load_mean_abs",
+    "nonnegative_channels",
     "save_mean_abs",
 ]

@@ -185,6 +185,42 @@ def lowpass_real(
     return torch.fft.irfft((direct + mirrored) / r, m)
 
 
+def causal_fir_picked(u: Tensor, taps: Tensor, r: int, count: int) -> Tensor:
+    """``y[n] = sum_m taps[m] u[n r - m]`` for ``n < count`` (u = 0 before its start).
+
+    A causal FIR filter evaluated only at the picked samples ``0, r, 2r, ...``, as one matrix
+    product: u is cut into blocks of r samples, each block meets the L taps as ``ceil(L/r)``
+    columns, and frame n sums the products of the blocks ``n, n-1, ...``. Reads u once and
+    costs ``ceil(L/r)`` multiply-adds per input sample (instead of an FFT of the whole signal
+    when only every r-th output is kept: the phi_J averages, r up to 2^J).
+
+    Parameters
+    ----------
+    u : Tensor, shape (..., t), real
+    taps : Tensor, shape (L,), real, u's dtype and device
+    r : int >= 1
+    count : int >= 1, at most ``(t - 1) // r + 1``
+
+    Returns
+    -------
+    Tensor, shape (..., count).
+    """
+    L = taps.shape[0]
+    nb = -(-L // r)
+    t = u.shape[-1]
+    # Block n holds u[n r - r + 1 .. n r] (left pad r - 1 zeros; right pad to whole blocks).
+    right = count * r - (t + r - 1)
+    u = torch.nn.functional.pad(u, (r - 1, max(0, right)))[..., : count * r]
+    blocks = u.reshape(*u.shape[:-1], count, r)
+    # cols[i, b] = taps[b r + (r - 1 - i)]: block n - b, sample i is u[(n - b) r - (r - 1 - i)]
+    g = torch.nn.functional.pad(taps, (0, nb * r - L)).reshape(nb, r).flip(-1).T
+    z = torch.matmul(blocks, g)  # (..., count, nb)
+    y = z[..., 0].clone()
+    for b in range(1, min(nb, count)):
+        y[..., b:] += z[..., : count - b, b]
+    return y
+
+
 class _Modulus(torch.autograd.Function):
     """|z| of a complex tensor as ``sqrt(re^2 + im^2)``, with torch.abs's gradient.
 

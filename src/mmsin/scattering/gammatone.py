@@ -187,23 +187,48 @@ class Filter:
         """Truncated support in samples at rate ``fs / s``: ``ceil(length / s)``."""
         return -(-self.length // s)
 
-    def ir(self, length: int | None = None, s: int = 1) -> ComplexArray:
+    def ir(self, length: int | None = None, s: int = 1, *, corrected: bool = False) -> ComplexArray:
         """Impulse response at rate ``fs / s``: ``s * h[m s]``, truncated, zero-padded.
 
         At ``s > 1`` these are the full-rate impulse-response samples on the coarse grid (times
         ``s``), so convolving picked samples with it is the Riemann sum, step ``s``, of the
         full-rate convolution: the same filter, not a re-design at the lower rate.
+
+        The Riemann sum's response is the full-rate response periodised with period
+        ``2 pi / s``: its aliases add a small non-zero response at zero frequency, which a
+        wavelet should not have (``Psi(1) = 0``). Applied to a first-order modulus U1, whose
+        energy sits near zero frequency, that leak dominates the paths where U1 has little
+        energy in the wavelet's band (docs/scattering.md). ``corrected=True`` adds two taps at
+        ``m = 0, 1`` so that the zeroth and first moments of the impulse response
+        (``sum h[t]`` and ``sum t h[t]``: the response and its slope at zero frequency) equal
+        the full-rate filter's; the filter stays causal and of the same support.
         """
         sup = self.support(s)
         n = sup if length is None else length
         m = min(n, sup)
-        t = np.arange(m, dtype=float) * s
+        full = self._samples(sup, s)
+        if corrected and s > 1:
+            h = self._samples(self.length, 1)
+            t = np.arange(self.length, dtype=float)
+            tm = np.arange(sup, dtype=float) * s
+            d0 = h.sum() - full.sum()
+            d1 = (t * h).sum() - (tm * full).sum()
+            c1 = d1 / s if sup > 1 else 0.0
+            full = full.copy()
+            full[0] += d0 - c1
+            if sup > 1:
+                full[1] += c1
+        out = np.zeros(n, dtype=np.complex128)
+        out[:m] = full[:m]
+        return out
+
+    def _samples(self, count: int, s: int) -> ComplexArray:
+        """``s * h[m s]`` for ``m < count`` (the normalised impulse response on the grid)."""
+        t = np.arange(count, dtype=float) * s
         h = _gamma_at(self.sigma, self.xi, t)
         if self.wavelet:
             h = h - _gamma_at(self.sigma, self.xi, t - 1.0)
-        out = np.zeros(n, dtype=np.complex128)
-        out[:m] = s * self.scale * h
-        return out
+        return np.asarray(s * self.scale * h, dtype=np.complex128)
 
     def transfer(self, omega: FloatArray) -> ComplexArray:
         """Closed-form (untruncated) frequency response at ``omega`` (rad/sample, full rate)."""

@@ -7,16 +7,28 @@ demodulated signal is computed at a reduced rate and no first-order scalogram is
 the full rate. The low-pass is then applied at that rate and the output samples ``n 2^K`` are
 picked (Gammatone: phi's full-rate response on the band-limited reduced-rate signal, see
 ``_reduced_rate_lowpass``; Morlet: kymatio's sampled low-pass).
-Filters are applied circularly on a signal reflect-padded by the cascade's time support on each
-side (S_K need not be causal), FFT length N = a smooth size >= T + 2 support (not 2T).
+Filters are applied circularly on a reflect-padded signal, FFT length N = a smooth size >= T plus
+the padding (not 2T). S_K is not causal and need not be: it only measures the losses. The padding
+before the signal is the cascade's time support, so no filter wraps around onto the signal; after
+it, the symmetric Morlet cascade needs the same, the causal Gammatone one only a short margin
+(``_GAMMATONE_RIGHT_MARGIN``) for the slight non-causality that the band crops introduce.
 
 Wavelets:
-``gammatone``  the first order of the Gammatone family of scale 2^K (gammatone.py):
-               ``(K-1) Q`` wavelets + order 0 = 49 channels for K=5, Q=12.
+``gammatone``  (default) the first-order wavelets of the Gammatone family (gammatone.py: the
+               reference code's design, Q per octave from ``factor pi`` = 1696.6 Hz at 4096 Hz
+               downwards, adjacent ones crossing at -3 dB) down to ``fmin`` (35 Hz by default:
+               lowest centre 35.4 Hz, below E1 = 41.2 Hz), and the gamma low-pass phi_K of scale
+               2^K. 1 + 68 = 69 channels for K=5, Q=12, fs=4096. The wavelets are not limited to
+               the scale 2^K: phi_K only sets the output rate fs / 2^K, so the low wavelets are
+               narrow-band filters (Q = 12 at 35.4 Hz: a 2.0 Hz band, 1.9 s impulse response)
+               whose modulus is averaged over 2^K samples. With only the (K-1)Q wavelets of the
+               family of scale 2^K (``fmin=112``: 112-1697 Hz, 49 channels) the bank has a hole
+               between phi_K's band (53 Hz at -3 dB) and 112 Hz, and sines a semitone apart below
+               ~100 Hz give nearly the same S_K.
 ``morlet``     kymatio 0.3.0's ``Scattering1D(J=K, Q=Q, max_order=1)`` filters and conventions,
                including its low-pass periodised by the mean (each first-order channel is
                ``2^-j1`` times the plain average, j1 = kymatio's subsampling of that wavelet):
-               41 channels for K=5, Q=12.
+               41 channels for K=5, Q=12 (the reference code's S_K; ``fmin`` does not apply).
 """
 
 from __future__ import annotations
@@ -37,8 +49,52 @@ from mmsin.scattering.core import (
     next_pow2,
     smooth_size,
 )
-from mmsin.scattering.gammatone import gammatone_family, make_filter
+from mmsin.scattering.gammatone import bandwidth_factor, gammatone_family, make_filter
 from mmsin.scattering.morlet import morlet_fourier, morlet_parameters
+
+#: Lowest first-order centre frequency (Hz) of the default Gammatone S_K: the bank reaches below
+#: E1 (41.2 Hz), so that the losses tell sines a semitone apart from E1 up with a wavelet on each
+#: (relative l1 of time-averaged S_K >= 0.51); the piano's lowest notes A0-D#1 (27.5-38.9 Hz)
+#: still differ (0.28-1.66, measured) through the lowest wavelets' flanks.
+DEFAULT_FMIN = 35.0
+
+#: Samples (reflected) after the signal for the Gammatone cascade: its filters are causal, the
+#: spectral crops make them slightly non-causal. Against a causal lfilter computation the error
+#: at the last frames is no larger than inside the signal (measured at 0, 64 and 256).
+_GAMMATONE_RIGHT_MARGIN = 256
+
+
+def gammatone_bank(K: int, Q: int, fs: float, fmin: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Parameters of S_K's Gammatone bank: the family's wavelets with centre >= ``fmin``.
+
+    Parameters
+    ----------
+    K, Q : int
+        Averaging scale 2^K (sets phi_K) and wavelets per octave.
+    fs, fmin : float
+        Sample rate and lowest centre frequency, Hz.
+
+    Returns
+    -------
+    sigma1, xi1 : ndarray (n,)
+        Decays and centre frequencies (rad/sample) of the wavelets, highest first: those of
+        ``gammatone_family(J', Q)`` (J' large enough) with ``xi1 >= 2 pi fmin / fs``; the layout
+        does not depend on J', so ``fmin`` just extends the family of scale 2^K downwards.
+    sigma_phi : float
+        Decay of the low-pass phi_K of ``gammatone_family(K, Q)``.
+    """
+    w_min = 2 * math.pi * fmin / fs
+    top = bandwidth_factor(Q) * math.pi
+    if not 0 < w_min <= top:
+        raise ValueError(
+            f"fmin must lie in (0, {top * fs / (2 * math.pi):.1f}] Hz (the highest wavelet), "
+            f"got {fmin}"
+        )
+    # xi1 = top 2^-(lambda1 - 1) >= w_min  <=>  lambda1 <= 1 + log2(top / w_min) < J'
+    J_w = max(K, math.floor(1 + math.log2(top / w_min)) + 1)
+    fam = gammatone_family(J_w, Q)
+    keep = fam.xi1 >= w_min * (1 - 1e-12)
+    return fam.sigma1[keep], fam.xi1[keep], gammatone_family(K, Q).sigma_phi
 
 
 class Scalogram(nn.Module):
@@ -52,14 +108,18 @@ class Scalogram(nn.Module):
         Wavelets per octave.
     wavelet : {"gammatone", "morlet"}
     fs : float
-        Sample rate in Hz (for ``meta()``).
+        Sample rate in Hz (sets the Gammatone bank's extent through ``fmin``, and ``meta()``).
+    fmin : float, optional
+        Gammatone only: lowest wavelet centre frequency in Hz. Default: ``DEFAULT_FMIN`` = 35 Hz,
+        or the lowest wavelet of the family of scale 2^K where that is lower (K >= 7 at 4096 Hz).
     crop : float
         Relative spectral level kept around each band (accuracy / speed trade-off).
 
     Notes
     -----
     Input (batch, time) float; output (batch, num_channels, time // 2^K), channel 0 = order 0
-    (signed low-pass), then first order from high to low frequency.
+    (signed low-pass), then first order from high to low frequency. ``meta()`` gives every
+    channel's centre frequency and -3 dB band (docs/scattering.md lists them).
     """
 
     def __init__(
@@ -69,6 +129,7 @@ class Scalogram(nn.Module):
         wavelet: str = "gammatone",
         fs: float = 4096,
         *,
+        fmin: float | None = None,
         crop: float | None = None,
     ) -> None:
         super().__init__()
@@ -76,13 +137,20 @@ class Scalogram(nn.Module):
             raise ValueError(f"wavelet must be 'gammatone' or 'morlet', got {wavelet!r}")
         if K < 2 or Q < 1:
             raise ValueError(f"Scalogram needs K >= 2 and Q >= 1, got K={K}, Q={Q}")
+        if fmin is not None and wavelet == "morlet":
+            raise ValueError("fmin applies to the Gammatone bank only (Morlet: kymatio's layout)")
         self.K, self.Q, self.wavelet, self.fs = K, Q, wavelet, float(fs)
         self.crop = crop if crop is not None else (3e-3 if wavelet == "gammatone" else 1e-5)
         if wavelet == "gammatone":
-            fam = gammatone_family(K, Q)
-            self._xi = fam.xi1 / (2 * math.pi)  # cycles/sample
-            self._scale = np.ones(len(fam.xi1))
+            if fmin is None:  # never fewer wavelets than the family of scale 2^K (large K)
+                lowest_K = gammatone_family(K, Q).xi1[-1] * self.fs / (2 * math.pi)
+                fmin = min(DEFAULT_FMIN, float(lowest_K))
+            self.fmin: float | None = float(fmin)
+            self._sigma1, self._omega1, self._sigma_phi = gammatone_bank(K, Q, self.fs, self.fmin)
+            self._xi = self._omega1 / (2 * math.pi)  # cycles/sample
+            self._scale = np.ones(len(self._omega1))
         else:
+            self.fmin = None
             xi, _, j = morlet_parameters(K, Q)
             self._xi = xi
             self._scale = 2.0 ** -np.clip(np.minimum(j, K), 0, None)  # kymatio 0.3.0 mean
@@ -90,10 +158,33 @@ class Scalogram(nn.Module):
         self._support = self._time_support()
 
     def meta(self) -> dict[str, np.ndarray]:
-        """``order`` (0/1) and ``xi1`` (Hz, nan for order 0) per channel."""
+        """Per-channel description, computed from the filters the transform applies.
+
+        Returns
+        -------
+        dict of ndarray (num_channels,)
+            ``order``: 0 (low-pass) or 1. ``xi1``: design centre frequency in Hz (nan for order
+            0). ``f_low``, ``f_high``: the -3 dB band in Hz of the channel's filter as applied
+            (``|psi_hat|`` times its per-channel scale, at or above 1/sqrt(2) of its peak;
+            order 0: 0 to phi_K's -3 dB cut-off), from its spectrum on a grid of fs / 2^16 Hz
+            (0.0625 Hz at 4096 Hz), interpolated linearly (edges within 1e-3 Hz).
+            ``bandwidth``: ``f_high - f_low``.
+        """
+        N = 2 ** math.ceil(math.log2(16 * self.fs))  # grid step <= 1/16 Hz
+        psi, phi = self._bank(N)
+        half = N // 2 + 1
+        lo, hi = [], []
+        for h in np.concatenate([phi[None, :half], psi[:, :half]]):
+            a, b = _band_edges(np.abs(h), self.fs / N)
+            lo.append(a)
+            hi.append(b)
+        f_low, f_high = np.array(lo), np.array(hi)
         return {
             "order": np.array([0] + [1] * len(self._xi)),
             "xi1": np.concatenate([[np.nan], self._xi * self.fs]),
+            "f_low": f_low,
+            "f_high": f_high,
+            "bandwidth": f_high - f_low,
         }
 
     def _bank(self, N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,12 +193,11 @@ class Scalogram(nn.Module):
             xi, sigma, _ = morlet_parameters(self.K, self.Q)
             psi = np.stack([morlet_fourier(N, a, b) for a, b in zip(xi, sigma, strict=True)])
             return psi.astype(np.complex128), morlet_fourier(N, None, 0.1 / 2**self.K)
-        fam = gammatone_family(self.K, self.Q)
         w = 2 * math.pi * np.arange(N) / N
         psi = np.stack(
-            [make_filter(s, x).transfer(w) for s, x in zip(fam.sigma1, fam.xi1, strict=True)]
+            [make_filter(s, x).transfer(w) for s, x in zip(self._sigma1, self._omega1, strict=True)]
         )
-        return psi, make_filter(fam.sigma_phi, 0.0, False).transfer(w)
+        return psi, make_filter(self._sigma_phi, 0.0, False).transfer(w)
 
     def _time_support(self) -> int:
         """Samples beyond which the wavelet + low-pass cascade is below ~1e-7 of its peak.
@@ -121,9 +211,8 @@ class Scalogram(nn.Module):
             widest = 1.0 / (2 * math.pi * float(np.min(sigma)))
             low = 1.0 / (2 * math.pi * 0.1 / 2**self.K)
             return math.ceil(5.7 * (widest + low))
-        fam = gammatone_family(self.K, self.Q)
-        psi = max(make_filter(s, x).length for s, x in zip(fam.sigma1, fam.xi1, strict=True))
-        return psi + make_filter(fam.sigma_phi, 0.0, False).length
+        psi = max(make_filter(s, x).length for s, x in zip(self._sigma1, self._omega1, strict=True))
+        return psi + make_filter(self._sigma_phi, 0.0, False).length
 
     def _plan(self, N: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
         """Groups of channels with equal crop width: (channel ids, bin indices (n, W), W)."""
@@ -150,12 +239,15 @@ class Scalogram(nn.Module):
         hop = 2**self.K
         if T < hop:
             raise ValueError(f"Scalogram needs at least 2^K = {hop} samples, got {T}")
-        # Pad by the cascade's time support on each side (reflect), to a fast FFT length: no
-        # filter wraps around onto the signal, and the crops scale with N (not 2T).
+        # Room of the cascade's time support before the signal (reflect, then zeros where the
+        # signal is shorter), and after it the same (Morlet, symmetric) or a short margin
+        # (Gammatone: causal filters, up to the crops' slight leakage), to a fast FFT length:
+        # no filter wraps around onto the signal, and the crops scale with N (not 2T).
         pad = -(-self._support // hop) * hop
-        N = smooth_size(T + 2 * pad, 2 * hop)
+        after = pad if self.wavelet == "morlet" else _GAMMATONE_RIGHT_MARGIN
+        N = smooth_size(T + pad + after, 2 * hop)
         left = min(T - 1, pad) // hop * hop
-        right = N - T - left
+        right = N - T - left if self.wavelet == "morlet" else after
         xp = F.pad(x[:, None], (left, min(right, T - 1)), mode="reflect")[:, 0]
         frames = T // hop
         first = left // hop
@@ -247,6 +339,29 @@ class _Plan:
     wrap: int  # bins appended after the full spectrum so windows never wrap
     phi_half: Tensor  # (N // 2 + 1,) full-rate low-pass, rfft half
     order: Tensor | None  # channel permutation from group order back to frequency order
+
+
+def _band_edges(mag: np.ndarray, step: float) -> tuple[float, float]:
+    """-3 dB band [f_low, f_high] (Hz) of a magnitude response on bins 0, step, 2 step, ...
+
+    The band is the run of bins around the peak at or above peak / sqrt(2), its edges refined by
+    linear interpolation between the bins that straddle the level; a band that reaches bin 0
+    (the low-pass) starts at 0.
+    """
+    c = int(np.argmax(mag))
+    level = mag[c] / math.sqrt(2)
+    below = np.nonzero(mag[:c] < level)[0]
+    if len(below):
+        i = int(below[-1])  # mag[i] < level <= mag[i + 1]
+        f_low = (i + (level - mag[i]) / (mag[i + 1] - mag[i])) * step
+    else:
+        f_low = 0.0
+    above = np.nonzero(mag[c:] < level)[0]
+    if not len(above):
+        return f_low, (len(mag) - 1) * step
+    j = c + int(above[0])  # mag[j - 1] >= level > mag[j]
+    f_high = (j - 1 + (mag[j - 1] - level) / (mag[j - 1] - mag[j])) * step
+    return f_low, f_high
 
 
 def _reduced_rate_lowpass(phi: np.ndarray, W: int, wavelet: str) -> np.ndarray:

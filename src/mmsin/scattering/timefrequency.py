@@ -2,27 +2,38 @@
 
 Three variants (docs/scattering.md):
 
-``paper``      order 0 (1) + order 1 joint, all P bins of each of the windows along lambda1
-               + order 2 joint (P bins per window): ``1 + Q(2J-3) + Q(J-2)^2`` channels when
-               P = Q (973 for J=10, Q=12).
-``joint-real`` as ``paper`` but order 1 keeps the P/2+1 bins of a real input (the reference
-               code's joint mode: 888).
+``paper``      eq. (8) as written: order 0 (1) + order 1 ``(U1 * h_xi) * phi_J``, linear in
+               U1 = |x * psi1| (the real and imaginary parts of bins 0 .. P/2 of each window
+               along lambda1: P real numbers per window) + order 2 ``|U1 * (h_xi x psi2)| *
+               phi_J`` (P bins per window): ``1 + Q(2J-3) + Q(J-2)^2`` channels when P = Q
+               (973 for J=10, Q=12).
+``joint-real`` the reference code's joint mode: order 1 ``phi_J * |h_xi * (phi_J * U1)|``, the
+               P/2+1 bins of a real input (888).
 ``time``       plain second-order time scattering ``1 + (J-1)Q + Q(J-1)(J-2)/2`` (541; the
                reference code's shipped configuration).
 
 How it is computed (exactly causal, fast): every filter is the truncated impulse response of its
 IIR design (gammatone.py), applied by zero-padded FFTs long enough that nothing wraps (length
 T + support rounded to a smooth size, core.smooth_size), so each output sample equals the causal
-FIR output up to FFT rounding. Subsampling picks samples (periodised spectra, core.pick), fused
-with the filter product (core.fold, core.fold_bank, core.lowpass_real): also exact.
-U1 = |x * psi1| for the octave j1 = floor(lambda1)
-is kept at rate fs / 2^(j1-1) (envelope bandwidth ~ 1/20 of the new Nyquist), the second-order
-wavelet psi2_j2 is applied at that rate (same analog design, l1-normalised there), its output
-is picked at rate fs / 2^(j2-2) (psi2 at 0.41 of the new Nyquist), the windowed Fourier transform
-along lambda1 (linear, so it commutes with time filtering) is applied after the inverse FFT, then
-the modulus, then phi_J at that rate and the frame samples n 2^J are picked. Order 1 (joint):
-phi_J * U1 picked at rate fs / 2^(J-3), windowed Fourier along lambda1, modulus, phi_J again (the
-reference averages order 1 twice). Order 0: phi_J * x, signed.
+FIR output up to FFT rounding; phi_J, whose output is only needed every 2^J (or 2^(J-3))
+samples, is applied as a direct causal FIR at those samples (core.causal_fir_picked).
+Subsampling picks samples (periodised spectra, core.pick), fused with the filter product
+(core.fold, core.fold_bank): also exact.
+
+Rates (``oversampling = o``, default 1; ``o >= J`` is the full-rate computation): U1 of octave
+j1 = floor(lambda1) is kept at fs / 2^(j1-1-o) (its envelope bandwidth is ~1/20 of fs/2^(j1-1)),
+the second-order wavelet psi2_j2 is applied at that rate, its output is picked at
+fs / 2^(j2-2-o) for the lowest three j2 (>= J-3) and fs / 2^(j2-1-o) for the others (psi2 sits at
+0.41 of the Nyquist of fs / 2^(j2-2)), the windowed Fourier transform along lambda1 (linear, so
+it commutes with time filtering) is applied after the inverse FFT, then the modulus, then phi_J
+at that rate and the frame samples n 2^J are picked. A filter at a reduced rate s is the
+full-rate impulse response sampled every s samples, with two taps corrected so that its zeroth
+and first moments are the full-rate filter's (gammatone.Filter.ir): without that, the aliases of
+psi2's response leak at zero frequency, where U1 has its energy. Accuracy at J = 10,
+Q = P = 12 against the full rate, per channel after per-channel normalisation: 0.4 % (95th
+percentile), 3.5 % (max) with the default (docs/scattering.md, tests/test_timefrequency.py).
+Order 1 (``paper``, ``time``): phi_J * U1 picked at the frames, then (``paper``) the real
+windowed Fourier matrix along lambda1. Order 0: phi_J * x, signed.
 """
 
 from __future__ import annotations
@@ -37,11 +48,11 @@ from torch import Tensor, nn
 from mmsin.scattering.core import (
     SpectraCache,
     bank_layout,
+    causal_fir_picked,
     check_input,
     complex_dtype,
     fold,
     fold_bank,
-    lowpass_real,
     modulus,
     smooth_size,
 )
@@ -90,6 +101,29 @@ def fourier_atoms(P: int, bins: int) -> np.ndarray:
     return hann[None, :] * np.exp(-2j * np.pi * k * p[None, :] / P)
 
 
+def real_fourier_atoms(P: int) -> np.ndarray:
+    """The P real rows that give the real and imaginary parts of bins 0 .. P/2, shape (P, P).
+
+    Row order: bin 0 (real), then for k = 1 .. P/2 - 1 the real and the imaginary part of bin
+    k, then bin P/2 (real). For a real input these P numbers determine all P complex bins (bin
+    P - k is the conjugate of bin k; bins 0 and P/2 are real): the paper's order 1, eq. (8).
+    """
+    atoms = fourier_atoms(P, P // 2 + 1)
+    rows = [atoms[0].real]
+    for k in range(1, P // 2):
+        rows += [atoms[k].real, atoms[k].imag]
+    rows.append(atoms[P // 2].real)
+    return np.stack(rows)
+
+
+def _real_parts(P: int) -> list[tuple[int, str]]:
+    """(Fourier bin, part) of each row of :func:`real_fourier_atoms`."""
+    out = [(0, "re")]
+    for k in range(1, P // 2):
+        out += [(k, "re"), (k, "im")]
+    return [*out, (P // 2, "re")]
+
+
 def channel_count(J: int, Q: int, P: int = 12, variant: str = "paper") -> int:
     """Number of S_J channels, from the same window rule the transform uses."""
     return len(_layout(J, Q, P, variant)["order"])
@@ -98,43 +132,57 @@ def channel_count(J: int, Q: int, P: int = 12, variant: str = "paper") -> int:
 def _layout(J: int, Q: int, P: int, variant: str) -> dict[str, np.ndarray]:
     fam = gammatone_family(J, Q)
     n1 = len(fam.lambda1)
-    rows: list[tuple[int, float, int, int, int]] = [(0, math.nan, -1, -1, -1)]
+    rows: list[tuple[int, float, int, int, int, str]] = [(0, math.nan, -1, -1, -1, "")]
     if variant == "time":
-        rows += [(1, lam, -1, -1, -1) for lam in fam.lambda1]
+        rows += [(1, lam, -1, -1, -1, "abs") for lam in fam.lambda1]
         for j2 in range(2, J):
-            rows += [(2, lam, j2, -1, -1) for lam in fam.lambda1[: (j2 - 1) * Q]]
+            rows += [(2, lam, j2, -1, -1, "abs") for lam in fam.lambda1[: (j2 - 1) * Q]]
     else:
-        bins1 = P if variant == "paper" else P // 2 + 1
+        if variant == "paper":
+            parts1 = _real_parts(P)
+        else:
+            parts1 = [(b, "abs") for b in range(P // 2 + 1)]
         for w, idx in enumerate(frequency_windows(n1, P)):
             lam = float(fam.lambda1[idx[idx >= 0]].mean())
-            rows += [(1, lam, -1, w, b) for b in range(bins1)]
+            rows += [(1, lam, -1, w, b, part) for b, part in parts1]
         for j2 in range(2, J):
             for w, idx in enumerate(frequency_windows((j2 - 1) * Q, P)):
                 lam = float(fam.lambda1[idx[idx >= 0]].mean())
-                rows += [(2, lam, j2, w, b) for b in range(P)]
+                rows += [(2, lam, j2, w, b, "abs") for b in range(P)]
     cols = [np.array(c) for c in zip(*rows, strict=True)]
-    return dict(zip(("order", "lambda1", "j2", "window", "fourier_bin"), cols, strict=True))
+    keys = ("order", "lambda1", "j2", "window", "fourier_bin", "part")
+    return dict(zip(keys, cols, strict=True))
 
 
 # ----------------------------------------------------------------------------------------------
 # Rates (subsampling factors relative to fs)
 # ----------------------------------------------------------------------------------------------
+#: Default octaves of oversampling (docs/scattering.md, "Accuracy"): the cheapest setting
+#: within 1 % (95th percentile) of the full-rate computation at J = 10, Q = P = 12.
+DEFAULT_OVERSAMPLING = 1
+
+
 @dataclass(frozen=True)
 class _Rates:
     J: int
-    over: int = 1  # octaves of oversampling beyond the bands' Nyquist needs
+    over: int = DEFAULT_OVERSAMPLING  # octaves of oversampling beyond the bands' Nyquist needs
 
     def u1(self, j1: int) -> int:
         """U1 of octave j1 is kept at fs / 2^(j1-1) (capped so order 1 can be picked at s1)."""
         return 2 ** max(0, min(j1 - 1 - self.over, self.J - 3 - self.over))
 
     def order1(self) -> int:
-        """Joint order 1 (phi_J * U1) is picked at fs / 2^(J-3) before the lambda1 transform."""
+        """``joint-real`` order 1: phi_J * U1 is picked at fs / 2^(J-3) before the lambda1
+        transform and its modulus."""
         return 2 ** max(0, self.J - 3 - self.over)
 
     def order2(self, j2: int) -> int:
-        """psi2_j2 output is picked at fs / 2^(j2-2): psi2 then sits at 0.41 of the Nyquist."""
-        return 2 ** max(0, j2 - 2 - self.over)
+        """psi2_j2 output is picked at fs / 2^(j2-2) (psi2 then sits at 0.41 of the Nyquist),
+        ``over`` octaves faster for the lowest three (j2 >= J-3, where the modulus of the
+        output aliases most into phi_J's band: measured, docs/scattering.md) and one octave
+        less for the others; never slower than the U1 it is computed from."""
+        o = self.over if j2 >= self.J - 3 else max(0, self.over - 1)
+        return max(2 ** max(0, j2 - 2 - o), self.u1(j2 - 1))
 
 
 class TimeFrequencyScattering(nn.Module):
@@ -151,6 +199,11 @@ class TimeFrequencyScattering(nn.Module):
     variant : {"paper", "joint-real", "time"}
     fs : float
         Sample rate in Hz, used only for ``meta()`` frequencies in Hz.
+    oversampling : int
+        Octaves by which U1 and the second-order wavelet outputs are kept above the rates
+        their bands need (module docstring). The default 1 is within 1 % (95th percentile per
+        channel) of the full-rate computation at J = 10, Q = P = 12; ``oversampling >= J - 2``
+        computes everything at the full rate.
 
     Notes
     -----
@@ -167,7 +220,7 @@ class TimeFrequencyScattering(nn.Module):
         variant: str = "paper",
         fs: float = 4096,
         *,
-        oversampling: int = 0,
+        oversampling: int = DEFAULT_OVERSAMPLING,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
@@ -178,18 +231,23 @@ class TimeFrequencyScattering(nn.Module):
             raise ValueError(f"Q must be an even integer >= 2, got {Q}")
         if P < 2 or P % 2:
             raise ValueError(f"P must be an even integer >= 2, got {P}")
+        if oversampling < 0:
+            raise ValueError(f"oversampling must be >= 0, got {oversampling}")
         self.J, self.Q, self.P, self.variant, self.fs = J, Q, P, variant, float(fs)
         self.family: GammatoneFamily = gammatone_family(J, Q)
-        self._rates = _Rates(J, oversampling)
+        self.oversampling = int(oversampling)
+        self._rates = _Rates(J, self.oversampling)
         self._layout = _layout(J, Q, P, variant)
         self.num_channels = len(self._layout["order"])
         n1 = len(self.family.lambda1)
         self._windows1 = frequency_windows(n1, P)
         self._windows2 = {j2: frequency_windows((j2 - 1) * Q, P) for j2 in range(2, J)}
-        bins1 = P if variant == "paper" else P // 2 + 1
-        self.register_buffer(
-            "atoms1", torch.view_as_real(torch.as_tensor(fourier_atoms(P, bins1))), persistent=False
-        )
+        # paper: the real matrix of real and imaginary parts (order 1 is linear, eq. 8);
+        # joint-real: complex atoms of bins 0 .. P/2, stored as (bins, P, 2).
+        atoms1 = torch.as_tensor(real_fourier_atoms(P))
+        if variant == "joint-real":
+            atoms1 = torch.view_as_real(torch.as_tensor(fourier_atoms(P, P // 2 + 1)))
+        self.register_buffer("atoms1", atoms1, persistent=False)
         self.register_buffer(
             "atoms2", torch.view_as_real(torch.as_tensor(fourier_atoms(P, P))), persistent=False
         )
@@ -209,7 +267,10 @@ class TimeFrequencyScattering(nn.Module):
         channels; nan for order 0); ``xi1`` (Hz, first-order centre frequency at ``lambda1``);
         ``j2`` and ``xi2`` (Hz) of the second-order wavelet (-1 / nan if none); ``window`` (index
         of the window along lambda1, -1 if none); ``fourier_bin`` (bin k of the atoms, frequency
-        k/P cycles per channel, -1 if none).
+        k/P cycles per channel, -1 if none); ``part`` (str: ``"re"`` / ``"im"``, the real or
+        imaginary part of bin k of the linear order 1 of ``paper``; ``"abs"``, phi_J of a
+        modulus; ``""`` for order 0); ``nonnegative`` (bool: the channel is phi_J of a modulus,
+        so >= 0 for every input, ``part == "abs"``; order 0 and the ``paper`` order 1 are signed).
         """
         lay = {k: v.copy() for k, v in self._layout.items()}
         factor_hz = self.fs / (2.0 * math.pi)
@@ -219,6 +280,7 @@ class TimeFrequencyScattering(nn.Module):
         )
         j2 = lay["j2"]
         lay["xi2"] = np.where(j2 > 0, self.family.xi2[np.clip(j2 - 1, 0, None)] * factor_hz, np.nan)
+        lay["nonnegative"] = lay["part"] == "abs"
         return lay
 
     # -- filters -----------------------------------------------------------------------------
@@ -240,22 +302,23 @@ class TimeFrequencyScattering(nn.Module):
         return int(l1 + l2 + 2 * self._phi().length + 2**self.J)
 
     def _spectrum(self, filt: Filter, s: int, n: int, valid: int, x: Tensor) -> Tensor:
-        """FFT (length n) of the filter at rate fs/s truncated to ``valid`` samples."""
+        """FFT (length n) of the filter at rate fs/s truncated to ``valid`` samples (the
+        moment-corrected reduced-rate impulse response, gammatone.Filter.ir)."""
 
         def build() -> np.ndarray:
-            return np.fft.fft(filt.ir(valid, s), n=n)
+            return np.fft.fft(filt.ir(valid, s, corrected=True), n=n)
 
         key = ("fft", filt, s, n, min(valid, filt.support(s)))
         return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
 
-    def _half(self, filt: Filter, s: int, n: int, valid: int, x: Tensor) -> Tensor:
-        """rfft (length n) of a real-impulse-response filter (phi_J) at rate fs/s."""
+    def _taps(self, filt: Filter, s: int, valid: int, x: Tensor) -> Tensor:
+        """Real impulse response (phi_J) at rate fs/s, truncated to ``valid`` samples."""
+        length = min(valid, filt.support(s))
 
         def build() -> np.ndarray:
-            return np.fft.rfft(filt.ir(valid, s).real, n=n)
+            return filt.ir(length, s, corrected=True).real
 
-        key = ("rfft", filt, s, n, min(valid, filt.support(s)))
-        return self._cache.get(key, x.device, complex_dtype(x.dtype), build)
+        return self._cache.get(("taps", filt, s, length), x.device, x.dtype, build)
 
     def _psi1_bank(self, j1: int, n: int, T: int, s: int, x: Tensor) -> Tensor:
         """Octave j1's Q spectra (length n, truncated at T) in the layout of core.fold_bank."""
@@ -278,12 +341,11 @@ class TimeFrequencyScattering(nn.Module):
         divides it, and smooth for a fast FFT: about ``T + support(phi_J)`` instead of ``2T``.
         """
         J, r = self.J, self._rates
-        uses = [(self._phi(), 1), (self._phi(), s_o1)]
-        for j1 in range(1, J):
+        uses = []  # (filter, rate) pairs applied by FFT; the other phi_J are direct FIRs
+        for j1 in range(1, J - 1):
             uses.append((self._phi(), r.u1(j1)))
             uses += [(self._psi2(j2), r.u1(j1)) for j2 in range(j1 + 1, J)]
-        uses += [(self._phi(), r.order2(j2)) for j2 in range(2, J)]
-        need = 0
+        need = 1
         for filt, s in uses:
             valid = -(-T // s)
             need = max(need, s * (valid + min(valid, filt.support(s)) - 1))
@@ -323,7 +385,7 @@ class TimeFrequencyScattering(nn.Module):
         hop = 2**J
         frames = (T - 1) // hop + 1
         joint = self.variant != "time"
-        s_o1 = r.order1() if joint else hop
+        s_o1 = r.order1() if self.variant == "joint-real" else hop
         N = self._common_length(T, s_o1)
         phi = self._phi()
 
@@ -332,9 +394,8 @@ class TimeFrequencyScattering(nn.Module):
 
         def lowpass(u: Tensor, s_in: int, s_out: int) -> Tensor:
             """phi_J at rate fs/s_in on real u (..., valid(s_in)), picked at fs/s_out."""
-            n = N // s_in
-            y = lowpass_real(u, self._half(phi, s_in, n, valid(s_in), x), n, s_out // s_in)
-            return y[..., : valid(s_out)]
+            taps = self._taps(phi, s_in, valid(s_in), x)
+            return causal_fir_picked(u, taps, s_out // s_in, valid(s_out))
 
         # Order 0: phi_J * x, signed.
         out = [lowpass(x, 1, hop)[:, None, :frames]]
@@ -352,10 +413,11 @@ class TimeFrequencyScattering(nn.Module):
             else:
                 s1_parts.append(lowpass(u1, s, s_o1))
         s1 = torch.cat(s1_parts, dim=1)
-        if joint:
-            atoms1 = torch.view_as_complex(
-                self._atoms(1).to(device=x.device, dtype=x.dtype).contiguous()
-            )
+        atoms1 = self._atoms(1).to(device=x.device, dtype=x.dtype)
+        if self.variant == "paper":  # eq. (8): (U1 * h_xi) * phi_J, linear in U1: no modulus
+            s1 = _windowed_fourier(s1[..., :frames], self._windows1, atoms1)
+        elif self.variant == "joint-real":  # the reference: phi_J * |h_xi * (phi_J * U1)|
+            atoms1 = torch.view_as_complex(atoms1.contiguous())
             z = _windowed_fourier(s1.to(atoms1.dtype), self._windows1, atoms1)
             s1 = lowpass(modulus(z), s_o1, hop)
         out.append(s1[..., :frames])
@@ -386,17 +448,44 @@ class TimeFrequencyScattering(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"J={self.J}, Q={self.Q}, P={self.P}, variant={self.variant!r}, fs={self.fs:g}, "
-            f"num_channels={self.num_channels}"
+            f"oversampling={self.oversampling}, num_channels={self.num_channels}"
         )
+
+
+def nonnegative_channels(transform: nn.Module, channels: int) -> Tensor:
+    """Bool mask (channels,) of the channels that are phi_J of a modulus, so >= 0 for every
+    input: ``transform.meta()["nonnegative"]``. Eq. (1)'s ReLU ("scattering is
+    non-negative") belongs on these only; order 0 and the ``paper`` variant's linear order 1
+    are signed. A transform without that description (or of another size) gets all True."""
+    meta_fn = getattr(transform, "meta", None)
+    meta = meta_fn() if callable(meta_fn) else {}
+    mask = meta.get("nonnegative") if isinstance(meta, dict) else None
+    if mask is None or len(mask) != channels:
+        return torch.ones(channels, dtype=torch.bool)
+    return torch.as_tensor(np.asarray(mask, dtype=bool))
 
 
 def _windowed_fourier(u: Tensor, windows: np.ndarray, atoms: Tensor) -> Tensor:
     """Hann-windowed Fourier transform along the channel axis.
 
-    u: (batch, n, F) complex; windows: (n_win, P) channel indices (-1: zero tap);
-    atoms: (bins, P). Returns (batch, n_win * bins, F), window-major.
+    u: (batch, n, F), real or complex; windows: (n_win, P) channel indices (-1: zero tap);
+    atoms: (bins, P), u's dtype. Returns (batch, n_win * bins, F), window-major.
     """
     B, n, F = u.shape
+    n_win, P = windows.shape
+    h = P // 2
+    regular = n % h == 0 and n_win == n // h - 1 and (windows[:, 0] == np.arange(n_win) * h).all()
+    if regular and not (torch.is_grad_enabled() and (u.requires_grad or atoms.requires_grad)):
+        # Windows are pairs of consecutive half-windows of h channels: two matrix products per
+        # item on contiguous views, instead of gathering the 2x-overlapping windows (a copy).
+        halves = u.reshape(B, n // h, h, F)
+        lo, hi = atoms[:, :h].contiguous(), atoms[:, h:].contiguous()
+        hi_b = hi.expand(n_win, *hi.shape)
+        out = u.new_empty(B, n_win, atoms.shape[0], F)
+        for b in range(B):
+            torch.matmul(lo, halves[b, :-1], out=out[b])
+            out[b].baddbmm_(hi_b, halves[b, 1:])
+        return out.reshape(B, -1, F)
     if (windows < 0).any():  # zero taps (fewer channels than P): gather from a padded copy
         u = torch.cat([u, u.new_zeros(B, 1, F)], dim=1)
     idx = torch.as_tensor(np.where(windows < 0, n, windows).reshape(-1), device=u.device)

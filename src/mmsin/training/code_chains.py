@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mmsin.whitening import apply_relu
+
 __all__ = ["CodeChains", "seeded_generator"]
 
 
@@ -48,8 +50,10 @@ class CodeChains:
         seed: int,
         rank: int,
         device: torch.device,
+        relu: bool | Tensor = True,
     ) -> None:
         self.var, self.batch, self.width, self.warmup = var, batch, width, warmup
+        self.relu = relu  # S_J's non-negative channels (eq. 1's ReLU); the rest are signed
         self.seed, self.rank, self.device = seed, rank, device
         self.state: Tensor | None = None
 
@@ -82,4 +86,4 @@ class CodeChains:
         )
         S = self.var.unwhiten(Z, initial=self.state)
         self.state = S[:, :, -int(self.var.M) :]
-        return torch.relu(S).float()
+        return apply_relu(S, self.relu).float()

@@ -6,8 +6,10 @@ frames cut into training segments, their aligned waveform targets, the loss scal
 those targets and its statistics, and the VAR fit of the whitening L. The training loop then
 only runs the generator G and the loss scalogram on G's output.
 
-The cache file is ``<cache_dir>/features-<key>.pt``; the key hashes :data:`CACHE_VERSION`, the
-data's :func:`data_fingerprint` and the parts of the config that change the features.
+The cache file is ``<cache_dir>/features-v<CACHE_VERSION>-<key>.pt``; the key hashes
+:data:`CACHE_VERSION`, the data's :func:`data_fingerprint` and the parts of the config that
+change the features. Files of an older cache version are never read: one warning line names
+them for deletion.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the cache layout; bump when the cached content changes meaning.
-CACHE_VERSION = 3
+#: 3: S_J's `paper` order 1 is linear (eq. 8) and S_J is accurate at J = 10 (oversampling).
+#: 4: each segment records its context frames before the clip's start (train_pad, test_pad).
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -220,7 +224,17 @@ def prepare_features(
     fingerprint = data_fingerprint(train_clips, test_clips)
     key = cache_key(cfg, fingerprint, context)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = folder / f"features-{key}.pt"
+    prefix = f"features-v{CACHE_VERSION}-"
+    path = folder / f"{prefix}{key}.pt"
+    stale = sorted(p.name for p in folder.glob("features-*.pt") if not p.name.startswith(prefix))
+    if stale:  # an older layout (or older S_J): never read, say what to do about it
+        log.warning(
+            "features: ignoring %d cache file(s) from an older mmsin in %s (S_J changed); "
+            "delete them to free the space: rm %s",
+            len(stale),
+            folder,
+            " ".join(str(folder / n) for n in stale),
+        )
     if path.is_file():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)

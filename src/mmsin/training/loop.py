@@ -34,6 +34,7 @@ from mmsin import paths
 from mmsin.assembly import build_generator, build_scattering, context_frames, restore_var
 from mmsin.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from mmsin.config import Config
+from mmsin.scattering import nonnegative_channels
 from mmsin.training.code_chains import CodeChains
 from mmsin.training.distributed import (
     Dist,
@@ -319,6 +320,7 @@ class _Session:
                 cfg.train.seed,
                 d.rank,
                 device,
+                relu=nonnegative_channels(build_scattering(cfg), int(self.var.channels)),
             )
             if cfg.loss.kind == "inv+mm"
             else None

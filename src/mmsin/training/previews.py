@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmsin.assembly import build_scattering
 from mmsin.config import Config
+from mmsin.scattering import nonnegative_channels
 from mmsin.training.features import Features
 
 __all__ = ["progress_bar", "summary_writer", "write_previews"]
@@ -68,7 +70,9 @@ def write_previews(
     generator.eval()
     recon = feats.crop(generator(frames)).float().cpu()
     g = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    S = var.sample(count, frames.shape[2], warmup=cfg.whitening.warmup, generator=g).float()
+    relu = nonnegative_channels(build_scattering(cfg), int(var.channels))
+    S = var.sample(count, frames.shape[2], warmup=cfg.whitening.warmup, generator=g, relu=relu)
+    S = S.float()
     gen = feats.crop(generator(S.to(device))).float().cpu()
     generator.train(was_training)
     rows = [("target", target), ("reconstruction", recon), ("generated", gen)]
