@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need (scripts/setup.sh is idempotent).
-.PHONY: demo test setup lint bench clean
+.PHONY: demo test setup lint bench clean mutate
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,10 @@ test: setup
 lint: setup
 	.venv/bin/ruff check --fix src tests benchmarks scripts
 	.venv/bin/ruff format src tests benchmarks scripts
+
+# Deliberate breakages of the code, each of which must turn the tests red (docs/reliability.md).
+mutate: setup
+	.venv/bin/python scripts/mutate.py
 
 bench: setup
 	.venv/bin/python benchmarks/run.py

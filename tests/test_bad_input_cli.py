@@ -341,3 +341,196 @@ def test_encode_clip_shorter_than_one_frame(
 ) -> None:
     proc = cli_here(home, "encode", home / "blip.wav", "--out", home / "blip.npy", "--model", model)
     assert_user_error(proc, "blip.wav", "too short")
+
+
+# ------------------------------------------------------------------------------------------
+# Outputs: every path and size is checked before any work; nothing is left half-written.
+
+
+def _unwritable_folder(base: Path) -> Path:
+    """A folder this process cannot create files in (a read-only /sys when running as root)."""
+    if os.geteuid() == 0:
+        for cand in (Path("/sys"), Path("/proc")):
+            try:
+                probe = cand / ".mmsin-probe"
+                probe.touch()
+                probe.unlink()
+            except OSError:
+                return cand
+        pytest.skip("no unwritable folder for root here")
+    folder = base / "read-only"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o500)
+    return folder
+
+
+def _listing(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+_OUTPUT_CASES: dict[str, tuple[ModelCase, list[str]]] = {
+    "decode --out existing folder": (
+        lambda h, m: ["decode", h / "z.npy", "--out", h / "out dir", "--model", m],
+        ["out dir", "is a folder"],
+    ),
+    "decode --out under a file": (
+        lambda h, m: ["decode", h / "z.npy", "--out", h / "text.wav" / "x.wav", "--model", m],
+        ["text.wav", "is a file, not a folder"],
+    ),
+    "decode --out missing parent under a file": (
+        lambda h, m: ["decode", h / "z.npy", "--out", h / "text.wav" / "a" / "x.wav", "--model", m],
+        ["text.wav", "is a file, not a folder"],
+    ),
+    "decode --out unwritable": (
+        lambda h, m: [
+            "decode",
+            h / "z.npy",
+            "--out",
+            _unwritable_folder(h) / "x.wav",
+            "--model",
+            m,
+        ],
+        ["x.wav", "cannot write in"],
+    ),
+    "encode --out existing folder": (
+        lambda h, m: ["encode", h / "good a.wav", "--out", h / "dir.npy", "--model", m],
+        ["dir.npy", "is a folder"],
+    ),
+    "encode --out unwritable": (
+        lambda h, m: [
+            "encode",
+            h / "good a.wav",
+            "--out",
+            _unwritable_folder(h) / "x.npy",
+            "--model",
+            m,
+        ],
+        ["x.npy", "cannot write in"],
+    ),
+    "generate 1e9 seconds": (
+        lambda h, m: ["generate", "--seconds", "1e9", "--out", h / "gen", "--model", m],
+        ["--seconds 1e+09", "needs about", "TB of memory", "available"],
+    ),
+    "generate 1e6 files": (
+        lambda h, m: ["generate", "--count", "1000000", "--out", h / "gen", "--model", m],
+        ["--count 1000000", "needs about", "memory"],
+    ),
+    "generate infinite seconds": (
+        lambda h, m: ["generate", "--seconds", "inf", "--out", h / "gen", "--model", m],
+        ["--seconds"],
+    ),
+    "generate NaN seconds": (
+        lambda h, m: ["generate", "--seconds", "nan", "--out", h / "gen", "--model", m],
+        ["--seconds"],
+    ),
+    "generate --out a file": (
+        lambda h, m: ["generate", "--out", h / "text.wav", "--model", m],
+        ["text.wav", "is a file, not a folder"],
+    ),
+    "generate --out unwritable": (
+        lambda h, m: ["generate", "--out", _unwritable_folder(h) / "gen", "--model", m],
+        ["gen", "cannot write in"],
+    ),
+    "generate over an existing folder": (
+        lambda h, m: ["generate", "--out", h / "gen taken", "--model", m],
+        ["generated-seed0-00.wav", "is a folder"],
+    ),
+    "interpolate --out existing folder": (
+        lambda h, m: ["interpolate", "--seeds", "1", "2", "--out", h / "out dir", "--model", m],
+        ["out dir", "is a folder"],
+    ),
+    "interpolate --steps --out a file": (
+        lambda h, m: [
+            "interpolate",
+            "--seeds",
+            "1",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            h / "text.wav",
+            "--model",
+            m,
+        ],
+        ["text.wav", "is a file, not a folder"],
+    ),
+    "interpolate 1e9 seconds": (
+        lambda h, m: ["interpolate", "--seeds", "1", "2", "--seconds", "1e9", "--model", m],
+        ["--seconds 1e+09", "needs about", "memory"],
+    ),
+    "interpolate too many steps": (
+        lambda h, m: ["interpolate", "--seeds", "1", "2", "--steps", "1000000000", "--model", m],
+        ["--steps", "10000"],
+    ),
+    "scatter --out existing folder": (
+        lambda h, m: ["scatter", h / "good a.wav", "--out", h / "out dir", "-J", "5", "-Q", "2"],
+        ["out dir", "is a folder"],
+    ),
+    "scatter --out under a file": (
+        lambda h, m: ["scatter", h / "good a.wav", "--out", h / "text.wav" / "s.png", "-J", "5"],
+        ["text.wav", "is a file, not a folder"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_OUTPUT_CASES))
+def test_bad_outputs_are_refused_up_front_leaving_nothing(
+    home: Path, model: Path, cli_here: Callable[..., Any], case: str
+) -> None:
+    from _tiny import tiny_clips
+    from mmsin.model import MMSIN
+
+    if not (home / "z.npy").exists():
+        (home / "out dir").mkdir()
+        (home / "dir.npy").mkdir()
+        (home / "gen taken" / "generated-seed0-00.wav").mkdir(parents=True)
+        m = MMSIN.load(model)
+        np.save(home / "z.npy", m.encode(tiny_clips()[1].audio[:1]).numpy()[0])
+    make, words = _OUTPUT_CASES[case]
+    args = make(home, model)
+    before = _listing(home)
+    run = run_cli if case == "generate 1e9 seconds" else cli_here
+    assert_user_error(run(home, *args), *words)
+    assert _listing(home) == before  # no output, no temporary file, no folder created
+
+
+def test_experiment_with_unwritable_results_is_refused_before_running(
+    tmp_path: Path, cli_here: Callable[..., Any]
+) -> None:
+    (tmp_path / "results").write_text("a file where the results folder should be")
+    before = _listing(tmp_path)
+    proc = cli_here(tmp_path, "experiment", "reconstruction", "-q")
+    assert_user_error(proc, "results", "is a file, not a folder")
+    assert _listing(tmp_path) == before
+
+
+def test_train_with_runs_under_a_file_is_refused_before_building_data(
+    tmp_path: Path, cli_here: Callable[..., Any]
+) -> None:
+    _need_model_cli(scattering=False)
+    (tmp_path / "runs").write_text("a file where the runs folder should be")
+    before = _listing(tmp_path)
+    assert_user_error(cli_here(tmp_path, "train", "-q"), "runs", "is a file, not a folder")
+    assert _listing(tmp_path) == before  # no data set built
+
+
+def test_written_files_get_the_umask_permissions(
+    home: Path, model: Path, cli_here: Callable[..., Any], tmp_path: Path
+) -> None:
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "o"
+        proc = cli_here(home, "generate", "--seconds", "0.1", "--out", out, "--model", model)
+        assert proc.returncode == 0, proc.stderr
+        proc = cli_here(
+            home, "encode", home / "good a.wav", "--out", out / "a.npy", "--model", model
+        )
+        assert proc.returncode == 0, proc.stderr
+        proc = cli_here(home, "decode", out / "a.npy", "--out", out / "a.wav", "--model", model)
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        os.umask(old)
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["a.npy", "a.wav", "generated-seed0-00.wav"]
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o640, (f.name, oct(f.stat().st_mode))

@@ -63,13 +63,21 @@ def test_encode_decode_round_trip(workspace: Path, tmp_path: Path, capsys) -> No
     assert main(["decode", str(z), "--out", str(out)]) == 0
     y, fs = sf.read(out)
     assert fs == 4096 and len(y) == (frames - 1) * HOP + 1 and np.isfinite(y).all()
-    assert np.abs(y).max() > 0.5  # peak-normalised, not silent
+    # The file holds the model's decode of that very Z, peak-normalised, to 16-bit precision;
+    # Z is the model's encoding of the file as read.
+    from mmsin.io import load_audio
+    from mmsin.model import MMSIN
+
+    model = MMSIN.load()
+    x = load_audio(src, 4096, normalize=True)
+    np.testing.assert_allclose(Z, model.encode(x[None])[0].numpy(), rtol=1e-5, atol=1e-5)
+    want = model.decode(Z[None])[0].numpy()
+    want = want / np.abs(want).max()
+    assert np.abs(y - want).max() < 2.0 / 32768
     # S_J path: non-negative array, detected automatically.
     s = tmp_path / "s.npy"
     assert main(["encode", str(src), "--out", str(s), "--scattering"]) == 0
     S = np.load(s)
-    from mmsin.model import MMSIN
-
     modulus = MMSIN.load().modulus_channels.numpy()
     assert S.shape == Z.shape and (S[modulus] >= -1e-6).all()
     assert main(["decode", str(s), "--out", str(tmp_path / "s.wav")]) == 0
@@ -90,15 +98,47 @@ def test_generate_and_interpolate(workspace: Path, tmp_path: Path) -> None:
         == 0
     )
     files = sorted(out.glob("*.wav"))
-    assert len(files) == 2
-    x, fs = sf.read(files[0])
-    assert fs == 4096 and len(x) == int(np.ceil(0.1 * 4096 / HOP)) * HOP
+    assert [f.name for f in files] == ["generated-seed3-00.wav", "generated-seed3-01.wav"]
+    frames = int(np.ceil(0.1 * 4096 / HOP))
+    want = _generate_by_hand(frames, batch=2, seed=3)
+    for f, w in zip(files, want, strict=True):
+        x, fs = sf.read(f)
+        assert fs == 4096 and len(x) == frames * HOP
+        assert np.abs(x - w / np.abs(w).max()).max() < 2.0 / 32768, f.name
     a, b = (workspace / "test" / f"test{i}.wav" for i in (0, 1))
     assert main(["interpolate", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "s")]) == 0
     assert len(list((tmp_path / "s").glob("*.wav"))) == 3
     mid = tmp_path / "mid.wav"
     assert main(["interpolate", "--seeds", "1", "2", "--seconds", "0.1", "--out", str(mid)]) == 0
     assert np.isfinite(sf.read(mid)[0]).all()
+
+
+def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
+    """G(ReLU(L^-1 z)), z ~ N(0, I) drawn from ``seed``: the VAR recursion written out here,
+    S[n] = b + sum_m A_m S[n-m] + Sigma^(1/2) z[n] from zero past frames, the first ``warmup``
+    frames dropped, then the model's generator in eval mode."""
+    import torch
+
+    from mmsin.model import MMSIN
+
+    model = MMSIN.load()
+    var = model.var
+    A = var.A.double().numpy()  # (M, C, C)
+    b = var.b.double().numpy()
+    root = var.sqrt_cov.double().numpy()
+    M, C = A.shape[0], A.shape[1]
+    warm = int(model.config.whitening.warmup)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, C, warm + frames, generator=g, dtype=var.A.dtype).double().numpy()
+    S = np.zeros((batch, C, M + warm + frames))
+    for n in range(warm + frames):
+        pred = b + sum(S[:, :, M + n - m] @ A[m - 1].T for m in range(1, M + 1))
+        S[:, :, M + n] = pred + z[:, :, n] @ root
+    mask = model.modulus_channels.numpy()[None, :, None]  # S_J's non-negative channels
+    X = np.where(mask, np.maximum(S[:, :, M + warm :], 0.0), S[:, :, M + warm :])  # eq. (1)
+    model.generator.eval()
+    with torch.no_grad():
+        return model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()
 
 
 @pytest.mark.parametrize(

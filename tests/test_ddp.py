@@ -9,11 +9,17 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 pytest.importorskip("mmsin.losses")
+
+# Global batch 4 -> 2 segments per rank; loss.kind=inv so that every term is a mean over the
+# examples of the batch (L_MM's codes are drawn per rank and would not be a union batch).
+_CFG = ("train.batch_size=4", "loss.kind=inv")
+_EPOCHS = 3
 
 _SCRIPT = textwrap.dedent(
     """
@@ -26,7 +32,7 @@ _SCRIPT = textwrap.dedent(
 
     out = {out!r}
     tr, te = clips()
-    cfg = tiny(3, "train.batch_size=4", "loss.mm_batch=4")
+    cfg = tiny({epochs}, *{cfg!r})
     res = train(cfg, os.path.join(out, "run"), train_clips=tr, test_clips=te,
                 cache_dir=os.path.join(out, "cache"), progress=False, tensorboard=False)
     rank = int(os.environ["RANK"])
@@ -37,10 +43,57 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None:
+def _union_batch_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """One process on the union of the two ranks' batches (global batch 4).
+
+    DistributedSampler gives rank r the indices perm[r::2], so the union of the ranks' batch s
+    is the single process's batch s, with rank 0's examples at the even positions. DDP
+    averages the ranks' gradients, which for a per-example mean loss is the gradient on the
+    union batch, but on CPU it does not synchronise BatchNorm: each rank normalises with the
+    statistics of its own 2 examples (SyncBatchNorm needs CUDA). The reference therefore
+    computes BatchNorm's training-mode statistics per shard (even / odd examples), and the
+    comparison covers the parameters only: the running statistics DDP keeps are rank 0's
+    shard's alone (broadcast from rank 0), which no single process reproduces."""
+    import torch.nn.functional as F
+
+    real_bn = F.batch_norm
+
+    def per_shard_bn(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        training = kwargs.get("training", args[4] if len(args) > 4 else False)
+        if not training or x.shape[0] % 2:
+            return real_bn(x, *args, **kwargs)
+        out = torch.empty_like(x)
+        out[0::2] = real_bn(x[0::2], *args, **kwargs)
+        out[1::2] = real_bn(x[1::2], *args, **kwargs)
+        return out
+
+    from mmsin.training import train
+    from test_training import clips, tiny
+
+    tr, te = clips()
+    monkeypatch.setattr(F, "batch_norm", per_shard_bn)
+    res = train(
+        tiny(_EPOCHS, *_CFG),
+        tmp_path / "single",
+        train_clips=tr,
+        test_clips=te,
+        cache_dir=tmp_path / "cache1",
+        progress=False,
+        tensorboard=False,
+    )
+    monkeypatch.undo()
+    assert res.generator is not None
+    return {k: v.detach().clone() for k, v in res.generator.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_two_ranks_on_shards_equal_one_process_on_the_union_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tests = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, tests)
     script = tmp_path / "ddp_train.py"
-    script.write_text(_SCRIPT.format(tests=tests, out=str(tmp_path)))
+    script.write_text(_SCRIPT.format(tests=tests, out=str(tmp_path), epochs=_EPOCHS, cfg=_CFG))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
         [
@@ -66,20 +119,44 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    for k in w0:
-        if w0[k].is_floating_point() and "running" not in k:
-            assert torch.equal(w0[k], w1[k]), k  # gradients were all-reduced
+    params = [k for k in w0 if w0[k].is_floating_point() and "running" not in k]
+    for k in params:
+        assert torch.equal(w0[k], w1[k]), k  # gradients were all-reduced
     h0 = json.loads((tmp_path / "rank0.json").read_text())
     h1 = json.loads((tmp_path / "rank1.json").read_text())
     # 18 segments, global batch 4 -> 2 per rank, 4 steps per epoch on each rank.
-    assert h0["steps"] == h1["steps"] == 3 * 4
-    loss = h0["loss"]
-    assert all(map(torch.isfinite, torch.tensor(loss))) and loss[-1] < loss[0]
+    assert h0["steps"] == h1["steps"] == _EPOCHS * 4
     # Only rank 0 wrote the checkpoint and the config.
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     assert not list((tmp_path / "run").glob("*.tmp"))
 
+    # Two ranks on different shards == one process on the union batch (up to the order of
+    # float sums). Without DDP each process would train alone on batches of 4.
+    ref = _union_batch_reference(tmp_path, monkeypatch)
+    moved = 0.0
+    # A convolution bias followed by BatchNorm has a zero gradient (BatchNorm subtracts the
+    # mean); Adam scales its rounding noise up to full-size steps, so it matches nothing.
+    bn_layers = {k.rsplit(".bn.", 1)[0] for k in w0 if ".bn." in k}
+    compared = [k for k in params if not (k.endswith("conv.bias") and k[:-10] in bn_layers)]
+    assert len(compared) == len(params) - len(bn_layers)
+    for k in compared:
+        torch.testing.assert_close(w0[k], ref[k], rtol=0, atol=1e-6, msg=k)
+    init = _initial_weights()
+    moved = min(float((ref[k] - init[k]).abs().max()) for k in compared)
+    assert moved > 1e-4  # training moved every weight far more than the tolerance (1e-6)
 
+
+def _initial_weights() -> dict[str, torch.Tensor]:
+    from mmsin import assembly
+    from test_training import tiny
+
+    cfg = tiny(_EPOCHS, *_CFG)
+    torch.manual_seed(cfg.train.seed)
+    g = assembly.build_generator(cfg, int(assembly.build_scattering(cfg).num_channels))
+    return g.state_dict()
+
+
+@pytest.mark.slow
 def test_torchrun_of_the_mmsin_command_trains_one_run(tmp_path: Path) -> None:
     """`torchrun --nproc_per_node 2 -m mmsin train ...` as the README shows: one run folder,
     one checkpoint that loads, one report line (rank 0 only)."""

@@ -151,3 +151,69 @@ def test_fuzz_load_audio_only_raises_audio_error(tmp_path: Path) -> None:
     counts = {k: sum(r["result"] == k for r in results) for k in ("ok", "AudioError")}
     assert counts["AudioError"] > len(cases) // 3, counts
     assert counts["ok"] > 10, counts
+
+
+# ------------------------------------------------------------------------------------------
+# Outputs: random output paths (folders, files in the way, missing parents several levels
+# deep, unwritable places, odd names) only ever give OutputError/AudioError or a complete file.
+
+
+def _output_paths(root: Path, rng: np.random.Generator) -> list[Path]:
+    """Seeded random output paths built from the kinds of place a user may name."""
+    (root / "a folder").mkdir()
+    (root / "a file.wav").write_bytes(b"old")
+    (root / "a file.npy").write_bytes(b"old")
+    (root / "read-only").mkdir()
+    (root / "read-only").chmod(0o500)
+    unwritable = [root / "read-only"]
+    if Path("/sys").is_dir():
+        unwritable.append(Path("/sys"))
+    starts = [root, root / "a folder", root / "a file.wav", root / "missing", *unwritable]
+    names = ["x.wav", "ü ñ.wav", "a folder", "a file.wav", "x.flac", "noext", "x.npy", "a file.npy"]
+    out = []
+    for _ in range(120):
+        p = starts[int(rng.integers(len(starts)))]
+        for _ in range(int(rng.integers(0, 3))):
+            p = p / ["sub", "a folder", "a file.wav", "é"][int(rng.integers(4))]
+        out.append(p / names[int(rng.integers(len(names)))])
+    return out
+
+
+def test_fuzz_output_paths_give_a_complete_file_or_one_clear_error(tmp_path: Path) -> None:
+    from mmsin.io import AudioError, OutputError, save_array, save_audio
+
+    rng = np.random.default_rng(SEED)
+    x = rng.uniform(-0.5, 0.5, 256).astype(np.float32)
+    old = __import__("os").umask(0o022)
+    outcomes = {"written": 0, "refused": 0}
+    try:
+        for p in _output_paths(tmp_path, rng):
+            existed = p.exists()
+            before = p.read_bytes() if p.is_file() else None
+            try:
+                if p.suffix == ".npy":
+                    save_array(p, x)
+                else:
+                    save_audio(p, x, 4096)
+            except (OutputError, AudioError) as exc:
+                msg = str(exc)
+                assert "\n" not in msg and str(p) in msg, msg
+                outcomes["refused"] += 1
+                # Nothing half-written: an existing target is untouched, no target appears.
+                assert p.exists() == existed, p
+                if before is not None:
+                    assert p.read_bytes() == before, p
+            else:
+                outcomes["written"] += 1
+                assert p.stat().st_mode & 0o777 == 0o644, p
+                if p.suffix == ".npy":
+                    np.testing.assert_array_equal(np.load(p), x)
+                else:
+                    y, fs = sf.read(p, dtype="float32")
+                    assert fs == 4096 and np.abs(y - x).max() < 1e-4, p
+    finally:
+        __import__("os").umask(old)
+        (tmp_path / "read-only").chmod(0o700)
+    leftovers = [q for q in tmp_path.rglob("*") if q.name.startswith((".tmp-", ".mmsin-write"))]
+    assert not leftovers
+    assert outcomes["written"] > 10 and outcomes["refused"] > 10, outcomes

@@ -44,12 +44,21 @@ import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from _tiny import tiny_clips, tiny_config
-from mmsin.training import train
+import mmsin.training as training
+from mmsin.training import loop
 args = json.loads(sys.argv[1])
+# Count the optimisation steps this process itself runs (a resumed run must run only the rest).
+steps = [0]
+real_terms = loop.loss_terms
+def counting_terms(*a, **k):
+    steps[0] += 1
+    return real_terms(*a, **k)
+loop.loss_terms = counting_terms
 tr, te = tiny_clips()
-res = train(tiny_config(args["epochs"]), args["run"], train_clips=tr, test_clips=te,
+res = training.train(tiny_config(args["epochs"]), args["run"], train_clips=tr, test_clips=te,
             resume=args["resume"], progress=False, cache_dir=args["cache"], tensorboard=False)
-print(json.dumps({{"global_step": res.global_step, "epochs": res.epochs_done}}), flush=True)
+print(json.dumps({{"global_step": res.global_step, "epochs": res.epochs_done,
+                  "steps_here": steps[0]}}), flush=True)
 """
 
 
@@ -83,6 +92,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"weights differ at {k}")
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     epochs = 14
     cache = tmp_path / "cache"
@@ -109,7 +119,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(tmp_path: Path) -> 
     assert 0 < killed_at < ref["global_step"]
 
     resumed = _finish(_child(tmp_path, cut_run, cache, epochs, resume=True))
-    assert resumed == ref
+    assert ref["steps_here"] == ref["global_step"]
+    # The resumed process ran only the steps after the checkpoint (a restart from scratch
+    # with the same seed would reach the same weights, but run every step again).
+    assert resumed["steps_here"] == ref["global_step"] - killed_at
+    assert (resumed["global_step"], resumed["epochs"]) == (ref["global_step"], ref["epochs"])
     _assert_same_weights(_weights(cut_run), _weights(ref_run))
     a, b = load_checkpoint(cut_run / CHECKPOINT_NAME), load_checkpoint(ref_run / CHECKPOINT_NAME)
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
@@ -163,17 +177,20 @@ def test_damaged_checkpoint_without_previous_is_a_clear_error(tmp_path: Path, da
 
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(
-    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Resuming from the previous checkpoint replays the lost epoch exactly."""
     reference = _train_in_process(tmp_path, 3, run="reference")
     _train_in_process(tmp_path, 2)
     path = tmp_path / "run" / CHECKPOINT_NAME
     _damage(path, damage)
+    calls = _nan_hook(monkeypatch, set())  # counts the loss evaluations of the resumed run
     with caplog.at_level(logging.WARNING, logger="mmsin.checkpoint"):
         resumed = _train_in_process(tmp_path, 3, resume=True)
     assert any(str(path) in r.getMessage() and "previous" in r.getMessage() for r in caplog.records)
     assert resumed.global_step == reference.global_step
+    # Resumed from the previous checkpoint (end of epoch 1): epochs 2 and 3 ran again, not 1.
+    assert len(calls) == reference.global_step * 2 // 3
     _assert_same_weights(_weights(tmp_path / "run"), _weights(tmp_path / "reference"))
 
 

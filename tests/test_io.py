@@ -420,3 +420,39 @@ def test_audio_info(tmp_path: Path) -> None:
     with pytest.raises(AudioError, match="empty file"):
         (tmp_path / "e.wav").touch()
         audio_info(tmp_path / "e.wav")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_written_files_get_the_usual_permissions(tmp_path: Path, mask: int) -> None:
+    from mmsin.io import save_array
+
+    old = os.umask(mask)
+    try:
+        a = save_audio(tmp_path / "a.wav", np.zeros(64, np.float32), 4096)
+        b = save_array(tmp_path / "b.npy", np.zeros(3, np.float32))
+    finally:
+        os.umask(old)
+    for p in (a, b):
+        assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_output_checks(tmp_path: Path) -> None:
+    from mmsin.io import OutputError, check_fits, check_output_file, check_output_folder
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("x")
+    assert check_output_file(tmp_path / "new" / "deeper" / "x.wav") == tmp_path / "new/deeper/x.wav"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+    with pytest.raises(OutputError, match="is a folder"):
+        check_output_file(tmp_path / "d")
+    with pytest.raises(OutputError, match="f is a file, not a folder"):
+        check_output_file(tmp_path / "f" / "sub" / "x.wav")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "f")
+    check_output_folder(tmp_path / "d" / "new")
+    with pytest.raises(OutputError, match=r"needs about 2\.0 PB of memory"):
+        check_fits("--seconds 1e9", 2e15, 0, tmp_path)
+    free = __import__("shutil").disk_usage(tmp_path).free
+    with pytest.raises(OutputError, match=r"would write about .* free there"):
+        check_fits("--count 9", 1, free * 2, tmp_path)
+    check_fits("small", 1000, 1000, tmp_path / "missing")

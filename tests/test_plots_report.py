@@ -163,3 +163,79 @@ def test_report_with_relative_links_and_missing_asset(tmp_path: Path) -> None:
     missing = report.Section("x").add(report.Audio(tmp_path / "nope.wav"))
     with pytest.raises(FileNotFoundError, match=r"nope\.wav"):
         report.write_report(tmp_path / "r2.html", "t", [missing])
+
+
+def _captured(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Keep every figure the plots module saves, to inspect what it draws."""
+    figs: list[Any] = []
+    real = plots._save
+
+    def keep(fig: Any, path: Any) -> Path:
+        figs.append(fig)
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figs
+
+
+def _panels(fig: Any) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(title, waveform drawn, spectrogram frequencies, spectrogram dB) of each panel."""
+    axes = fig.get_axes()
+    out = []
+    for wave, spec in zip(axes[0::2], axes[1::2], strict=True):
+        (line,) = wave.get_lines()
+        mesh = spec.collections[0]
+        db = np.asarray(mesh.get_array())
+        coords = mesh.get_coordinates()  # (rows + 1, cols + 1, 2) corners (time, frequency)
+        freqs = coords[:, 0, 1]
+        out.append((wave.get_title(), np.asarray(line.get_ydata()), freqs, db))
+    return out
+
+
+def test_figures_draw_the_signals_given_in_the_papers_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figs = _captured(monkeypatch)
+    tones = {"a": 220.0, "b": 600.0, "c": 1200.0, "d": 1700.0}
+    sig = {k: _sine(f) for k, f in tones.items()}
+    plots.reconstruction_figure(
+        [("note", sig["a"], sig["b"]), ("piano", sig["c"], sig["d"])], FS, tmp_path / "4.png"
+    )
+    plots.waveform_interpolation_figure(
+        sig["a"], sig["b"], sig["c"], sig["d"], FS, tmp_path / "7.png"
+    )
+    expected = [
+        [("note: original", "a"), ("note: G(Z)", "b"), ("piano: original", "c")],
+        [("G(Z1)", "a"), ("G(Z2)", "b"), ("latent: G((Z1+Z2)/2)", "c")],
+    ]
+    expected[0].append(("piano: G(Z)", "d"))
+    expected[1].append(("signal: (G(Z1)+G(Z2))/2", "d"))
+    for fig, want in zip(figs, expected, strict=True):
+        panels = _panels(fig)
+        assert [p[0] for p in panels] == [t for t, _ in want]
+        for (_, wave, freqs, db), (title, key) in zip(panels, want, strict=True):
+            np.testing.assert_array_equal(wave, sig[key])
+            # The spectrogram is the signal's, and its loudest row is the tone's frequency.
+            _, _, want_db = plots.log_spectrogram(sig[key], FS)
+            np.testing.assert_allclose(db.reshape(want_db.shape), want_db)
+            centres = np.interp(np.arange(len(want_db)), np.arange(len(freqs)), freqs)
+            loudest = centres[np.argmax(want_db.mean(axis=1))]
+            assert abs(loudest - tones[key]) <= 2 * FS / 256, (title, loudest)
+
+
+def test_scattering_figure_draws_the_coefficients_in_log_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figs = _captured(monkeypatch)
+    coeffs = np.full((40, 32), 1e-3)
+    coeffs[7, 10:20] = 5.0  # one loud channel over frames 10..19
+    plots.scattering_figure(_sine(220.0), coeffs, FS, tmp_path / "s.png", hop=128)
+    ax_w, ax_c = figs[0].get_axes()
+    np.testing.assert_array_equal(ax_w.get_lines()[0].get_ydata(), _sine(220.0))
+    img = np.asarray(ax_c.collections[0].get_array()).reshape(40, 32)
+    np.testing.assert_allclose(img, np.log10(coeffs + 5e-6))
+    rows, cols = np.nonzero(img == img.max())
+    assert set(rows) == {7} and list(cols) == list(range(10, 20))
+    # Frame n is drawn at time n * hop / fs.
+    corners = ax_c.collections[0].get_coordinates()
+    assert corners[0, 10, 0] == pytest.approx(10 * 128 / FS)

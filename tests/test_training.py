@@ -26,7 +26,7 @@ from mmsin.checkpoint import (
 )
 from mmsin.config import Config, override, preset
 from mmsin.data import Clips
-from mmsin.training import features, loop
+from mmsin.training import code_chains, features, loop, objective
 
 J = 5
 HOP = 2**J
@@ -173,25 +173,139 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
     assert (tmp_path / "run" / "config.json").is_file()
 
 
-def test_resume_after_interruption_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+class _Recorder:
+    """Spies on one training process: every loss evaluation's inputs (the real batch and the
+    moment-matching codes) and the optimiser's state just before its first step."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        self.first_optimizer_state: dict[str, Any] | None = None
+        self.first_rng: torch.Tensor | None = None
+        real_terms = loop.loss_terms
+        recorder = self
+
+        def terms(cfg: Any, model: Any, objective: Any, frames: Any, *a: Any, **k: Any) -> Any:
+            codes = a[2] if len(a) > 2 else None
+            recorder.batches.append((frames.clone(), None if codes is None else codes.clone()))
+            if recorder.first_rng is None:
+                recorder.first_rng = torch.get_rng_state()
+            return real_terms(cfg, model, objective, frames, *a, **k)
+
+        class SpyAdam(torch.optim.Adam):
+            def step(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
+                if recorder.first_optimizer_state is None:
+                    import copy
+
+                    recorder.first_optimizer_state = copy.deepcopy(self.state_dict())
+                return super().step(*a, **k)
+
+        monkeypatch.setattr(loop, "loss_terms", terms)
+        monkeypatch.setattr(torch.optim, "Adam", SpyAdam)
+
+
+def _assert_state_equal(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _assert_state_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_state_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
+
+
+def test_resume_runs_only_the_remaining_steps_from_the_saved_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stop after k steps, resume: the resumed process must take exactly N - k steps, start
+    them from the checkpoint's optimiser moments and RNG state, see the same data batches and
+    moment-matching codes as steps k..N of an uninterrupted run, and end on its weights.
+    A restart from scratch with the same seed reaches the same final weights too, so the step
+    count and the replayed batches are what make this test fail when resume ignores the
+    checkpoint."""
     cfg = tiny(3)  # inv+mm: also replays the moment-matching noise exactly
+    spy_full = _Recorder(monkeypatch)
     full = run(cfg, tmp_path / "full", tmp_path / "cache")
-    steps_per_epoch = full.global_step // 3
-    # Stop mid-epoch 2, then resume to the end.
-    part = run(cfg, tmp_path / "part", tmp_path / "cache", max_steps=steps_per_epoch + 1)
-    assert part.stopped_early and part.global_step == steps_per_epoch + 1
+    monkeypatch.undo()
+    n_total = full.global_step
+    steps_per_epoch = n_total // 3
+    k = steps_per_epoch + 1  # mid-epoch 2
+    assert len(spy_full.batches) == n_total
+    part = run(cfg, tmp_path / "part", tmp_path / "cache", max_steps=k)
+    assert part.stopped_early and part.global_step == k
     ck = load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)
-    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 1)
+    assert (ck["epoch"], ck["step_in_epoch"], ck["global_step"]) == (1, 1, k)
+
+    spy = _Recorder(monkeypatch)
     done = run(cfg, tmp_path / "part", tmp_path / "cache", resume=True)
-    assert done.global_step == full.global_step
-    a = generator_state(tmp_path / "full" / CHECKPOINT_NAME)
-    b = generator_state(tmp_path / "part" / CHECKPOINT_NAME)
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    monkeypatch.undo()
+    assert done.global_step == n_total
+    # Only the remaining steps ran in the resumed process...
+    assert len(spy.batches) == n_total - k
+    # ...on the batches (data order) and MM codes of steps k..N of the uninterrupted run...
+    for i, ((f, c), (f_ref, c_ref)) in enumerate(
+        zip(spy.batches, spy_full.batches[k:], strict=True)
+    ):
+        assert torch.equal(f, f_ref), f"step {k + i}: other data batch"
+        assert c is not None and c_ref is not None and torch.equal(c, c_ref), f"step {k + i}"
+    # ...starting from the checkpoint's optimiser moments (Adam's step count and m, v) and RNG.
+    assert spy.first_optimizer_state is not None
+    _assert_state_equal(spy.first_optimizer_state["state"], ck["optimizer"]["state"], "adam")
+    assert all(int(s["step"]) == k for s in ck["optimizer"]["state"].values())
+    assert spy.first_rng is not None and torch.equal(spy.first_rng, ck["rng"]["torch"])
+    # The end state equals the uninterrupted run's: weights and Adam moments.
+    a = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
+    b = load_checkpoint(tmp_path / "part" / CHECKPOINT_NAME)
+    _assert_state_equal(b["generator"], a["generator"], "generator")
+    _assert_state_equal(b["optimizer"]["state"], a["optimizer"]["state"], "adam")
+    assert all(int(s["step"]) == n_total for s in b["optimizer"]["state"].values())
     # A different seed gives different weights (the comparison above can fail).
     other = run(tiny(3, "train.seed=4"), tmp_path / "other", tmp_path / "cache")
     c = load_checkpoint(other.checkpoint)["generator"]
-    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+    g = a["generator"]
+    assert any(not torch.equal(g[n], c[n]) for n in g if g[n].is_floating_point())
+
+
+def test_the_loss_minimised_is_inv_plus_lambda_mm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient each optimiser step uses is that of L_inv + lambda L_MM (eq. 6), computed
+    here from the step's own loss terms; the MM part is large enough that the gradient of
+    L_inv alone would not pass."""
+    lam = 5.0
+    cfg = tiny(1, f"loss.lam={lam}")
+    real_terms = loop.loss_terms
+    expected: list[tuple[list[torch.Tensor], list[torch.Tensor]]] = []
+    checked: list[float] = []
+
+    def terms(cfg_: Any, model: Any, *a: Any, **k: Any) -> Any:
+        out = real_terms(cfg_, model, *a, **k)
+        params = [p for p in model.parameters() if p.requires_grad]
+        full = torch.autograd.grad(out["inv"] + lam * out["mm"], params, retain_graph=True)
+        inv = torch.autograd.grad(out["inv"], params, retain_graph=True)
+        expected.append((list(full), list(inv)))
+        return out
+
+    class CheckingAdam(torch.optim.Adam):
+        def step(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
+            full, inv = expected[-1]
+            params = [p for g in self.param_groups for p in g["params"]]
+            got = torch.cat([p.grad.flatten() for p in params])
+            want = torch.cat([g.flatten() for g in full])
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+            inv_only = torch.cat([g.flatten() for g in inv])
+            checked.append(float((want - inv_only).norm() / want.norm()))
+            return super().step(*a, **k)
+
+    monkeypatch.setattr(loop, "loss_terms", terms)
+    monkeypatch.setattr(torch.optim, "Adam", CheckingAdam)
+    res = run(cfg, tmp_path / "r", tmp_path / "cache")
+    assert len(checked) == res.global_step > 0
+    assert min(checked) > 0.01, checked  # the MM term changes the gradient measurably
 
 
 def test_resume_refuses_other_config_and_fresh_run_refuses_existing(tmp_path: Path) -> None:
@@ -308,25 +422,192 @@ def test_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path: Path
     assert used == previous_path(path) and torch.equal(payload["x"], torch.ones(1000))
 
 
+def _whiteness_by_hand(var: Any, S: torch.Tensor) -> dict[str, float]:
+    """Z = Sigma^(-1/2) (S[n] - b - sum_m A_m S[n-m]) from zero past frames, in numpy; then the
+    pooled biased covariance, lag-1 autocorrelation within clips and scipy's excess kurtosis."""
+    import scipy.stats
+
+    A = var.A.double().numpy()
+    b = var.b.double().numpy()
+    W = var.inv_sqrt_cov.double().numpy()
+    X = S.double().numpy()
+    M, (B, C, T) = A.shape[0], X.shape
+    P = np.concatenate([np.zeros((B, C, M)), X], axis=2)
+    E = X - b[None, :, None]
+    for m in range(1, M + 1):
+        E = E - np.einsum("ij,bjt->bit", A[m - 1], P[:, :, M - m : M - m + T])
+    Z = np.einsum("ij,bjt->bit", W, E)
+    z = Z.transpose(1, 0, 2).reshape(C, -1)
+    cov = np.cov(z, bias=True)
+    zc = Z - z.mean(axis=1)[None, :, None]
+    lag1 = (zc[:, :, 1:] * zc[:, :, :-1]).sum(axis=(0, 2)) / (B * (T - 1)) / np.diag(cov)
+    return {
+        "cov_rel_fro_error": float(np.linalg.norm(cov - np.eye(C)) / np.sqrt(C)),
+        "cov_mean_diag": float(np.diag(cov).mean()),
+        "mean_abs_mean": float(np.abs(z.mean(axis=1)).mean()),
+        "lag1_mean_abs": float(np.abs(lag1).mean()),
+        "kurtosis_median": float(np.median(scipy.stats.kurtosis(z, axis=1))),
+        "frames": B * T,
+    }
+
+
 def test_run_reports_the_whiteness_of_z_on_train_and_test(tmp_path: Path) -> None:
     import json
-
-    from mmsin.whitening import whiteness_report
 
     tr, te = clips()
     run(tiny(1), tmp_path / "run", tmp_path / "cache")
     report = json.loads((tmp_path / "run" / "whiteness.json").read_text())
     assert set(report) == {"train", "test"}
-    # Independent recomputation from the run's own VAR and normalised S_J.
+    # Recomputed by hand from the run's VAR and the normalised S_J of each split.
     feats = training.prepare_features(tiny(1), tr, te, cache_dir=tmp_path / "cache")
     var = assembly.restore_var(feats.var_state)
-    S = assembly.build_scattering(tiny(1))(torch.as_tensor(tr.audio)) / feats.norm[:, None]
-    direct = whiteness_report(var, S)
-    assert report["train"]["cov_rel_fro_error"] == pytest.approx(
-        direct["cov_rel_fro_error"], rel=1e-4
-    )
+    scattering = assembly.build_scattering(tiny(1))
+    for split, c in (("train", tr), ("test", te)):
+        S = scattering(torch.as_tensor(c.audio)) / feats.norm[:, None]
+        want = _whiteness_by_hand(var, S)
+        for key, value in want.items():
+            assert report[split][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (split, key)
     # On the frames it was fitted on, the innovations have zero mean and at most unit variance
     # (exactly 1 in full-rank directions; the eigenvalue floor on the rank-deficient ones of
-    # these 60 frames can only lower it).
+    # these 60 frames can only lower it); held-out frames are further from white.
     assert report["train"]["mean_abs_mean"] < 1e-3
     assert 0.8 < report["train"]["cov_mean_diag"] <= 1.0 + 1e-6
+    assert report["test"]["cov_rel_fro_error"] > report["train"]["cov_rel_fro_error"]
+
+
+# ----------------------------------------------------------------------------- consistency
+# What training does to G must be what decoding and generation do (docs/training.md).
+
+
+def _setup(tmp_path: Path) -> tuple[Config, training.Features, Any, Any]:
+    cfg = tiny(1)
+    tr, te = clips()
+    torch.manual_seed(0)
+    C = int(assembly.build_scattering(cfg).num_channels)
+    gen = assembly.build_generator(cfg, C)
+    feats = training.prepare_features(
+        cfg, tr, te, cache_dir=tmp_path, context=assembly.context_frames(cfg, gen)
+    )
+    obj = objective.Objective(cfg, feats)
+    # BatchNorm statistics away from their initial (0, 1), as after some training.
+    gen.train()
+    with torch.no_grad():
+        for _ in range(3):
+            gen(feats.train_frames[:8] * 3.0)
+    return cfg, feats, gen, obj
+
+
+def test_batchnorm_statistics_come_from_real_batches_only(tmp_path: Path) -> None:
+    """The moment-matching pass on VAR-sampled codes leaves BatchNorm's running statistics
+    alone (they are what inference uses) and runs G as generation does, BatchNorm in eval mode;
+    the real pass updates them in training mode."""
+    import copy
+
+    cfg, feats, gen, obj = _setup(tmp_path)
+    frames, wave, sk = feats.train_frames[:4], feats.train_wave[:4], feats.train_sk[:4]
+    codes = torch.relu(torch.randn(4, frames.shape[1], frames.shape[2])) * 2.0
+    ref = copy.deepcopy(gen)
+    gen.train()
+    cpu, pad = torch.device("cpu"), feats.train_pad[:4]
+    terms = objective.loss_terms(cfg, gen, obj, frames, wave, sk, codes, feats, False, cpu, pad=pad)
+    assert gen.training and all(m.training for m in gen.modules())
+    # Reference: the real batch alone, in training mode, updates the statistics...
+    ref.train()
+    with objective.zero_state(ref, pad):
+        ref(frames)
+    stats = [k for k in ref.state_dict() if "running_" in k]
+    assert stats
+    before = copy.deepcopy(gen.state_dict())
+    for k in stats:
+        torch.testing.assert_close(gen.state_dict()[k], ref.state_dict()[k], rtol=0, atol=0)
+    # ...and the MM term is that of the generated audio of G in eval mode.
+    ref.eval()
+    with torch.no_grad():
+        want = obj.mm(feats.crop(ref(codes)).float())
+    torch.testing.assert_close(terms["mm"].detach(), want)
+    # It is differentiable: it reaches the convolutions and BatchNorm's affine parameters.
+    grads = torch.autograd.grad(terms["mm"], [p for p in gen.parameters()], allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads[:-1])
+    assert all(torch.equal(before[k], gen.state_dict()[k]) for k in stats)
+
+
+def test_training_and_decoding_start_g_from_the_same_state(tmp_path: Path) -> None:
+    """Every training segment's output equals the matching blocks of G run on the whole clip
+    from a zero state (what MMSIN.decode does), at clip starts too, and so does L_inv."""
+    cfg, feats, gen, obj = _setup(tmp_path)
+    gen.eval()  # the same BatchNorm statistics on both sides
+    tr, _ = clips()
+    S = assembly.build_scattering(cfg)(torch.as_tensor(tr.audio)) / feats.norm[:, None]
+    with torch.no_grad():
+        whole = gen(S)  # (6 clips, 10 frames * HOP), zero state before each clip
+    starts = [0, 4, 6]  # segments of 4 frames of 10-frame clips (6 clips per start)
+    want = torch.cat([whole[:, n0 * HOP : (n0 + 4) * HOP] for n0 in starts])
+    assert feats.train_pad.tolist() == [
+        max(0, feats.context - n0) for n0 in starts for _ in tr.audio
+    ]
+    with torch.no_grad(), objective.zero_state(gen, feats.train_pad):
+        got = feats.crop(gen(feats.train_frames))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    # The loss the training step computes is the loss of those decoded blocks.
+    terms = objective.loss_terms(
+        cfg,
+        gen,
+        obj,
+        feats.train_frames,
+        feats.train_wave,
+        feats.train_sk,
+        None,
+        feats,
+        False,
+        torch.device("cpu"),
+        pad=feats.train_pad,
+    )
+    torch.testing.assert_close(terms["inv"].detach(), obj.inv(want, feats.train_sk))
+    # ...and so is the test L_inv logged at checkpoints.
+    _, te = clips()
+    St = assembly.build_scattering(cfg)(torch.as_tensor(te.audio)) / feats.norm[:, None]
+    with torch.no_grad():
+        wt = gen(St)
+    want_t = torch.cat([wt[:, n0 * HOP : (n0 + 4) * HOP] for n0 in starts])
+    value = objective.evaluate_inv(gen, obj, feats, torch.device("cpu"), split="test")
+    assert value == pytest.approx(float(obj.inv(want_t, feats.test_sk)), rel=1e-5)
+    # Zero frames are not a zero state: without it the first blocks of a clip differ.
+    with torch.no_grad():
+        cold = feats.crop(gen(feats.train_frames))
+    assert not torch.allclose(cold[:6], want[:6], rtol=1e-3, atol=1e-4)
+
+
+def test_moment_matching_codes_come_from_the_float64_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The synthetic batches of L_MM are ReLU(L^-1 z) with the VAR in float64, as at inference:
+    equal to the recursion written out in numpy (float64) to float32 rounding."""
+    seen: list[tuple[Any, int, torch.Tensor]] = []
+
+    class Spy(code_chains.CodeChains):
+        def next(self, step: int) -> torch.Tensor:
+            before = self.state.clone() if self.state is not None else None
+            out = super().next(step)
+            seen.append((self, step, before, out))
+            return out
+
+    monkeypatch.setattr(loop, "CodeChains", Spy)
+    run(tiny(1), tmp_path / "r", tmp_path / "cache")
+    assert seen
+    chains = seen[0][0]
+    var = chains.var
+    assert var.A.dtype == torch.float64
+    A, b = var.A.numpy(), var.b.numpy()
+    root = var.sqrt_cov.numpy()
+    M = A.shape[0]
+    for _, step, before, out in seen[:3]:
+        g = code_chains.seeded_generator(torch.device("cpu"), chains.seed, chains.rank, step)
+        z = torch.randn(out.shape, generator=g, dtype=torch.float64).numpy()
+        S = np.concatenate([before.numpy()[:, :, -M:], np.zeros(out.shape)], axis=2)
+        for n in range(out.shape[2]):
+            pred = b + sum(S[:, :, M + n - m] @ A[m - 1].T for m in range(1, M + 1))
+            S[:, :, M + n] = pred + z[:, :, n] @ root
+        relu = chains.relu
+        mask = relu.numpy()[None, :, None] if isinstance(relu, torch.Tensor) else bool(relu)
+        want = np.where(mask, np.maximum(S[:, :, M:], 0), S[:, :, M:]).astype(np.float32)
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())

@@ -27,6 +27,13 @@ very long files                             read block by block (never one alloc
                                             streams without holding the file in memory
 unicode and spaces in paths                 supported
 ==========================================  ==================================================
+
+Outputs (:func:`check_output_file`, :func:`check_output_folder`, :func:`check_fits`) are
+checked before any work starts, and raise :class:`OutputError` (one line): a folder given as
+an output file, a file given as a folder (or in the way of one), a place the process cannot
+write, or a size that the available memory or disk cannot hold. Missing parent folders are
+created, once the nearest existing one is known to be writable. Files are written atomically
+(temporary file + rename) with the usual permissions (0666 less the umask).
 """
 
 from __future__ import annotations
@@ -62,6 +69,10 @@ MIN_FILE_SAMPLE_RATE = 100
 _READ_SAMPLES = 1 << 15
 
 Policy = Literal["keep", "error"]
+
+
+class OutputError(ValueError):
+    """An output the command cannot write; the message names the path and the problem."""
 
 
 class AudioError(ValueError):
@@ -514,6 +525,7 @@ def save_audio(
     if subtype.startswith("PCM"):
         y = np.clip(y, -1.0, 1.0)
     data = y.T if y.ndim == 2 else y
+    check_output_file(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix or ".wav")
     os.close(fd)
@@ -522,8 +534,136 @@ def save_audio(
             sf.write(tmp, data, fs, subtype=subtype, format=(p.suffix[1:] or "wav").upper())
         except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as exc:
             raise AudioError(p, f"cannot write ({_first_line(exc)})") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return p
+
+
+def save_array(path: str | os.PathLike[str], arr: np.ndarray) -> Path:
+    """``np.save`` atomically (temporary file + rename), with the usual permissions."""
+    p = check_output_file(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".npy")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Output checks
+
+
+def _nearest_existing(p: Path) -> Path:
+    q = p
+    while not q.exists() and q != q.parent:
+        q = q.parent
+    return q
+
+
+def _check_folder_writable(target: Path, folder: Path) -> None:
+    """``folder`` (existing) must be a folder this process can create files in; probed with a
+    real temporary file, so read-only mounts and root-owned places are caught too."""
+    if not folder.is_dir():
+        raise OutputError(f"{target}: {folder} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".mmsin-write-test-")
+    except OSError as exc:
+        raise OutputError(
+            f"{target}: cannot write in {folder} ({exc.strerror or exc.__class__.__name__})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that ``path`` can be written as a file; returns it.
+
+    Refused (:class:`OutputError`): an existing folder, an existing file that cannot be
+    replaced, a parent that is a file, a place this process cannot write. A missing parent
+    folder is fine (it is created on writing) when its nearest existing ancestor is writable.
+    """
+    p = Path(path)
+    if str(path) == "" or p.name in ("", ".", ".."):
+        raise OutputError(f"{path!s}: not a file name")
+    if p.is_dir():
+        raise OutputError(f"{p}: is a folder; give a file name (e.g. {p / 'out'}.wav)")
+    if p.exists() and not p.is_file():
+        raise OutputError(f"{p}: exists and is not a regular file")
+    _check_folder_writable(p, _nearest_existing(p.parent))
+    return p
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work, that ``path`` is (or can be created as) a writable folder."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{p}: is a file, not a folder")
+    _check_folder_writable(p, _nearest_existing(p))
+    return p
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux/macOS
+        return 1 << 62
+
+
+def format_bytes(n: float) -> str:
+    """``1234567`` -> ``'1.2 MB'`` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def check_fits(what: str, memory: float, disk: float, folder: str | os.PathLike[str]) -> None:
+    """Refuse (:class:`OutputError`) a job whose working memory or files would not fit.
+
+    Parameters
+    ----------
+    what : str
+        What is asked for, as the user gave it (``"--seconds 1e9"``): the message starts so.
+    memory, disk : float
+        Bytes of memory the job needs at its peak and bytes its files take on disk.
+    folder : path-like
+        Where the files go (its nearest existing ancestor's file system is asked).
+    """
+    import shutil
+
+    have = available_memory()
+    if memory > have:
+        raise OutputError(
+            f"{what} needs about {format_bytes(memory)} of memory, more than the "
+            f"{format_bytes(have)} available; ask for less"
+        )
+    free = shutil.disk_usage(_nearest_existing(Path(folder))).free
+    if disk > free:
+        raise OutputError(
+            f"{what} would write about {format_bytes(disk)} to {folder}, more than the "
+            f"{format_bytes(free)} free there; ask for less"
+        )

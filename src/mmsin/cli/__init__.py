@@ -28,9 +28,9 @@ class UserError(Exception):
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from mmsin.data import DataError
-    from mmsin.io import AudioError
+    from mmsin.io import AudioError, OutputError
 
-    return (UserError, AudioError, DataError, FileNotFoundError, NotADirectoryError)
+    return (UserError, AudioError, OutputError, DataError, FileNotFoundError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:

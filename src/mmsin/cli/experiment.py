@@ -34,9 +34,19 @@ def _context(args: argparse.Namespace) -> Any:
     )
 
 
+def _check_outputs() -> None:
+    """The results and runs folders under $MMSIN_HOME must be writable before anything runs."""
+    from mmsin import paths
+    from mmsin.io import check_output_folder
+
+    check_output_folder(paths.results_dir())
+    check_output_folder(paths.runs_dir())
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from mmsin.experiments import run
 
+    _check_outputs()
     outcome = run(args.name, _context(args))
     print(outcome.report_path)
     return 0
@@ -45,6 +55,7 @@ def _experiment(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from mmsin.experiments import reproduce
 
+    _check_outputs()
     print(reproduce(_context(args), pretrained=not args.no_pretrained))
     return 0
 
@@ -52,6 +63,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from mmsin.experiments import demo
 
+    _check_outputs()
     print(demo(_context(args), pretrained=not args.no_pretrained))
     return 0
 

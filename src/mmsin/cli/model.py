@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+#: Most files one command writes (--steps): a bound checked before any list of names is made.
+_MAX_FILES = 10_000
+
 _MODEL_HELP = (
     "trained model: a checkpoint file or a run folder (default: the newest checkpoint under "
     "$MMSIN_HOME/runs, else the pretrained model shipped with mmsin)"
@@ -52,6 +55,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from mmsin import paths
     from mmsin.config import Config, override, preset
+    from mmsin.io import check_output_folder
     from mmsin.training import train
 
     cfg = Config.load(args.config) if args.config else preset(args.preset)
@@ -62,6 +66,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.run:
         cfg.name = args.run
     run_dir = paths.runs_dir() / cfg.name
+    check_output_folder(run_dir)
     if args.resume:
         _check_resumable(run_dir)
     _ensure_data(cfg, progress=not args.quiet)
@@ -124,17 +129,19 @@ def _read_audio(paths_: list[str], fs: int, hop: int) -> tuple[np.ndarray, list[
 
 
 def _encode(args: argparse.Namespace) -> int:
+    from mmsin.io import check_output_file, save_array
+
     out = Path(args.out)
     if out.suffix != ".npy":
         raise ValueError(f"--out {out}: must end in .npy")
+    check_output_file(out)
     model = _load_model(args)
     x, lengths = _read_audio(args.audio, model.fs, model.hop)
     codes = model.encode_scattering(x) if args.scattering else model.encode(x)
     arr = codes.cpu().numpy().astype(np.float32)
     if len(args.audio) == 1:
         arr = arr[0]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, arr)
+    save_array(out, arr)
     kind = "S_J (scattering)" if args.scattering else "Z (whitened embedding)"
     if len(set(lengths)) > 1:
         print("note: files of different lengths were zero-padded at the end to the longest")
@@ -143,9 +150,10 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from mmsin.io import normalize_peak, save_audio
+    from mmsin.io import check_output_file, normalize_peak, save_audio
 
     src = Path(args.file)
+    check_output_file(args.out)
     if not src.is_file():
         raise ValueError(f"{src}: no such file")
     try:
@@ -166,6 +174,12 @@ def _decode(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{src}: has {channels} channels but the model's embedding has {model.num_channels}"
         )
+    out = Path(args.out)
+    n = 1 if arr.ndim == 2 else arr.shape[0]
+    names = [out] if n == 1 else [_numbered(out, i) for i in range(n)]
+    for name in names:
+        check_output_file(name)
+    _check_size(model, f"{src} ({arr.shape[-1]} frames x {n})", arr.shape[-1], n, out.parent)
     if kind == "auto":
         # S_J's modulus channels (meta()["nonnegative"]) are >= 0; Z, the whitened innovations,
         # is about N(0, 1) in every channel.
@@ -173,8 +187,6 @@ def _decode(args: argparse.Namespace) -> int:
         kind = "scattering" if float(mod.min()) >= -1e-6 * float(np.abs(mod).max()) else "z"
     x = model.decode_scattering(arr) if kind == "scattering" else model.decode(arr)
     x = x.cpu().numpy()
-    out = Path(args.out)
-    names = [out] if x.shape[0] == 1 else [_numbered(out, i) for i in range(x.shape[0])]
     for name, sig in zip(names, x, strict=True):
         save_audio(name, normalize_peak(sig), model.fs)
         print(f"wrote {name} ({len(sig) / model.fs:.2f} s at {model.fs} Hz, decoded from {kind})")
@@ -185,22 +197,48 @@ def _numbered(path: Path, i: int) -> Path:
     return path.with_name(f"{path.stem}-{i:02d}{path.suffix or '.wav'}")
 
 
+def _frames_for(seconds: float, model: Any) -> int:
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"--seconds must be a positive number, got {seconds}")
+    return max(1, math.ceil(seconds * model.fs / model.hop))
+
+
+def _check_size(model: Any, what: str, frames: int, batch: int, folder: Path) -> None:
+    """Refuse, before any work, a decode/generation whose memory or WAV files cannot fit.
+
+    Peak memory: the VAR's frames (float64: z, S and ReLU(S)) plus, for each layer of G, its
+    zero-stuffed input and its output (float32); disk: 16-bit WAV samples."""
+    from mmsin.io import check_fits
+
+    chans = list(getattr(model.generator, "channels", [model.num_channels, 1]))
+    per_frame = 3 * 8 * model.num_channels
+    for k in range(len(chans) - 1):
+        per_frame += 4 * 2 ** (k + 1) * (chans[k] + chans[k + 1])
+    memory = float(batch) * frames * per_frame
+    disk = float(batch) * (frames * model.hop * 2 + 44)
+    check_fits(what, memory, disk, folder)
+
+
 # --------------------------------------------------------------------------- generate
 
 
 def _generate(args: argparse.Namespace) -> int:
     from mmsin import paths
-    from mmsin.io import normalize_peak, save_audio
+    from mmsin.io import check_output_file, check_output_folder, normalize_peak, save_audio
 
-    if args.seconds <= 0 or args.count < 1:
+    if not (math.isfinite(args.seconds) and args.seconds > 0) or args.count < 1:
         raise ValueError("--seconds must be positive and --count at least 1")
+    out = check_output_folder(Path(args.out) if args.out else paths.results_dir() / "generated")
     model = _load_model(args)
-    frames = max(1, math.ceil(args.seconds * model.fs / model.hop))
+    frames = _frames_for(args.seconds, model)
+    what = f"--seconds {args.seconds:g} --count {args.count}"
+    _check_size(model, what, frames, args.count, out)
+    names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
+    for name in names:
+        check_output_file(name)
     x = model.generate(frames, batch=args.count, seed=args.seed).cpu().numpy()
-    out = Path(args.out) if args.out else paths.results_dir() / "generated"
     out.mkdir(parents=True, exist_ok=True)
-    for i, sig in enumerate(x):
-        name = out / f"generated-seed{args.seed}-{i:02d}.wav"
+    for name, sig in zip(names, x, strict=True):
         save_audio(name, normalize_peak(sig), model.fs)
         print(f"wrote {name}")
     return 0
@@ -211,19 +249,35 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _interpolate(args: argparse.Namespace) -> int:
     from mmsin import paths
-    from mmsin.io import normalize_peak, save_audio
+    from mmsin.io import check_output_file, check_output_folder, normalize_peak, save_audio
 
     if args.seeds is None and (args.audio is None or len(args.audio) != 2):
         raise ValueError("give two audio files (A.wav B.wav) or --seeds K1 K2")
     if args.seeds is not None and args.audio:
         raise ValueError("give either two audio files or --seeds, not both")
-    if args.steps is not None and args.steps < 2:
-        raise ValueError("--steps must be at least 2")
+    if args.steps is not None and not 2 <= args.steps <= _MAX_FILES:
+        raise ValueError(f"--steps must be between 2 and {_MAX_FILES}")
     if args.ratio is not None and args.steps is not None:
         raise ValueError("give either --ratio or --steps, not both")
+    ratios = (
+        [float(r) for r in np.linspace(0.0, 1.0, args.steps)]
+        if args.steps is not None
+        else [0.5 if args.ratio is None else float(args.ratio)]
+    )
+    default = paths.results_dir() / "interpolated"
+    if args.steps is None:
+        out = Path(args.out) if args.out else default / "interpolated.wav"
+        names = [check_output_file(out)]
+    else:
+        folder = check_output_folder(Path(args.out) if args.out else default)
+        names = [folder / f"interpolated-{i:02d}-r{r:.2f}.wav" for i, r in enumerate(ratios)]
+        for name in names:
+            check_output_file(name)
     model = _load_model(args)
     if args.seeds is not None:
-        frames = max(1, math.ceil(args.seconds * model.fs / model.hop))
+        frames = _frames_for(args.seconds, model)
+        _check_size(model, f"--seconds {args.seconds:g}", frames, 2, names[0].parent)
+        _check_size(model, f"--steps {len(ratios)}", frames, len(ratios), names[0].parent)
         S = [model.sample_scattering(frames, seed=k) for k in args.seeds]
         Z = [model.var.whiten(s) for s in S]
         label = f"seeds {args.seeds[0]} and {args.seeds[1]}"
@@ -232,19 +286,10 @@ def _interpolate(args: argparse.Namespace) -> int:
         Zx = model.encode(x)
         Z = [Zx[:1], Zx[1:]]
         label = f"{args.audio[0]} and {args.audio[1]}"
-    ratios = (
-        [float(r) for r in np.linspace(0.0, 1.0, args.steps)]
-        if args.steps is not None
-        else [0.5 if args.ratio is None else float(args.ratio)]
-    )
+    if args.seeds is None:
+        frames = min(int(z.shape[-1]) for z in Z)
+        _check_size(model, f"--steps {len(ratios)}", frames, len(ratios), names[0].parent)
     x_out = model.interpolate(Z[0], Z[1], ratios).cpu().numpy()
-    default = paths.results_dir() / "interpolated"
-    if args.steps is None:
-        out = Path(args.out) if args.out else default / "interpolated.wav"
-        names = [out]
-    else:
-        folder = Path(args.out) if args.out else default
-        names = [folder / f"interpolated-{i:02d}-r{r:.2f}.wav" for i, r in enumerate(ratios)]
     for name, sig, r in zip(names, x_out, ratios, strict=True):
         save_audio(name, normalize_peak(sig), model.fs)
         print(f"wrote {name} (ratio {r:.2f} between {label})")

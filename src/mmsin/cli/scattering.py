@@ -48,9 +48,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from mmsin.io import load_audio
+    from mmsin.io import check_output_file, load_audio
     from mmsin.scattering import Scalogram, TimeFrequencyScattering
 
+    check_output_file(args.out)
     if args.oversampling < 0:
         raise UserError(f"--oversampling must be >= 0, got {args.oversampling}")
     x = load_audio(args.audio, fs=args.fs, max_seconds=args.max_seconds)

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Version of the cache layout; bump when the cached content changes meaning.
 #: 3: S_J's `paper` order 1 is linear (eq. 8) and S_J is accurate at J = 10 (oversampling).
-CACHE_VERSION = 3
+#: 4: each segment records its context frames before the clip's start (train_pad, test_pad).
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -66,6 +67,10 @@ class Features:
         Waveform targets aligned with the last ``segment_frames`` output blocks of G.
     train_sk, test_sk : Tensor (N, C_K, T_K)
         S_K of the targets (eq. 5's reference side).
+    train_pad, test_pad : Tensor (N,) int64
+        Context frames of each example that lie before its clip's start (the zero frames); G
+        starts from a zero state there (:func:`mmsin.training.objective.zero_state`), as when
+        decoding a clip.
     sk_mean_abs, sk_mean, sk_rms : Tensor (C_K,)
         Training-set S_K statistics: L_inv normaliser, L_MM target mean and RMS normaliser.
     wave_power : Tensor ()
@@ -93,6 +98,8 @@ class Features:
     fingerprint: str
     key: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    train_pad: Tensor | None = None
+    test_pad: Tensor | None = None
 
     @property
     def width(self) -> int:
@@ -159,8 +166,9 @@ def _segment_starts(frames: int, seg: int) -> list[int]:
 
 def _segments(
     S: Tensor, x: Tensor, J: int, seg: int, context: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
-    """Cut normalised S_J frames (B, C, F) and signals (B, time) into training segments."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut normalised S_J frames (B, C, F) and signals (B, time) into training segments; the
+    third tensor is each segment's number of context frames before its clip's start."""
     from mmsin.generator import aligned_target
 
     _, C, F = S.shape
@@ -168,13 +176,15 @@ def _segments(
     target = torch.as_tensor(aligned_target(x, J, F), dtype=torch.float32)  # (B, F * hop)
     before, after = context
     padded = torch.nn.functional.pad(S, (before, after))
-    frames_out, wave_out = [], []
+    frames_out, wave_out, pad_out = [], [], []
     for n0 in _segment_starts(F, seg):
         frames_out.append(padded[:, :, n0 : n0 + before + seg + after])
         wave_out.append(target[:, n0 * hop : (n0 + seg) * hop])
+        pad_out.append(torch.full((S.shape[0],), max(0, before - n0), dtype=torch.int64))
     if not frames_out:
-        return S.new_zeros(0, C, before + seg + after), S.new_zeros(0, seg * hop)
-    return torch.cat(frames_out), torch.cat(wave_out)
+        empty = torch.zeros(0, dtype=torch.int64)
+        return S.new_zeros(0, C, before + seg + after), S.new_zeros(0, seg * hop), empty
+    return torch.cat(frames_out), torch.cat(wave_out), torch.cat(pad_out)
 
 
 def prepare_features(
@@ -281,8 +291,8 @@ def _compute_features(
         "test": whiteness_report(var, S_test) if len(S_test) else {},
     }
     var_state = {k: v.detach().cpu().clone() for k, v in var.state_dict().items()}
-    tr_frames, tr_wave = _segments(S_train, x_train, J, seg, context)
-    te_frames, te_wave = _segments(S_test, x_test, J, seg, context)
+    tr_frames, tr_wave, tr_pad = _segments(S_train, x_train, J, seg, context)
+    te_frames, te_wave, te_pad = _segments(S_test, x_test, J, seg, context)
     if tr_frames.shape[0] == 0:
         raise ValueError(
             f"data {train_clips.source!r}: clips of {x_train.shape[1]} samples give "
@@ -321,4 +331,6 @@ def _compute_features(
         fingerprint=fingerprint,
         key=key,
         extra={"whiteness": whiteness},
+        train_pad=tr_pad,
+        test_pad=te_pad,
     )

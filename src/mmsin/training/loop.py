@@ -278,8 +278,9 @@ class _Session:
         self.data_source = str(getattr(train_clips, "source", ""))
         generator = generator.to(device)
         self.objective = Objective(cfg, feats).to(device)
-        # float32 VAR for speed: the recursion only feeds L_MM's synthetic batches.
-        self.var = restore_var(feats.var_state).to(device).float()
+        # The VAR in float64, as at inference (mmsin.model): its recursion runs close to the
+        # edge of stability (growth rate up to 0.995), where float32 rounding accumulates.
+        self.var = restore_var(feats.var_state).to(device).double()
         self.generator, self.model = wrap_for_ranks(generator, device, d)
 
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=cfg.train.lr)
@@ -438,10 +439,21 @@ class _Session:
         frames = feats.train_frames[idx].to(device, non_blocking=True)
         wave = feats.train_wave[idx].to(device, non_blocking=True)
         sk = feats.train_sk[idx].to(device, non_blocking=True)
+        pad = feats.train_pad[idx] if feats.train_pad is not None else None
         self.optimizer.zero_grad(set_to_none=True)
         codes = self.chains.next(at.global_step) if self.chains is not None else None
         terms = loss_terms(
-            self.cfg, self.model, self.objective, frames, wave, sk, codes, feats, self.amp, device
+            self.cfg,
+            self.model,
+            self.objective,
+            frames,
+            wave,
+            sk,
+            codes,
+            feats,
+            self.amp,
+            device,
+            pad=pad,
         )
         loss = total_loss(self.cfg, terms)
         if not all_ranks_finite(loss, self.d, device):

@@ -14,6 +14,7 @@ have all the S_J frames they depend on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -62,6 +63,61 @@ class Objective(nn.Module):
         return waveform_mse(x_hat, x, self.wave_power)
 
 
+@contextlib.contextmanager
+def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
+    """Run G on examples whose first ``pad[i]`` frames lie before their clip's start as if G
+    started there from a zero state, as :meth:`mmsin.MMSIN.decode` does on a whole clip.
+
+    Feeding zero frames is not the same: G's biases and BatchNorm make its response to silence
+    non-zero, and that response would reach the clip's first blocks. Inside this context every
+    layer's output is zeroed before each example's start, so the next layer sees there the
+    zeros it sees before time 0 when decoding. (``pad`` = None or all zero: nothing changes.)
+    """
+    module = getattr(generator, "module", generator)  # DDP wraps the generator
+    layers = getattr(module, "layers", None)
+    if pad is None or layers is None or not bool((pad > 0).any()):
+        yield
+        return
+    state: dict[str, int] = {}
+
+    def remember_width(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+        state["width"] = int(args[0].shape[-1])
+
+    def mask(mod: nn.Module, args: tuple[Tensor, ...], out: Tensor) -> Tensor:
+        rate = out.shape[-1] // state["width"]  # output samples per input frame so far
+        start = pad.to(out.device)[:, None] * rate
+        keep = torch.arange(out.shape[-1], device=out.device)[None, :] >= start
+        return out * keep[:, None, :].to(out.dtype)
+
+    handles = [module.register_forward_pre_hook(remember_width)]
+    handles += [layer.register_forward_hook(mask) for layer in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
+    """BatchNorm in eval mode for the moment-matching pass on synthetic batches.
+
+    The pass then sees G as generation runs it (BatchNorm with its running statistics, an
+    affine map that gradients go through), and the running statistics that inference uses are
+    updated by real-data batches only.
+    """
+    bns = [
+        m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+    ]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.train()
+
+
 def loss_terms(
     cfg: Config,
     model: nn.Module,
@@ -73,11 +129,15 @@ def loss_terms(
     feats: Features,
     amp: bool,
     device: torch.device,
+    pad: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """One step's loss terms: ``mse`` or ``inv`` on the real batch, plus ``mm`` (eq. 6) on G
-    applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given."""
+    applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given.
+
+    The real batch starts from a zero state at clip starts (``pad``, :func:`zero_state`); the
+    synthetic one runs with BatchNorm in eval mode (:func:`frozen_batchnorm`)."""
     terms: dict[str, Tensor] = {}
-    with amp_context(device, amp):
+    with amp_context(device, amp), zero_state(model, pad):
         out = model(frames)
     # Only the segment's blocks have all the frames they depend on (context before/after).
     x_hat = feats.crop(out).float()
@@ -88,7 +148,7 @@ def loss_terms(
         if cfg.loss.spectral > 0:
             terms["spec"] = objective.spectrum(x_hat, wave)
     if codes is not None:
-        with amp_context(device, amp):
+        with amp_context(device, amp), frozen_batchnorm(model):
             gen = model(codes)
         terms["mm"] = objective.mm(feats.crop(gen).float())
     return terms
@@ -117,6 +177,7 @@ def evaluate_inv(
     """Mean L_inv (eq. 5) of the reconstructions G(S_J x) of a split's segments, eval mode."""
     frames = getattr(feats, f"{split}_frames")
     sk = getattr(feats, f"{split}_sk")
+    pad = getattr(feats, f"{split}_pad", None)
     if frames.shape[0] == 0:
         return float("nan")
     was_training = generator.training
@@ -124,7 +185,8 @@ def evaluate_inv(
     total, count = 0.0, 0
     for i in range(0, frames.shape[0], batch):
         f = frames[i : i + batch].to(device)
-        x_hat = feats.crop(generator(f)).float()
+        with zero_state(generator, None if pad is None else pad[i : i + batch]):
+            x_hat = feats.crop(generator(f)).float()
         total += float(objective.inv(x_hat, sk[i : i + batch].to(device))) * f.shape[0]
         count += f.shape[0]
     generator.train(was_training)

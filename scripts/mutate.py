@@ -1,0 +1,188 @@
+"""Mutation check: break the code on purpose, one breakage at a time, and see the tests go red.
+
+Each breakage replaces one anchor text of ``src/mmsin`` by a broken version, in a temporary copy
+of the source tree (the working tree is never edited), then runs the tests meant to catch it
+with that copy first on ``PYTHONPATH``. The table at the end says, for each breakage, which test
+failed (caught) or NOT CAUGHT. Exit status: 0 if every breakage was caught, 1 otherwise, 2 if a
+breakage could not be applied.
+
+An anchor is searched in every ``.py`` file under ``src/mmsin``, so the check survives code
+moving between modules; an anchor found nowhere, or in more than one place, stops the script
+with an error naming it (the breakage needs updating, it is never silently skipped).
+
+    python scripts/mutate.py              # all breakages (a few minutes on 2 cores)
+    python scripts/mutate.py resume mm    # only those whose name contains a word given
+    make mutate
+
+docs/reliability.md lists the breakages and the tests that catch them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Breakage:
+    name: str
+    what: str
+    anchor: str
+    broken: str
+    tests: tuple[str, ...]
+
+
+BREAKAGES = (
+    Breakage(
+        "resume-ignores-checkpoint",
+        "--resume restarts from scratch: the checkpoint's weights, optimiser, counters unused",
+        "        self.at = Progress()\n        if state is not None:\n",
+        "        self.at = Progress()\n        if False:\n",
+        ("tests/test_training.py::test_resume_runs_only_the_remaining_steps_from_the_saved_state",),
+    ),
+    Breakage(
+        "ddp-off",
+        "no DistributedDataParallel: WORLD_SIZE forced to 1, every process trains alone",
+        'world = int(os.environ.get("WORLD_SIZE", "1"))',
+        "world = 1",
+        ("tests/test_ddp.py::test_two_ranks_on_shards_equal_one_process_on_the_union_batch",),
+    ),
+    Breakage(
+        "bn-stats-from-synthetic",
+        "BatchNorm running statistics also updated by the MM pass on VAR-sampled batches",
+        "with amp_context(device, amp), frozen_batchnorm(model):",
+        "with amp_context(device, amp), contextlib.nullcontext():",
+        ("tests/test_training.py::test_batchnorm_statistics_come_from_real_batches_only",),
+    ),
+    Breakage(
+        "sign-flip-in-L-inverse",
+        "the intercept of the VAR enters L^-1 with the wrong sign",
+        "        innov = innov + self.b\n",
+        "        innov = innov - self.b\n",
+        ("tests/test_whitening.py",),
+    ),
+    Breakage(
+        "causality-off-by-one",
+        "every layer of G looks one upsampled sample further ahead than it may",
+        "y = self.upsample_conv(x)[..., self.look_ahead : self.look_ahead + 2 * L]",
+        "y = self.upsample_conv(x)[..., self.look_ahead + 1 : self.look_ahead + 1 + 2 * L]",
+        ("tests/test_generator.py",),
+    ),
+    Breakage(
+        "mm-term-dropped",
+        "the moment-matching term no longer enters the training loss",
+        'loss = loss + cfg.loss.lam * terms["mm"]',
+        "loss = loss",
+        ("tests/test_training.py::test_the_loss_minimised_is_inv_plus_lambda_mm",),
+    ),
+)
+
+
+class AnchorError(RuntimeError):
+    pass
+
+
+def apply(b: Breakage, src: Path) -> Path:
+    """Apply ``b`` to the tree ``src`` (a copy); returns the file changed."""
+    hits = []
+    for path in sorted(src.rglob("*.py")):
+        count = path.read_text().count(b.anchor)
+        if count:
+            hits.append((path, count))
+    if not hits:
+        raise AnchorError(
+            f"breakage {b.name}: anchor not found in {src} (the code moved or changed; update "
+            f"scripts/mutate.py):\n{b.anchor}"
+        )
+    if len(hits) > 1 or hits[0][1] > 1:
+        where = ", ".join(f"{p.relative_to(src)} x{c}" for p, c in hits)
+        raise AnchorError(f"breakage {b.name}: anchor is ambiguous ({where}):\n{b.anchor}")
+    path = hits[0][0]
+    path.write_text(path.read_text().replace(b.anchor, b.broken))
+    return path
+
+
+def run_tests(b: Breakage, src_root: Path, timeout: float) -> tuple[str, str]:
+    """Run ``b``'s tests against the broken copy; (verdict, detail)."""
+    env = dict(os.environ, PYTHONPATH=str(src_root), OMP_NUM_THREADS="1")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import mmsin; print(mmsin.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if not probe.stdout.strip().startswith(str(src_root)):
+        raise RuntimeError(f"the broken copy is not what Python imports: {probe.stdout.strip()}")
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-rf", "-p", "no:cacheprovider"]
+    cmd += ["-p", "no:xdist", *b.tests]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return "caught (timeout)", f"tests ran past {timeout:.0f} s"
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)
+    if proc.returncode == 0:
+        return "NOT CAUGHT", "all selected tests passed"
+    if failed:
+        return "caught", failed[0]
+    tail = proc.stdout.strip().splitlines()[-1:] or ["?"]
+    return "caught?", f"pytest exit {proc.returncode}: {tail[0]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("only", nargs="*", help="run only breakages whose name contains a word")
+    ap.add_argument("--timeout", type=float, default=300, help="per breakage, seconds")
+    args = ap.parse_args(argv)
+    chosen = [b for b in BREAKAGES if not args.only or any(w in b.name for w in args.only)]
+    if not chosen:
+        print(f"no breakage matches {args.only}", file=sys.stderr)
+        return 2
+    # Every anchor must apply to the current tree before anything runs (fail loudly, early).
+    with tempfile.TemporaryDirectory(prefix="mmsin-mutate-check-") as tmp:
+        for b in chosen:
+            copy = Path(tmp) / b.name
+            shutil.copytree(ROOT / "src", copy, ignore=shutil.ignore_patterns("__pycache__"))
+            try:
+                apply(b, copy)
+            except AnchorError as exc:
+                print(f"mutate: error: {exc}", file=sys.stderr)
+                return 2
+    rows = []
+    for b in chosen:
+        with tempfile.TemporaryDirectory(prefix=f"mmsin-mutate-{b.name}-") as tmp:
+            src = Path(tmp) / "src"
+            shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+            changed = apply(b, src)
+            t0 = time.perf_counter()
+            verdict, detail = run_tests(b, src, args.timeout)
+            secs = time.perf_counter() - t0
+        rows.append((b.name, str(changed.relative_to(src)), verdict, detail, secs))
+        print(f"{b.name}: {verdict} ({detail}, {secs:.0f} s)", flush=True)
+    w = max(len(r[0]) for r in rows)
+    wf = max(len("file broken"), *(len(r[1]) for r in rows))
+    print()
+    print(f"{'breakage':<{w}}  {'file broken':<{wf}}  result")
+    for name, changed, verdict, detail, _ in rows:
+        print(f"{name:<{w}}  {changed:<{wf}}  {verdict}: {detail}")
+    missed = [r[0] for r in rows if r[2] == "NOT CAUGHT"]
+    if missed:
+        print(f"\nNOT CAUGHT: {', '.join(missed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
