@@ -137,3 +137,21 @@ def test_config_builds_it_and_the_model_round_trips(tmp_path) -> None:  # type: 
     np.testing.assert_allclose(
         back.decode(back.encode(x)).numpy(), model.decode(model.encode(x)).numpy(), atol=1e-5
     )
+
+
+def test_training_zero_state_equals_decoding_from_the_clip_start() -> None:
+    """With the training loop's zero state, frames before a clip's start change nothing: the
+    output after the start is the clip's own envelopes driving the oscillators from silence
+    (what decoding the clip computes), the carriers continuing from the sequence start."""
+    from mmsin.training.objective import zero_state
+
+    g = OscillatorGenerator(4, J=5, trunk_layers=3, hidden=5, per_octave=4, fmin=100.0).eval()
+    clip = torch.randn(1, 4, 6)
+    padded = torch.cat([torch.zeros(1, 4, 3), clip], dim=-1)  # zero frames before the start
+    with torch.no_grad():
+        with zero_state(g, torch.tensor([3])):
+            out = g(padded)
+        env = g.trunk.features(clip)
+        expected = g.synthesize(env, torch.zeros(1, env.shape[1]), 3 * 2**g.trunk_layers)
+    np.testing.assert_allclose(out[:, : 3 * g.hop].numpy(), 0.0, atol=1e-7)
+    np.testing.assert_allclose(out[:, 3 * g.hop :].numpy(), expected.numpy(), atol=1e-5)

@@ -153,6 +153,11 @@ class OscillatorGenerator(nn.Module):
         return 2**self.J
 
     @property
+    def layers(self) -> nn.ModuleList:
+        """The trunk's upsampling layers (what the training loop's zero state masks)."""
+        return self.trunk.layers
+
+    @property
     def channels(self) -> list[int]:
         """The trunk's [c_J, ..., envelope channels]."""
         return self.trunk.channels
