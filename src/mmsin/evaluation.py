@@ -967,6 +967,15 @@ def lowpass_reference(
     return np.asarray(scipy.signal.sosfiltfilt(sos, y, axis=-1), dtype=np.float64)
 
 
+def grid_share_or_nan(x: Tensor | np.ndarray, fs: float, k: int = 6) -> np.ndarray:
+    """Per-clip share of energy on the grid of multiples of fs/2^k (:func:`grid_energy_share`),
+    or NaN for clips too short for its +-2 Hz bands (under 1 s). Shape (n,)."""
+    y = np.atleast_2d(_np(x))
+    if y.shape[-1] < 2 * fs / 2.0:
+        return np.full(y.shape[0], np.nan)
+    return np.atleast_1d(grid_energy_share(y, fs, ks=(k,)).share[k])
+
+
 @dataclass(frozen=True)
 class NoteFidelity:
     """Per-note pitch and spectrum figures of reconstructions beside their originals
@@ -1031,8 +1040,14 @@ def note_fidelity(
         peak = np.abs(y).max()
         return median_f0(y / peak, fs, model=crepe_model) if peak > 0 else float("nan")
 
+    def hnr(y: np.ndarray) -> np.ndarray:
+        if y.shape[-1] < 2 * fs / 2.0:  # too short for the +-2 Hz bands (as the grid share)
+            return np.full(y.shape[0], np.nan)
+        return np.atleast_1d(harmonic_to_noise_ratio(y, fs, nominal))
+
     f_ref = np.array([f0(y) for y in b])
     f_hat = np.array([f0(y) for y in a])
+    grid, grid_ref = grid_share_or_nan(a, fs, grid_k), grid_share_or_nan(b, fs, grid_k)
     with np.errstate(invalid="ignore"):
         tracked = np.abs(np.asarray(cents(f_ref, nominal))) <= 50
         kept = tracked & (np.abs(np.asarray(cents(f_hat, f_ref))) <= 50)
@@ -1041,8 +1056,8 @@ def note_fidelity(
         f0_reconstruction=f_hat,
         tracked=tracked,
         kept=kept,
-        grid=np.atleast_1d(grid_energy_share(a, fs).share[grid_k]),
-        grid_original=np.atleast_1d(grid_energy_share(b, fs).share[grid_k]),
-        hnr_db=np.atleast_1d(harmonic_to_noise_ratio(a, fs, nominal)),
-        hnr_db_original=np.atleast_1d(harmonic_to_noise_ratio(b, fs, nominal)),
+        grid=grid,
+        grid_original=grid_ref,
+        hnr_db=hnr(a),
+        hnr_db_original=hnr(b),
     )

@@ -41,7 +41,7 @@ def generation(ctx: Context) -> Outcome:
         for k, v in (("train", train.audio), ("test", test.audio), ("generated", gen))
     }
     grid = {
-        k: float(np.median(ev.grid_energy_share(v, model.fs).share[6]))
+        k: float(np.median(ev.grid_share_or_nan(v, model.fs)))
         for k, v in (("train", train.audio), ("generated", gen))
     }
     section = report.Section("Generation from white noise (Fig. 5)")

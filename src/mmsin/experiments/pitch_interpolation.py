@@ -78,7 +78,7 @@ def pitch_interpolation(ctx: Context) -> Outcome:
         g = model.decode(torch.cat([z, 0.5 * (z[:1] + z[1:])])).cpu().numpy()
         g1, g2, mid = g[0], g[1], g[2]
         signal_mid = 0.5 * (x[0] + x[1])[: g.shape[1]]
-        rec["latent_grid"].append(float(ev.grid_energy_share(mid, fs).share[6]))
+        rec["latent_grid"].append(float(ev.grid_share_or_nan(mid, fs)[0]))
         p1, p2 = int(test.meta[i]["pitch"]), int(test.meta[j]["pitch"])
         f_expected = ev.midi_to_hz((p1 + p2) / 2)
         band = (ev.midi_to_hz(p1 - 3), ev.midi_to_hz(p2 + 3))

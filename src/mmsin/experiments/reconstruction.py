@@ -60,10 +60,8 @@ def reconstruction(ctx: Context) -> Outcome:
         x = test.audio
         x_hat, x_ref = reconstruct(ctx, model, dataset, split)
         loss = loss_parts(model)
-        grid, grid_ref = (
-            ev.grid_energy_share(x_hat, model.fs),
-            ev.grid_energy_share(x_ref, model.fs),
-        )
+        grid = {k: ev.grid_share_or_nan(x_hat, model.fs, k) for k in ev.GRID_KS}
+        grid_ref = {k: ev.grid_share_or_nan(x_ref, model.fs, k) for k in ev.GRID_KS}
         m: dict[str, Any] = {
             "clips": int(x.shape[0]),
             "split": split,
@@ -73,8 +71,8 @@ def reconstruction(ctx: Context) -> Outcome:
             "lsd_db_lowpass_1khz": ev.log_spectral_distance(
                 ev.lowpass_reference(x_ref, model.fs, 1000.0), x_ref
             ),
-            "grid_share": {str(k): float(np.median(v)) for k, v in grid.share.items()},
-            "grid_share_original": {str(k): float(np.median(v)) for k, v in grid_ref.share.items()},
+            "grid_share": {str(k): float(np.median(v)) for k, v in grid.items()},
+            "grid_share_original": {str(k): float(np.median(v)) for k, v in grid_ref.items()},
         }
         if "pitch" in test.meta[0]:
             fid = ev.note_fidelity(

@@ -201,11 +201,18 @@ def load_split(ctx: Context, dataset: str, split: str, size: str | None = None) 
 
 def heldout_split(ctx: Context, dataset: str, size: str | None = None) -> str:
     """``"heldout"`` (notes of instruments never trained on, every semitone MIDI 40-90) when
-    the data set has that split, else ``"test"`` (a NSynth tree or an older build)."""
-    try:
-        load_split(ctx, dataset, "heldout", size)
-    except ValueError:  # DataError: no such split here
-        return "test"
+    the data set has that split, else ``"test"`` (a NSynth tree, an older build, or clips given
+    in memory with no look-alike built to hold notes out from)."""
+    from mmsin import data, paths
+
+    size = size or _size(ctx)
+    if (dataset, "heldout", size) not in ctx.clips:
+        if dataset in data.LOOKALIKES and not (paths.data_dir() / f"{dataset}-{size}").is_dir():
+            return "test"
+        try:
+            load_split(ctx, dataset, "heldout", size)
+        except ValueError:  # DataError: no such split here
+            return "test"
     return "heldout"
 
 
