@@ -315,10 +315,10 @@ def _rendered_note(pitch: int, fs: int) -> np.ndarray:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the shipped models predate S_J's linear order 1 / oversampling and S_K's 69-channel "
-    "Gammatone bank (main, 2026-12-01): decoded C4 comes out at 385 Hz (notes) and their saved "
-    "S_K statistics have 49 channels (piano: eq. 5 cannot be evaluated). Passed before those "
-    "changes; retrain them with scripts/train_pretrained.py and remove this mark",
+    raises=AssertionError,
+    reason="the shipped models of 2026-12-01 (the paper's G, ~1,000 CPU steps on the small sets) "
+    "reconstruct notes on the 64 Hz grid and lose their pitch (docs/model.md, section 6; "
+    "src/mmsin/pretrained/README.md). Remove this mark with models that keep it",
 )
 @pytest.mark.parametrize("name", ["notes", "piano"])
 def test_shipped_model_keeps_a_rendered_notes_pitch(name: str) -> None:

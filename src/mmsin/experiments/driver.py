@@ -57,8 +57,8 @@ __all__ = [
 #: How the shipped models were made (src/mmsin/pretrained/README.md); the packed files keep
 #: no step count, so the provenance is stated here.
 PRETRAINED_LABEL = (
-    "shipped pretrained models, trained on an H100 for ~6k steps "
-    "(notes 6,360, piano 5,400; batch 32)"
+    "shipped pretrained models, the small preset trained on a 2-core CPU for ~1k steps "
+    "(notes ~975, piano ~1,050; batch 16)"
 )
 #: Experiments rerun with the shipped models by :func:`reproduce` (inference only).
 PRETRAINED_EXPERIMENTS = (
