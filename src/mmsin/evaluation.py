@@ -749,6 +749,11 @@ class GridShare:
     chance_combined: float
 
 
+def _min_samples(fs: float, tol_hz: float) -> float:
+    """Shortest clip whose whole-clip Hann main lobe (+-2 fs/N Hz) fits in +-tol_hz bands."""
+    return 2 * fs / tol_hz
+
+
 def grid_energy_share(
     x: Tensor | np.ndarray,
     fs: float = 4096,
@@ -806,7 +811,7 @@ def grid_energy_share(
         raise ValueError(f"ks must be positive integers, got {ks}")
     if not tol_hz > 0:
         raise ValueError(f"tol_hz must be positive, got {tol_hz}")
-    if y.shape[-1] < 2 * fs / tol_hz:
+    if y.shape[-1] < _min_samples(fs, tol_hz):
         raise ValueError(
             f"clips of {y.shape[-1]} samples are too short for +-{tol_hz} Hz bands: the "
             f"window's main lobe (+-{2 * fs / y.shape[-1]:.2f} Hz) is wider; need at least "
@@ -909,7 +914,7 @@ def harmonic_to_noise_ratio(
     _check_fs(fs)
     y, single = _as_clips(x)
     f0s = np.broadcast_to(np.asarray(f0, dtype=np.float64), (y.shape[0],))
-    if y.shape[-1] < 2 * fs / tol_hz:
+    if y.shape[-1] < _min_samples(fs, tol_hz):
         raise ValueError(
             f"clips of {y.shape[-1]} samples are too short for +-{tol_hz} Hz bands; need at "
             f"least {math.ceil(2 * fs / tol_hz)} samples"
@@ -971,7 +976,7 @@ def grid_share_or_nan(x: Tensor | np.ndarray, fs: float, k: int = 6) -> np.ndarr
     """Per-clip share of energy on the grid of multiples of fs/2^k (:func:`grid_energy_share`),
     or NaN for clips too short for its +-2 Hz bands (under 1 s). Shape (n,)."""
     y = np.atleast_2d(_np(x))
-    if y.shape[-1] < 2 * fs / 2.0:
+    if y.shape[-1] < _min_samples(fs, 2.0):
         return np.full(y.shape[0], np.nan)
     return np.atleast_1d(grid_energy_share(y, fs, ks=(k,)).share[k])
 
@@ -1041,7 +1046,7 @@ def note_fidelity(
         return median_f0(y / peak, fs, model=crepe_model) if peak > 0 else float("nan")
 
     def hnr(y: np.ndarray) -> np.ndarray:
-        if y.shape[-1] < 2 * fs / 2.0:  # too short for the +-2 Hz bands (as the grid share)
+        if y.shape[-1] < _min_samples(fs, 2.0):  # too short for the +-2 Hz bands
             return np.full(y.shape[0], np.nan)
         return np.atleast_1d(harmonic_to_noise_ratio(y, fs, nominal))
 
