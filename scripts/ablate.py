@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -230,21 +229,11 @@ def fit_full(cfg: Config, steps: int, folder: Path) -> tuple[Any, ...]:
     from mmsin.training import train
 
     clips = load_clips("nsynth-like", split="train")
-    per_epoch = max(
-        1,
-        math.ceil(
-            len(clips.audio)
-            * 8192
-            // 2**cfg.scattering.J
-            // cfg.train.segment_frames
-            / cfg.train.batch_size
-        ),
-    )
-    cfg.train.epochs = max(1, round(steps / per_epoch))
+    cfg.train.epochs = 10**6  # the step budget, not the epochs, ends the run
     cfg.train.preview_every = 0
     t0 = time.time()
-    result = train(cfg, folder, progress=True)
-    model = MMSIN.load(result.checkpoint if hasattr(result, "checkpoint") else folder)
+    train(cfg, folder, progress=True, max_steps=steps)
+    model = MMSIN.load(folder)
     sk = build_scalogram(cfg).eval()
     stats = {"mean_abs": model_stats(model, sk, clips.audio)}
     return model, sk, stats, time.time() - t0
