@@ -68,6 +68,37 @@ ARMS: dict[str, tuple[str, str, list[str]]] = {
         "small",
         ["loss.spectral=1"],
     ),
+    "partials": (
+        "S_J order 1 read back as a scalogram -> 2-D network shared across log-frequency -> "
+        "4 oscillators per semitone bin (generator.head=partials), L_inv",
+        "small",
+        ["generator.head=partials", "generator.hidden=64"],
+    ),
+    "partials+spectral": (
+        "partials, L_inv + 1 x fine spectral term",
+        "small",
+        ["generator.head=partials", "generator.hidden=64", "loss.spectral=1"],
+    ),
+    "partials+spectral-2048": (
+        "partials, L_inv + 1 x spectral term at 0.5 s and 0.125 s windows only",
+        "small",
+        [
+            "generator.head=partials",
+            "generator.hidden=64",
+            "loss.spectral=1",
+            "loss.spectral_ffts=[2048,512]",
+        ],
+    ),
+    "partials-96+spectral": (
+        "partials with 8 oscillators per bin (96 per octave), L_inv + 1 x fine spectral term",
+        "small",
+        [
+            "generator.head=partials",
+            "generator.hidden=64",
+            "generator.per_octave=96",
+            "loss.spectral=1",
+        ],
+    ),
     "paper-G-mse": (
         "the paper's G, waveform MSE (phase-sensitive reference)",
         "small",
@@ -143,7 +174,7 @@ def fit_direct(cfg: Config, train: NoteSet, steps: int, seed: int = 0) -> tuple[
         S = sj(x)
     norm = S.abs().mean(dim=(0, 2)) + 1e-8
     S = S / norm[:, None]
-    g = build_generator(cfg, S.shape[1])
+    g = build_generator(cfg, S.shape[1], norm)
     J = cfg.scattering.J
     target = aligned_target(x, J, S.shape[-1])
     sk = build_scalogram(cfg).eval()

@@ -46,13 +46,47 @@ def build_scalogram(cfg: Config) -> Any:
     return Scalogram(K=cfg.loss.K, Q=cfg.loss.Q, wavelet=cfg.loss.wavelet, fs=cfg.scattering.fs)
 
 
-def build_generator(cfg: Config, in_channels: int) -> Any:
+def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -> Any:
     """The causal generator G of ``cfg.generator`` for ``in_channels`` = k_J S_J channels: the
-    paper's :class:`~mmsin.generator.CausalGenerator` or, for ``head = "oscillators"``, the
-    :class:`~mmsin.oscillators.OscillatorGenerator`."""
+    paper's :class:`~mmsin.generator.CausalGenerator`, for ``head = "oscillators"`` the
+    :class:`~mmsin.oscillators.OscillatorGenerator`, for ``head = "partials"`` the
+    :class:`~mmsin.partials.PartialGenerator`. ``norm`` (k_J,): S_J's per-channel normaliser
+    (G sees S_J / norm); the partials head needs it to read S_J's first order back as a
+    scalogram, the others ignore it."""
     from mmsin.generator import CausalGenerator
 
     g = cfg.generator
+    if g.head == "partials":
+        from mmsin.partials import PartialGenerator, first_order_frontend
+
+        s = cfg.scattering
+        if g.per_octave % s.Q:
+            raise ValueError(
+                f"generator.per_octave ({g.per_octave}) must be a multiple of scattering.Q "
+                f"({s.Q}) for the partials head (oscillators per first-order bin)"
+            )
+        if g.look_ahead:
+            raise ValueError("the partials head is causal: generator.look_ahead must be 0")
+        matrix, hz = first_order_frontend(build_scattering(cfg))
+        gen = PartialGenerator(
+            in_channels,
+            matrix,
+            hz,
+            J=s.J,
+            fs=s.fs,
+            per_bin=g.per_octave // s.Q,
+            channels=g.freq_channels,
+            depth=g.freq_depth,
+            freq_kernel=g.freq_kernel,
+            context=g.context,
+            trunk_layers=g.trunk_layers,
+            trunk_hidden=g.hidden,
+            kernel_size=g.kernel_size,
+            fmin=g.fmin,
+        )
+        if norm is not None:
+            gen.set_input_norm(norm)
+        return gen
     if g.head == "oscillators":
         from mmsin.oscillators import OscillatorGenerator
 

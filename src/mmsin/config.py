@@ -14,10 +14,11 @@ Presets
     The same encoder (J = 10, so the embedding is the paper's) and generator, a smaller batch
     and few epochs, for a CPU on the embedded small data set.
 ``pitched``
-    ``small`` with an oscillator-bank output stage (``generator.head = "oscillators"``) and a
-    fine-resolution spectral term in the loss (``loss.spectral = 1``): what the shipped models
-    use, because the paper's literal generator snaps every note to a 64 Hz grid
-    (docs/model.md, "The 64 Hz grid").
+    ``small`` with the partials generator (``generator.head = "partials"``: S_J's first order
+    read back as a scalogram, a network shared across log-frequency, oscillators tied to its
+    bins) and a spectral term in the loss (``loss.spectral = 1`` at 0.5 s and 0.125 s): what
+    the shipped models use, because the paper's literal generator snaps every note to a 64 Hz
+    grid (docs/model.md, section 6).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ SCATTERING_VARIANTS = ("paper", "joint-real", "time")
 WAVELETS = ("gammatone", "morlet")
 #: Generator output stages: the paper's zero-insertion layers down to the waveform, or a trunk
 #: of those layers driving a bank of fixed oscillators (mmsin.oscillators, docs/model.md).
-GENERATOR_HEADS = ("conv", "oscillators")
+GENERATOR_HEADS = ("conv", "oscillators", "partials")
 #: Default moment-matching weight lambda (eq. 4's L = L_inv + lambda L_MM). The paper does not
 #: publish it; docs/training.md records how this value was chosen.
 DEFAULT_LAMBDA = 1.0
@@ -103,9 +104,13 @@ class GeneratorConfig:
     ``head``: ``"conv"`` is the paper's G (J upsampling layers down to the waveform);
     ``"oscillators"`` keeps ``trunk_layers`` of those layers (``hidden`` channels inside) and
     ends in a bank of fixed oscillators, ``per_octave`` per octave from ``fmin`` Hz, whose
-    amplitudes the trunk outputs (mmsin.oscillators; why in docs/model.md). ``c1`` is used by
-    ``"conv"`` only; ``trunk_layers``, ``hidden``, ``per_octave`` and ``fmin`` by
-    ``"oscillators"`` only.
+    amplitudes the trunk outputs (mmsin.oscillators; why in docs/model.md). ``"partials"``
+    reads S_J's first order back as a scalogram, runs a network shared across log-frequency
+    (``freq_depth`` 2-D layers of ``freq_channels`` channels, kernels ``freq_kernel`` bins by 3
+    frames, plus ``context`` per-frame channels from all of S_J) and drives ``per_octave / Q``
+    oscillators per bin from ``fmin`` Hz, with a gain trunk of ``trunk_layers`` paper layers of
+    ``hidden`` channels (mmsin.partials). ``c1`` is used by ``"conv"`` only; the other fields
+    by the heads that name them.
     """
 
     kernel_size: int = 7
@@ -116,6 +121,10 @@ class GeneratorConfig:
     hidden: int = 256
     per_octave: int = 48
     fmin: float = 27.5
+    freq_channels: int = 32
+    freq_depth: int = 4
+    freq_kernel: int = 9
+    context: int = 4
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -126,6 +135,10 @@ class GeneratorConfig:
         _require(self.hidden >= 1, "generator.hidden", self.hidden, "must be >= 1")
         _require(self.per_octave >= 1, "generator.per_octave", self.per_octave, "must be >= 1")
         _require(self.fmin > 0, "generator.fmin", self.fmin, "must be positive")
+        _require(self.freq_channels >= 1, "generator.freq_channels", self.freq_channels, ">= 1")
+        _require(self.freq_depth >= 1, "generator.freq_depth", self.freq_depth, ">= 1")
+        _require(self.freq_kernel >= 1, "generator.freq_kernel", self.freq_kernel, ">= 1")
+        _require(self.context >= 0, "generator.context", self.context, ">= 0")
 
 
 @dataclass
@@ -323,12 +336,15 @@ def _paper() -> Config:
 
 def _pitched() -> Config:
     # The small preset with the two deviations from the paper that keep the pitch of notes the
-    # generator never saw (docs/model.md, "The 64 Hz grid"): the oscillator-bank output stage
-    # and the fine-resolution spectral term beside L_inv. The shipped models use it.
+    # generator never saw (docs/model.md, section 6): the partials generator (S_J's first
+    # order read back as a scalogram, a network shared across log-frequency, oscillators tied
+    # to its bins; a gain trunk of 5 of the paper's layers, 64 channels) and a spectral term
+    # (STFT magnitudes at 0.5 s and 0.125 s) beside L_inv. The shipped models use it.
     cfg = _small()
     cfg.name = cfg.preset = "pitched"
-    cfg.generator = GeneratorConfig(kernel_size=7, look_ahead=0, head="oscillators")
+    cfg.generator = GeneratorConfig(kernel_size=7, look_ahead=0, head="partials", hidden=64)
     cfg.loss.spectral = 1.0
+    cfg.loss.spectral_ffts = [2048, 512]
     return cfg
 
 

@@ -158,7 +158,7 @@ class MMSIN(nn.Module):
             raise ValueError(f"checkpoint lacks {sorted(missing)}; not a trained mmsin model")
         config = Config.from_json(payload["config"])
         norm = payload["norm"]
-        generator = build_generator(config, int(norm.shape[0]))
+        generator = build_generator(config, int(norm.shape[0]), norm)
         # A packed model (:meth:`save` with ``half=True``) stores its weights in float16; the
         # generator computes in float32 and the VAR recursion in float64 (it amplifies rounding).
         generator.load_state_dict(_floats(payload["generator"], torch.float32))
@@ -186,7 +186,8 @@ class MMSIN(nn.Module):
             "git_revision": extra.get("git_revision") or git_revision() or "",
             **{k: v for k, v in extra.items() if k != "git_revision"},
         }
-        return save_checkpoint(path, payload)
+        # A packed model is an export, not a training checkpoint: no ".prev" copy beside it.
+        return save_checkpoint(path, payload, keep_previous=False)
 
     # ------------------------------------------------------------------ the transforms
 

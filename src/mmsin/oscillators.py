@@ -41,7 +41,13 @@ from torch import Tensor, nn
 
 from mmsin.generator import CausalGenerator, GeneratorStreamer
 
-__all__ = ["OscillatorGenerator", "OscillatorStreamer", "oscillator_frequencies"]
+__all__ = [
+    "OscillatorGenerator",
+    "OscillatorStreamer",
+    "carrier_tables",
+    "oscillator_frequencies",
+    "synthesize_bank",
+]
 
 
 def oscillator_frequencies(
@@ -55,6 +61,49 @@ def oscillator_frequencies(
         )
     n = math.floor(per_octave * math.log2(fmax_ratio * fs / fmin) + 1e-9) + 1
     return fmin * 2.0 ** (np.arange(n) / per_octave)
+
+
+def carrier_tables(freqs: np.ndarray, fs: float, h: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(omega (N,) float64 radians per sample, basis (2N, h) = [cos; sin](omega u), interpolation
+    weights (u + 1) / h (h,)) for :func:`synthesize_bank`."""
+    omega = 2 * np.pi * np.asarray(freqs, dtype=np.float64) / fs
+    u = np.arange(h)
+    basis = np.concatenate([np.cos(np.outer(omega, u)), np.sin(np.outer(omega, u))])
+    w = (np.arange(h) + 1.0) / h
+    return (
+        torch.tensor(omega, dtype=torch.float64),
+        torch.tensor(basis, dtype=torch.float32),
+        torch.tensor(w, dtype=torch.float32),
+    )
+
+
+def synthesize_bank(
+    env: Tensor, prev: Tensor, start: int, omega: Tensor, basis: Tensor, weights: Tensor
+) -> Tensor:
+    """Sum of fixed oscillators driven by envelopes at rate fs / h (module docstring).
+
+    ``y[s] = sum_k a_k(s) cos(omega_k s) + b_k(s) sin(omega_k s)`` for the output samples of
+    envelope samples ``start .. start + L - 1``; ``env`` (B, 2N, L) holds the a's then the b's,
+    ``prev`` (B, 2N) the envelope sample ``start - 1``; a_k, b_k are interpolated linearly
+    and causally between envelope samples. Returns (B, L h).
+    """
+    B, n2, L = env.shape
+    n = n2 // 2
+    h = basis.shape[-1]
+    idx = torch.arange(start, start + L, device=env.device, dtype=torch.float64) * h
+    theta = torch.remainder(omega.to(env.device)[:, None] * idx[None, :], 2 * math.pi)
+    c, s = torch.cos(theta).to(env.dtype), torch.sin(theta).to(env.dtype)
+    before = torch.cat([prev[:, :, None].to(env.dtype), env[:, :, :-1]], dim=-1)
+
+    def rotate(e: Tensor) -> Tensor:
+        a, b = e[:, :n], e[:, n:]
+        return torch.cat([a * c + b * s, b * c - a * s], dim=1)
+
+    basis = basis.to(env)
+    cur = torch.einsum("bcl,ch->blh", rotate(env), basis)
+    old = torch.einsum("bcl,ch->blh", rotate(before), basis)
+    w = weights.to(env)
+    return (old + (cur - old) * w).reshape(B, L * h)
 
 
 class OscillatorGenerator(nn.Module):
@@ -138,13 +187,10 @@ class OscillatorGenerator(nn.Module):
         self.kernel_size = int(kernel_size)
         self.look_ahead = int(look_ahead)
         self.h = 2 ** (self.J - self.trunk_layers)
-        omega = 2 * np.pi * freqs / fs  # radians per sample
-        u = np.arange(self.h)
-        basis = np.concatenate([np.cos(np.outer(omega, u)), np.sin(np.outer(omega, u))])
-        self.register_buffer("omega", torch.tensor(omega, dtype=torch.float64), persistent=False)
-        self.register_buffer("basis", torch.tensor(basis, dtype=torch.float32), persistent=False)
-        w = (np.arange(self.h) + 1.0) / self.h
-        self.register_buffer("weights", torch.tensor(w, dtype=torch.float32), persistent=False)
+        omega, basis, weights = carrier_tables(freqs, fs, self.h)
+        self.register_buffer("omega", omega, persistent=False)
+        self.register_buffer("basis", basis, persistent=False)
+        self.register_buffer("weights", weights, persistent=False)
 
     # ----------------------------------------------------------------------------- timing
     @property
@@ -220,22 +266,7 @@ class OscillatorGenerator(nn.Module):
         -------
         Tensor, shape (B, L h)
         """
-        B, n2, L = env.shape
-        n = n2 // 2
-        idx = torch.arange(start, start + L, device=env.device, dtype=torch.float64) * self.h
-        theta = torch.remainder(self.omega.to(env.device)[:, None] * idx[None, :], 2 * math.pi)
-        c, s = torch.cos(theta).to(env.dtype), torch.sin(theta).to(env.dtype)
-        before = torch.cat([prev[:, :, None].to(env.dtype), env[:, :, :-1]], dim=-1)
-
-        def rotate(e: Tensor) -> Tensor:
-            a, b = e[:, :n], e[:, n:]
-            return torch.cat([a * c + b * s, b * c - a * s], dim=1)
-
-        basis = self.basis.to(env)
-        cur = torch.einsum("bcl,ch->blh", rotate(env), basis)
-        old = torch.einsum("bcl,ch->blh", rotate(before), basis)
-        w = self.weights.to(env)
-        return (old + (cur - old) * w).reshape(B, L * self.h)
+        return synthesize_bank(env, prev, start, self.omega, self.basis, self.weights)
 
     def forward(self, frames: Tensor) -> Tensor:
         """Frames (B, in_channels, T) -> waveform (B, T * 2^J)."""

@@ -74,7 +74,7 @@ def _common(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
         default="small",
         choices=("small", "paper", "pitched"),
         help="small: embedded data, CPU minutes; paper: the paper's configuration (GPU hours); "
-        "pitched: small with the oscillator generator and spectral term (docs/model.md)",
+        "pitched: small with the partials generator and spectral term (docs/model.md)",
     )
     p.add_argument(
         "--set",

@@ -324,7 +324,7 @@ def register(subparsers: Any) -> None:
         choices=["small", "paper", "pitched"],
         default="small",
         help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours); "
-        "pitched: small with the oscillator generator and spectral term that keep the pitch "
+        "pitched: small with the partials generator and spectral term that keep the pitch "
         "(what the shipped models use). Default: small",
     )
     t.add_argument("--config", metavar="FILE.json", help="start from a saved config.json instead")

@@ -177,6 +177,8 @@ def _train(
     feats = _features_from_rank0(
         cfg, train_clips, test_clips, context_frames(cfg, generator), cache_dir, progress, d
     )
+    if hasattr(generator, "set_input_norm"):  # the partials head reads S_J's scale
+        generator.set_input_norm(feats.norm)
     if state is not None:
         check_same_data(state, feats, ckpt_path)
 

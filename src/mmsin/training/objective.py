@@ -87,7 +87,8 @@ def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
         rate = out.shape[-1] // state["width"]  # output samples per input frame so far
         start = pad.to(out.device)[:, None] * rate
         keep = torch.arange(out.shape[-1], device=out.device)[None, :] >= start
-        return out * keep[:, None, :].to(out.dtype)
+        keep = keep.reshape(keep.shape[0], *([1] * (out.dim() - 2)), keep.shape[-1])
+        return out * keep.to(out.dtype)
 
     handles = [module.register_forward_pre_hook(remember_width)]
     handles += [layer.register_forward_hook(mask) for layer in layers]
