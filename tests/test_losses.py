@@ -175,5 +175,9 @@ def test_spectrum_loss_closed_forms_and_resolution() -> None:
     fine, coarse = float(SpectrumLoss([8192])(shifted, x)), float(SpectrumLoss([512])(shifted, x))
     assert fine > 1.5  # disjoint peaks: close to 2
     assert coarse < fine / 2  # overlapping main lobes
+    # one ratio over the batch: a silent example adds its error, not a division by ~0
+    silent = torch.zeros_like(x)
+    both = loss(torch.cat([x, 0.01 * x]), torch.cat([x, silent]))
+    assert abs(float(both) - 0.01) < 1e-6
     with pytest.raises(ValueError, match="shape"):
         loss(x[:, :100], x)
