@@ -87,6 +87,7 @@ def test_plan_pairs_ours_with_peers() -> None:
         assert any(r.peer_key is not None or r.recorded for r in sj)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("kymatio") is None, reason="kymatio (the peer) is not installed"
 )

@@ -50,6 +50,7 @@ def test_f0_estimator_on_missing_fundamental() -> None:
     assert np.isnan(f0_cents_error(np.zeros(fs), fs, 60))
 
 
+@pytest.mark.slow
 @needs_fonts
 def test_real_notes_pitch_and_level() -> None:
     font = FONTS["TimGM6mb.sf2"]
