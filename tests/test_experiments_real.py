@@ -15,6 +15,7 @@ and decoded, and the decoded note keeps its pitch.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -219,6 +220,25 @@ def test_table1(ctx: Any) -> None:
             assert row[split] == pytest.approx(_eq5(model, x_hat, x_ref), rel=1e-4), (kind, split)
         assert row["gap_db"] == pytest.approx(10 * np.log10(row["test"] / row["train"]))
         assert row["paper"] == paper[kind]
+
+
+def test_table1_from_given_models(ctx: Any, tmp_path: Path) -> None:
+    """`--model` with one piano model per loss (as the shipped piano-mse, piano-inv, piano):
+    Table 1 from those models, no training; a notes model among them is left aside."""
+    import dataclasses
+
+    first = {row["loss"]: row for row in _results(ex.run("table1", ctx))["rows"]}
+    specs = []
+    for kind in ("inv+mm", "mse", "inv"):
+        specs.append(str(_model(ctx, ex.PIANO, kind).save(tmp_path / f"{kind}.pt")))
+    specs.append(str(_model(ctx, ex.NOTES, "inv+mm").save(tmp_path / "notes.pt")))
+    given = dataclasses.replace(ctx, model=tuple(specs), models={}, given={})
+    rows = {row["loss"]: row for row in _results(ex.run("table1", given))["rows"]}
+    assert given.models == {}  # nothing was trained or reused from the runs folder
+    for kind, row in rows.items():
+        assert row["run"]["origin"] == "given" and row["run"]["model"].endswith(f"{kind}.pt")
+        for split in ("train", "test"):
+            assert row[split] == pytest.approx(first[kind][split], rel=1e-3), (kind, split)
 
 
 def test_generation(ctx: Any) -> None:

@@ -122,7 +122,8 @@ def register(subparsers: Any) -> None:
         help="use this model instead of training: a shipped pretrained model (notes, piano) "
         "or a checkpoint / run folder; repeat for one per data set (e.g. --model notes "
         "--model piano). Used by reconstruction, generation, pitch_interpolation, "
-        "waveform_interpolation and moment_matching; table1 always trains its three models",
+        "waveform_interpolation and moment_matching; table1 takes three, one per loss "
+        "(e.g. --model piano-mse --model piano-inv --model piano), or trains them",
     )
     _common(e)
     e.set_defaults(func=_experiment)
