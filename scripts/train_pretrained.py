@@ -7,9 +7,10 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
-small (piano) at 4096 Hz as float16; ``train`` trains the ``small`` preset on one of them (the
-data set's name is recorded in the config); ``pack`` stores the newest checkpoint of a run
-without optimiser state, weights in float16 (``MMSIN.save(half=True)``).
+small (piano) at 4096 Hz as float16; ``train`` trains a preset (default ``pitched``, what
+ships) on one of them (the data set's name is recorded in the config); ``pack`` stores the
+newest checkpoint of a run without optimiser state, weights in float16
+(``MMSIN.save(half=True)``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def export(out: Path) -> None:
 
 
 def train(
-    clips_file: Path, kind: str, run: Path, overrides: list[str], max_steps: int | None
+    clips_file: Path,
+    kind: str,
+    run: Path,
+    overrides: list[str],
+    max_steps: int | None,
+    preset_name: str = "pitched",
 ) -> None:
     from mmsin.config import override, preset
     from mmsin.data import Clips
@@ -50,7 +56,7 @@ def train(
         meta = [{"name": f"{kind}-{split}-{i}"} for i in range(len(audio))]
         parts.append(Clips(audio, 4096, meta, split, source))
     cfg = override(
-        preset("small"), [f"name=pretrained-{kind}", f"data.source={source}", *overrides]
+        preset(preset_name), [f"name=pretrained-{kind}", f"data.source={source}", *overrides]
     )
     t0 = time.perf_counter()
     result = train_run(cfg, run, train_clips=parts[0], test_clips=parts[1], max_steps=max_steps)
@@ -78,6 +84,7 @@ def main() -> None:
     t.add_argument("run", type=Path)
     t.add_argument("--set", dest="overrides", action="append", default=[])
     t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--preset", default="pitched", help="preset to train (default: pitched)")
     p = sub.add_parser("pack")
     p.add_argument("run", type=Path)
     p.add_argument("out", type=Path)
@@ -85,7 +92,7 @@ def main() -> None:
     if args.step == "export":
         export(args.out)
     elif args.step == "train":
-        train(args.clips, args.kind, args.run, args.overrides, args.max_steps)
+        train(args.clips, args.kind, args.run, args.overrides, args.max_steps, args.preset)
     else:
         pack(args.run, args.out)
 

@@ -101,7 +101,9 @@ def test_given_models_are_matched_to_their_training_data() -> None:
     assert set(given) == {ex.NOTES, ex.PIANO}  # read from each checkpoint's config
     model, info, dataset = shared.model_for(ctx, "pitch_interpolation", ex.NOTES)
     assert dataset == ex.NOTES and info["origin"] == "given" and info["model"] == "notes"
-    assert model is given[ex.NOTES][0] and shared.data_size(ctx, model) == "small"
+    assert (
+        model is given[ex.NOTES][0] and shared.data_size(ctx, model) == "full"
+    )  # shipped notes: nsynth-like full
     # nothing is trained when models are given: a missing data set is an error ...
     piano_only = ex.Context(model=("piano",), progress=False)
     with pytest.raises(ValueError, match="pitch_interpolation needs a model trained on"):

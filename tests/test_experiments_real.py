@@ -333,13 +333,6 @@ def _rendered_note(pitch: int, fs: int) -> np.ndarray:
     return (x / np.abs(x).max()).astype(np.float32)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the shipped models of 2026-12-01 (the paper's G, ~1,000 CPU steps on the small sets) "
-    "reconstruct notes on the 64 Hz grid and lose their pitch (docs/model.md, section 6; "
-    "src/mmsin/pretrained/README.md). Remove this mark with models that keep it",
-)
 @pytest.mark.parametrize("name", ["notes", "piano"])
 def test_shipped_model_keeps_a_rendered_notes_pitch(name: str) -> None:
     """A piano C4 rendered from the soundfont, encoded and decoded by a shipped model, keeps its

@@ -3,7 +3,8 @@
 The held-out notes of the nsynth-like look-alike (five instruments kept out of every training
 set, every semitone MIDI 40-90) are rendered here from the sound fonts, reconstructed with the
 shipped ``notes`` model (``decode(encode(x))``) and checked with CREPE and the grid metric: the
-paper's literal generator fails this (a comb on the multiples of 64 Hz; docs/model.md).
+paper's literal generator fails this (a comb on the multiples of 64 Hz; docs/model.md); the
+shipped model (the ``pitched`` preset's partials generator) passes it.
 """
 
 from __future__ import annotations
@@ -43,13 +44,6 @@ def heldout(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, list[
     return clips.audio[keep], [int(clips.meta[i]["pitch"]) for i in keep]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 12 is open: the shipped notes model (the paper's G, ~1,000 CPU steps) keeps "
-    "the pitch of 0 of 63 tracked held-out notes and puts a median 93 % of their energy on the "
-    "64 Hz grid (src/mmsin/pretrained/README.md). Remove this mark with a model that passes",
-)
 def test_shipped_model_keeps_the_pitch_of_unseen_instruments(
     heldout: tuple[np.ndarray, list[int]],
 ) -> None:

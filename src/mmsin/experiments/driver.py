@@ -57,9 +57,10 @@ __all__ = [
 #: How the shipped models were made (src/mmsin/pretrained/README.md); the packed files keep
 #: no step count, so the provenance is stated here.
 PRETRAINED_LABEL = (
-    "shipped pretrained models, the small preset trained on a 2-core CPU for ~1k steps "
-    "(notes ~975, piano ~1,050; batch 16)"
+    "shipped pretrained models, the pitched preset (partials generator) trained on a 2-core CPU "
+    "(notes: 1,338 steps on nsynth-like full; piano: 1,260 steps; batch 16)"
 )
+
 #: Experiments rerun with the shipped models by :func:`reproduce` (inference only).
 PRETRAINED_EXPERIMENTS = (
     "reconstruction",
