@@ -45,6 +45,7 @@ __all__ = [
     "OscillatorGenerator",
     "OscillatorStreamer",
     "carrier_tables",
+    "envelope_frame_span",
     "oscillator_frequencies",
     "synthesize_bank",
 ]
@@ -75,6 +76,23 @@ def carrier_tables(freqs: np.ndarray, fs: float, h: int) -> tuple[Tensor, Tensor
         torch.tensor(basis, dtype=torch.float32),
         torch.tensor(w, dtype=torch.float32),
     )
+
+
+def envelope_frame_span(trunk: CausalGenerator) -> tuple[int, int]:
+    """Offsets (lo, hi): output block n of a synthesis driven by ``trunk``'s output (envelope
+    samples, 2^L per frame for L layers) depends exactly on frames n - lo .. n + hi.
+
+    Block n's samples use envelope samples n 2^L - 1 .. (n + 1) 2^L - 1 (the linear
+    interpolation reaches one sample back); envelope sample i needs the inputs
+    ceil((i - p) / 2) .. floor((i + a) / 2) of each layer (mmsin.generator), composed over the
+    layers. The result does not depend on n.
+    """
+    p, a, m = trunk.past, trunk.look_ahead, 2 ** len(trunk.layers)
+    n = 1000
+    lo, hi = n * m - 1, (n + 1) * m - 1
+    for _ in range(len(trunk.layers)):
+        lo, hi = -((p - lo) // 2), (hi + a) // 2
+    return n - lo, hi - n
 
 
 def synthesize_bank(
@@ -208,26 +226,11 @@ class OscillatorGenerator(nn.Module):
         """The trunk's [c_J, ..., envelope channels]."""
         return self.trunk.channels
 
-    def _frames_of_envelope(self, i: int) -> tuple[int, int]:
-        # Envelope sample i (trunk output) needs inputs ceil((i - p) / 2) .. floor((i + a) / 2)
-        # of each layer (generator.py), composed over the trunk's layers.
-        p, a = self.trunk.past, self.look_ahead
-        lo = hi = i
-        for _ in range(self.trunk_layers):
-            lo, hi = -((p - lo) // 2), (hi + a) // 2
-        return lo, hi
-
     @property
     def frame_span(self) -> tuple[int, int]:
-        """Offsets (lo, hi): block n depends exactly on frames n - lo .. n + hi.
-
-        Block n's samples use envelope samples n 2^m - 1 .. (n + 1) 2^m - 1 (the interpolation
-        reaches one sample back); their frame dependencies are translation invariant in n.
-        """
-        n, m = 1000, 2**self.trunk_layers
-        lo, _ = self._frames_of_envelope(n * m - 1)
-        _, hi = self._frames_of_envelope((n + 1) * m - 1)
-        return n - lo, hi - n
+        """Offsets (lo, hi): block n depends exactly on frames n - lo .. n + hi
+        (:func:`envelope_frame_span` of the trunk)."""
+        return envelope_frame_span(self.trunk)
 
     @property
     def receptive_field(self) -> int:

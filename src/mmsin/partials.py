@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsin.generator import CausalGenerator
-from mmsin.oscillators import carrier_tables, synthesize_bank
+from mmsin.oscillators import carrier_tables, envelope_frame_span, synthesize_bank
 
 __all__ = ["PartialGenerator", "PartialStreamer", "first_order_frontend"]
 
@@ -336,18 +336,7 @@ class PartialGenerator(nn.Module):
         amplitudes of frames n - 1 and n; the gain trunk's span is the paper's layers'.
         """
         lo_freq = len(self.freq_layers) * (self.time_kernel - 1) + 1
-        lo_trunk = self._trunk_lo()
-        return max(lo_freq, lo_trunk), 0
-
-    def _trunk_lo(self) -> int:
-        # Envelope sample i needs trunk inputs ceil((i - p) / 2) .. per layer (generator.py);
-        # block n's samples use envelope samples n m - 1 .. (n + 1) m - 1.
-        p = self.trunk.past
-        n = 1000
-        lo = n * self.m - 1
-        for _ in range(self.trunk_layers):
-            lo = -((p - lo) // 2)
-        return n - lo
+        return max(lo_freq, envelope_frame_span(self.trunk)[0]), 0
 
     @property
     def receptive_field(self) -> int:
