@@ -60,30 +60,44 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
         from mmsin.partials import PartialGenerator, first_order_frontend
 
         s = cfg.scattering
-        if g.per_octave % s.Q:
+        if g.frequencies == "fixed" and g.per_octave % s.Q:
             raise ValueError(
                 f"generator.per_octave ({g.per_octave}) must be a multiple of scattering.Q "
                 f"({s.Q}) for the partials head (oscillators per first-order bin)"
             )
         if g.look_ahead:
             raise ValueError("the partials head is causal: generator.look_ahead must be 0")
-        matrix, hz = first_order_frontend(build_scattering(cfg))
-        gen = PartialGenerator(
-            in_channels,
-            matrix,
-            hz,
-            J=s.J,
-            fs=s.fs,
-            per_bin=g.per_octave // s.Q,
-            channels=g.freq_channels,
-            depth=g.freq_depth,
-            freq_kernel=g.freq_kernel,
-            context=g.context,
-            trunk_layers=g.trunk_layers,
-            trunk_hidden=g.hidden,
-            kernel_size=g.kernel_size,
-            fmin=g.fmin,
-        )
+        sj = build_scattering(cfg)
+        matrix, hz = first_order_frontend(sj)
+        shared: dict[str, Any] = {
+            "fs": s.fs,
+            "channels": g.freq_channels,
+            "depth": g.freq_depth,
+            "freq_kernel": g.freq_kernel,
+            "context": g.context,
+            "trunk_layers": g.trunk_layers,
+            "trunk_hidden": g.hidden,
+            "kernel_size": g.kernel_size,
+            "fmin": g.fmin,
+        }
+        gen: Any
+        if g.frequencies == "free":
+            from mmsin.free_partials import FreePartialGenerator
+            from mmsin.partials import peak_calibration
+
+            gen = FreePartialGenerator(
+                in_channels,
+                matrix,
+                hz,
+                J=s.J,
+                calibration=peak_calibration(sj, hz, g.fmin),
+                noise_bands=g.noise_bands,
+                **shared,
+            )
+        else:
+            gen = PartialGenerator(
+                in_channels, matrix, hz, J=s.J, per_bin=g.per_octave // s.Q, **shared
+            )
         if norm is not None:
             gen.set_input_norm(norm)
         return gen

@@ -109,7 +109,10 @@ class GeneratorConfig:
     (``freq_depth`` 2-D layers of ``freq_channels`` channels, kernels ``freq_kernel`` bins by 3
     frames, plus ``context`` per-frame channels from all of S_J) and drives ``per_octave / Q``
     oscillators per bin from ``fmin`` Hz, with a gain trunk of ``trunk_layers`` paper layers of
-    ``hidden`` channels (mmsin.partials). ``c1`` is used by ``"conv"`` only; the other fields
+    ``hidden`` channels (mmsin.partials). ``frequencies``: ``"fixed"`` (those oscillators sit
+    at fixed frequencies) or ``"free"`` (one oscillator per bin at the frequency and amplitude
+    read from the peaks of the scalogram, refined by the network, plus ``noise_bands`` octave
+    bands of filtered noise; mmsin.free_partials). ``c1`` is used by ``"conv"`` only; the other fields
     by the heads that name them.
     """
 
@@ -125,6 +128,8 @@ class GeneratorConfig:
     freq_depth: int = 4
     freq_kernel: int = 9
     context: int = 4
+    frequencies: str = "fixed"
+    noise_bands: int = 6
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -139,6 +144,8 @@ class GeneratorConfig:
         _require(self.freq_depth >= 1, "generator.freq_depth", self.freq_depth, ">= 1")
         _require(self.freq_kernel >= 1, "generator.freq_kernel", self.freq_kernel, ">= 1")
         _require(self.context >= 0, "generator.context", self.context, ">= 0")
+        _choice("generator.frequencies", self.frequencies, ("fixed", "free"))
+        _require(self.noise_bands >= 0, "generator.noise_bands", self.noise_bands, ">= 0")
 
 
 @dataclass
@@ -342,7 +349,9 @@ def _pitched() -> Config:
     # (STFT magnitudes at 0.5 s and 0.125 s) beside L_inv. The shipped models use it.
     cfg = _small()
     cfg.name = cfg.preset = "pitched"
-    cfg.generator = GeneratorConfig(kernel_size=7, look_ahead=0, head="partials", hidden=64)
+    cfg.generator = GeneratorConfig(
+        kernel_size=7, look_ahead=0, head="partials", hidden=64, frequencies="free"
+    )
     cfg.loss.spectral = 1.0
     cfg.loss.spectral_ffts = [2048, 512]
     return cfg

@@ -1,0 +1,376 @@
+"""The partials generator with free frequencies (``generator.frequencies = "free"``, the
+``pitched`` preset): every partial at the frequency the encoder locates it at.
+
+Why (docs/model.md, section 6): the fixed-frequency partials head (:mod:`mmsin.partials`) puts
+four oscillators in each semitone bin of u, so a partial that falls between two of them comes
+back as a beating pair, a detuned or stretched (inharmonic) partial cannot be represented, and
+unused oscillators keep a floor. Phase-blind losses give weak gradients in frequency, so the
+frequency is not left to them: it is read from the embedding itself.
+
+1. **Controls from u** (S_J's first order read back as the averaged scalogram, as in the fixed
+   head). A partial of amplitude a at frequency f gives u_b = (a / 2) |psi_hat_b(f)|; at each
+   local maximum b of u along the bins, a parabola through log u at b - 1, b, b + 1 has its
+   vertex at d in [-1/2, 1/2] bins and a level v; the tone's frequency and amplitude follow
+   from d by polynomials fitted once on the wavelets' closed-form responses
+   (:func:`mmsin.partials.peak_calibration`: 0.2 cents median over a sweep of pure tones).
+   One oscillator per bin, active only where its bin is a peak above the silence level eps:
+   every other oscillator is exactly silent.
+2. **The network refines amplitudes only**: the shared 2-D network (transposition-equivariant,
+   as in the fixed head) outputs one log-gain o per bin, zero at initialisation, so the
+   untrained generator is the estimate itself; A = exp(min(log a + o, log max_amplitude)).
+   Frequencies are not learned (they carry no gradient).
+3. **Time**: amplitudes and frequencies are interpolated linearly across each block between
+   frames n - 1 and n, the phase integrated sample by sample in closed form
+   (:mod:`mmsin.synthesis`), restarted at a fixed offset after a silent frame, and carried
+   across streaming pushes. The gain trunk of the fixed head (attack and decay inside a frame)
+   multiplies the sum.
+4. **Noise**: ``noise_bands`` octave bands of fixed noise (a table read by absolute sample
+   position, so streams equal whole sequences), gains per frame from S_J by a 1 x 1 layer,
+   started near silence (exp(-9)). An octave of noise cannot stand in for a partial.
+
+Timing: the controls of block n depend on frames n - lo .. n (``frame_span``, as the fixed
+head's); the phase is a state carried from the last silence, so a frame can change the phase
+(not the amplitudes) of later blocks. Streaming keeps that state (:class:`FreePartialStreamer`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmsin.partials import PartialGenerator, PeakCalibration, _FreqLayer, _phase_offsets
+from mmsin.synthesis import (
+    band_noise,
+    band_noise_tables,
+    block_phases,
+    interpolate_blocks,
+    parabolic_peaks,
+    polyval,
+    sum_oscillators,
+)
+
+__all__ = ["Controls", "FreePartialGenerator", "FreePartialStreamer"]
+
+NOISE_TABLE = 2**15  # samples of noise per band before it repeats (8 s at 4096 Hz)
+
+
+@dataclass
+class Controls:
+    """Frame-rate controls of :class:`FreePartialGenerator`.
+
+    amp (B, N, T): oscillator amplitudes; omega (B, N, T): radians per sample; gain
+    (B, 1, T m): the trunk's gain at fs / 2^(J - trunk_layers); noise (B, nb, T): noise band
+    gains."""
+
+    amp: Tensor
+    omega: Tensor
+    gain: Tensor
+    noise: Tensor
+
+    def last(self, m: int) -> State:
+        """The state after these frames (their last values), phase left to the caller."""
+        return State(
+            self.amp[..., -1],
+            self.omega[..., -1],
+            self.gain[..., -1],
+            self.noise[..., -1],
+            torch.zeros_like(self.amp[..., -1], dtype=torch.float64),
+        )
+
+    def tail(self, k: int, m: int) -> Controls:
+        """The last k frames."""
+        return Controls(
+            self.amp[..., -k:], self.omega[..., -k:], self.gain[..., -k * m :], self.noise[..., -k:]
+        )
+
+
+@dataclass
+class State:
+    """Controls of the frame before a block (B, N), (B, N), (B, 1), (B, nb) and the phase
+    (B, N, float64) the next block starts at."""
+
+    amp: Tensor
+    omega: Tensor
+    gain: Tensor
+    noise: Tensor
+    phase: Tensor
+
+
+class _FreeAmplitude(nn.Module):
+    """Per-bin log-gain o (B, 1, F, T), log-amplitude estimate and peak mask (B, F, T) -> the
+    kept oscillators' amplitudes (B, N, T): exp(min(est + o, log_max)) at peaks, 0 elsewhere."""
+
+    keep: Tensor
+
+    def __init__(self, log_max: float, keep: np.ndarray) -> None:
+        super().__init__()
+        self.log_max = log_max
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
+
+    def forward(self, o: Tensor, est: Tensor, peak: Tensor) -> Tensor:
+        log_a = torch.clamp(est + o[:, 0], max=self.log_max)
+        a = torch.where(peak, torch.exp(torch.where(peak, log_a, torch.zeros_like(log_a))), 0.0)
+        return a[:, self.keep]
+
+
+class _NoiseGains(nn.Module):
+    """Per-frame gains of the noise bands from all of S_J, started near silence."""
+
+    def __init__(self, c_in: int, bands: int, log_max: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, bands, 1)
+        self.log_max = log_max
+        with torch.no_grad():
+            self.conv.weight.mul_(0.01)
+            self.conv.bias.fill_(-9.0)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return torch.exp(torch.clamp(self.conv(frames), -30.0, self.log_max))
+
+
+class FreePartialGenerator(PartialGenerator):
+    """The partials generator with frequencies read from u (module docstring).
+
+    Parameters
+    ----------
+    in_channels, frontend, bin_hz, J : as :class:`mmsin.partials.PartialGenerator`.
+    calibration : PeakCalibration
+        :func:`mmsin.partials.peak_calibration`'s polynomials.
+    noise_bands : int
+        Octave bands of the noise branch (0: none).
+    **kwargs
+        The shared network, trunk and limits, as :class:`~mmsin.partials.PartialGenerator`
+        (``per_bin`` is 1 here).
+
+    Notes
+    -----
+    ``forward``: frames (B, in_channels, T) -> waveform (B, T 2^J); ``controls(frames)`` the
+    frame-rate controls; ``stream(batch)`` a streamer equal to ``forward``.
+    """
+
+    semitones_poly: Tensor
+    log_gain_poly: Tensor
+    top_semitones_poly: Tensor
+    top_log_gain_poly: Tensor
+    bin_hz: Tensor
+    phase_offset: Tensor
+    noise_tables: Tensor
+
+    def __init__(
+        self,
+        in_channels: int,
+        frontend: np.ndarray,
+        bin_hz: np.ndarray,
+        J: int = 10,
+        *,
+        calibration: PeakCalibration,
+        noise_bands: int = 6,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["per_bin"] = 1
+        super().__init__(in_channels, frontend, bin_hz, J, **kwargs)
+        if noise_bands < 0:
+            raise ValueError(f"noise_bands must be >= 0, got {noise_bands}")
+        fmin = float(kwargs.get("fmin", 27.5))
+        fmax = float(kwargs.get("fmax_ratio", 0.46)) * self.fs
+        hz = np.asarray(bin_hz, dtype=np.float64)
+        # one oscillator per bin that can hold a peak (not the first bin)
+        keep = np.flatnonzero((hz >= fmin) & (hz <= fmax) & (np.arange(len(hz)) > 0))
+        if keep.size == 0:
+            raise ValueError(f"no first-order bin between fmin = {fmin} Hz and {fmax} Hz")
+        self.frequencies = [float(f) for f in hz[keep]]
+        self.num_oscillators = int(keep.size)
+        self.fmax = fmax
+        self.register_buffer("bin_hz", torch.tensor(hz[keep]), persistent=False)
+        for name in ("semitones", "log_gain", "top_semitones", "top_log_gain"):
+            poly = torch.tensor(np.asarray(getattr(calibration, name), dtype=np.float64))
+            self.register_buffer(f"{name}_poly", poly, persistent=False)
+        # the top bin's tone lies between its centre - 1/2 bin and fmax
+        self.top_range = (-0.5, 12 * math.log2(max(fmax, hz[-1]) / hz[-1]))
+        self.top_kept = bool(keep[-1] == len(hz) - 1)
+        offsets = torch.tensor(_phase_offsets(self.num_oscillators), dtype=torch.float64)
+        self.register_buffer("phase_offset", offsets, persistent=False)
+        # the network's output: one log-gain per bin, zero at first (the estimate as it is)
+        c_last = self.out.conv.in_channels
+        self.out = _FreqLayer(c_last, 1, self.out.kf, 1, relu=False)
+        with torch.no_grad():
+            self.out.conv.weight.zero_()
+            assert self.out.conv.bias is not None
+            self.out.conv.bias.zero_()
+        self.amp = _FreeAmplitude(self.log_max, keep)  # type: ignore[assignment]
+        self.keep_bins = keep
+        self.noise_bands = int(noise_bands)
+        self.noise = _NoiseGains(in_channels, noise_bands, self.log_max) if noise_bands else None
+        tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
+        self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
+        # the fixed head's carrier tables are not used here
+        for name in ("omega", "basis", "weights", "cos_phase", "sin_phase"):
+            delattr(self, name)
+            self.register_buffer(name, torch.zeros(0), persistent=False)
+
+    # ----------------------------------------------------------------------------- timing
+    @property
+    def layers(self) -> nn.ModuleList:
+        """Every module whose output runs along time (what the zero state masks)."""
+        extra = [self.noise] if self.noise is not None else []
+        return nn.ModuleList([*super().layers, *extra])
+
+    def flops_per_frame(self, *, pointwise: bool = True) -> int:
+        """Floating-point operations per frame (analytic): the fixed head's network and trunk,
+        then per sample and oscillator the phase (3), the carrier (cos, counted as 10) and the
+        interpolated amplitude (4), and the noise bands (3 per band and sample)."""
+        total = 2 * self.num_bins * self.in_channels + 12 * self.num_bins
+        if self.context is not None:
+            total += 2 * self.in_channels * self.context.conv.out_channels
+        for layer in [*self.freq_layers, self.out]:
+            w = layer.conv.weight
+            total += 2 * self.num_bins * int(w.numel())
+            if pointwise:
+                total += 2 * self.num_bins * int(w.shape[0])
+        total += self.trunk.flops_per_frame(pointwise=pointwise)
+        total += self.hop * (17 * self.num_oscillators + 3 * self.noise_bands + 4)
+        return total
+
+    # ----------------------------------------------------------------------------- controls
+    def controls(self, frames: Tensor) -> Controls:
+        """Frame-rate controls of ``frames`` (B, in_channels, T)."""
+        if frames.dim() != 3 or frames.shape[1] != self.in_channels:
+            raise ValueError(
+                f"frames must have shape (batch, {self.in_channels}, time), got "
+                f"{tuple(frames.shape)}"
+            )
+        raw = frames * self.input_norm.to(frames)[:, None]
+        lu = self.frontend(raw)  # log(1 + u / eps), (B, F, T)
+        with torch.no_grad():
+            u = torch.einsum("fc,bct->bft", self.frontend.matrix.to(raw), raw)
+            log_u = torch.log(F.relu(u) + 1e-30)
+            floor = math.log(self.eps)
+            peak, d, level = parabolic_peaks(log_u, floor)
+            semis = polyval(self.semitones_poly, d.double())
+            est = level + polyval(self.log_gain_poly, d.double()).to(level)
+            # the top bin: located by its rise over the bin below (peak_calibration)
+            rise = (log_u[:, -1] - log_u[:, -2]).double()
+            peak[:, -1] = (rise > 0) & (log_u[:, -1] > floor)
+            top = torch.clamp(polyval(self.top_semitones_poly, rise), *self.top_range)
+            semis[:, -1] = top
+            est[:, -1] = log_u[:, -1] + polyval(self.top_log_gain_poly, rise).to(est)
+            semis = semis[:, self.keep_bins]
+            hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)
+            omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
+        x = lu[:, None]
+        if self.context is not None:
+            ctx = self.context(frames)[:, :, None, :].expand(-1, -1, lu.shape[1], -1)
+            x = torch.cat([x, ctx], dim=1)
+        for layer in self.freq_layers:
+            x = layer(x)
+        amp = self.amp(self.out(x), est, peak)
+        gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
+        if self.noise is not None:
+            noise = self.noise(frames)
+        else:
+            noise = frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
+        return Controls(amp, omega.to(amp.dtype), gain, noise)
+
+    def zero_state(self, batch: int, like: Tensor) -> State:
+        """The state before a sequence's first frame: silence (the trunk's gain there is
+        exp(0) = 1, as under the training loop's zero state)."""
+        n, nb = self.num_oscillators, self.noise_bands
+        z = like.new_zeros
+        return State(
+            z(batch, n),
+            z(batch, n),
+            like.new_ones(batch, 1),
+            z(batch, nb),
+            self.phase_offset.expand(batch, n).clone(),
+        )
+
+    def synthesize(self, c: Controls, state: State, first_sample: int) -> tuple[Tensor, State]:
+        """Controls of T frames and the state before them -> waveform (B, T 2^J), state after."""
+        h = self.hop
+        start, om_from, phase_next = block_phases(
+            c.omega,
+            c.amp > 0,
+            state.omega,
+            state.amp > 0,
+            state.phase,
+            self.phase_offset,
+            h,
+        )
+        y = sum_oscillators(c.amp, state.amp, c.omega, om_from, start, h)  # (B, T, h)
+        if self.noise is not None and self.noise_bands:
+            y = y + band_noise(c.noise, state.noise, self.noise_tables, first_sample, h)
+        B, T = y.shape[0], y.shape[1]
+        hh = self.h  # output samples per gain sample
+        g = interpolate_blocks(c.gain, state.gain, hh).reshape(B, T, h)
+        after = c.last(self.m)
+        after.phase = phase_next
+        return (y * g).reshape(B, T * h), after
+
+    # ----------------------------------------------------------------------------- forward
+    def amplitudes(self, frames: Tensor) -> Tensor:
+        """Oscillator amplitudes per frame, (B, num_oscillators, T)."""
+        return self.controls(frames).amp
+
+    def render(self, frames: Tensor, first_frame: int = 0) -> Tensor:
+        """The waveform of ``frames`` as if they were frames ``first_frame ..`` of a sequence
+        that was silent before them (the noise table is read from that position)."""
+        c = self.controls(frames)
+        state = self.zero_state(frames.shape[0], c.amp)
+        return self.synthesize(c, state, first_frame * self.hop)[0]
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """Frames (B, in_channels, T) -> waveform (B, T 2^J)."""
+        return self.render(frames, 0)
+
+    def stream(self, batch_size: int) -> FreePartialStreamer:  # type: ignore[override]
+        """A streaming generator: push frames, get the matching samples (eval mode only)."""
+        return FreePartialStreamer(self, batch_size)
+
+
+class FreePartialStreamer:
+    """Frame-by-frame generation equal to :meth:`FreePartialGenerator.forward`.
+
+    Keeps the last ``lo`` frames (the controls of a new frame depend on nothing older) and the
+    synthesis state (the previous frame's controls and the running phases); each push computes
+    the controls of the new frames only and synthesises their blocks.
+    """
+
+    def __init__(self, generator: FreePartialGenerator, batch_size: int) -> None:
+        if generator.training:
+            raise RuntimeError("call generator.eval() before streaming")
+        self.generator = generator
+        self.batch_size = int(batch_size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        g = self.generator
+        p = next(g.parameters())
+        self._history = p.new_zeros(self.batch_size, g.in_channels, 0)
+        self._state = g.zero_state(self.batch_size, p)
+        self._seen = 0
+
+    @torch.no_grad()
+    def push(self, frames: Tensor) -> Tensor:
+        """Feed frames (B, in_channels, k), get their k 2^J samples."""
+        k = frames.shape[-1]
+        if k == 0:
+            return frames.new_zeros(self.batch_size, 0)
+        g = self.generator
+        window = torch.cat([self._history, frames.to(self._history)], dim=-1)
+        c = g.controls(window).tail(k, g.m)
+        y, self._state = g.synthesize(c, self._state, self._seen * g.hop)
+        self._history = window[..., -g.frame_span[0] :]
+        self._seen += k
+        return y
+
+    @torch.no_grad()
+    def flush(self) -> Tensor:
+        """End the stream (no look-ahead: nothing is held back)."""
+        return self._history.new_zeros(self.batch_size, 0)

@@ -1,0 +1,212 @@
+"""Signal functions of the free-frequency partials generator: peaks of the scalogram, phase
+integration, oscillators and filtered noise (pure functions, as ``ddsp/core.py``).
+
+Controls run at the frame rate (one value every ``h`` = 2^J samples); the signal is made
+sample by sample. Block n (samples n h .. (n + 1) h - 1) interpolates every control linearly
+and causally between frames n - 1 and n: for u = 0 .. h - 1, w_u = (u + 1) / h and
+``c(n, u) = (1 - w_u) c[n-1] + w_u c[n]`` (``c[-1]`` comes from the caller's state), so block
+n needs frames n - 1 and n only, and the last sample of block n is frame n's value.
+
+Phase. An oscillator whose angular frequency (radians per sample) moves linearly from
+omega' = omega[n-1] to omega[n] over block n has, at sample u of the block,
+
+    phi(n, u) = Phi_n + (u + 1) omega' + (omega[n] - omega') (u + 1)(u + 2) / (2 h),
+
+the running sum of the per-sample frequencies (exact, no approximation), and the next block
+starts at Phi_{n+1} = phi(n, h - 1). The block-start phases Phi_n are summed in float64 and
+wrapped, so a stream of hours keeps its precision; an oscillator that was silent at frame
+n - 1 (amplitude exactly 0) restarts at its fixed offset and takes frame n's frequency for the
+whole block (no glide in from a meaningless value). That restart is what makes a clip decoded
+after silence equal to the same clip decoded alone (the training loop's zero state).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "band_noise",
+    "band_noise_tables",
+    "block_phases",
+    "interpolate_blocks",
+    "parabolic_peaks",
+    "polyval",
+    "sum_oscillators",
+]
+
+TWO_PI = 2 * math.pi
+
+
+def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
+    """Horner's rule, highest power first (numpy.polyfit's order)."""
+    y = torch.zeros_like(x)
+    for c in coefficients.to(x):
+        y = y * x + c
+    return y
+
+
+def parabolic_peaks(log_u: Tensor, floor: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Local maxima along the bins of a log-scalogram, refined by a parabola through 3 bins.
+
+    Parameters
+    ----------
+    log_u : Tensor (B, F, T)
+        log of the scalogram's bins (increasing frequency along F).
+    floor : float
+        A bin counts only where log_u > floor (silence otherwise).
+
+    Returns
+    -------
+    peak : Tensor (B, F, T) bool
+        Bin b is a strict local maximum (u_b > u_{b-1}, u_b >= u_{b+1}) above the floor; the
+        first and last bins never are.
+    offset : Tensor (B, F, T)
+        The parabola's vertex in bins from b, in [-0.5, 0.5] at a peak (clamped elsewhere).
+    level : Tensor (B, F, T)
+        The parabola's value at its vertex (a log level).
+    """
+    lo, mid, hi = log_u[:, :-2], log_u[:, 1:-1], log_u[:, 2:]
+    curv = lo - 2 * mid + hi
+    peak_inner = (mid > lo) & (mid >= hi) & (mid > floor)
+    curv = torch.where(peak_inner, torch.clamp(curv, max=-1e-9), torch.full_like(curv, -1.0))
+    d = torch.clamp(0.5 * (lo - hi) / curv, -0.5, 0.5)
+    level = mid - 0.25 * (lo - hi) * d
+    pad = (0, 0, 1, 1)
+    return (
+        torch.nn.functional.pad(peak_inner, pad),
+        torch.nn.functional.pad(d, pad),
+        torch.nn.functional.pad(level, pad, value=float(floor)),
+    )
+
+
+def interpolate_blocks(c: Tensor, prev: Tensor, h: int) -> Tensor:
+    """Controls per frame (B, N, T) to per sample (B, N, T, h), linearly between frames n - 1
+    and n (``prev`` (B, N): the frame before the first; module docstring)."""
+    before = torch.cat([prev[..., None].to(c), c[..., :-1]], dim=-1)
+    w = (torch.arange(h, device=c.device, dtype=c.dtype) + 1) / h
+    return before[..., None] + (c - before)[..., None] * w
+
+
+def block_phases(
+    omega: Tensor,
+    active: Tensor,
+    omega_prev: Tensor,
+    active_prev: Tensor,
+    phase_prev: Tensor,
+    offset: Tensor,
+    h: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Block-start phases of oscillators with per-frame frequencies (module docstring).
+
+    Parameters
+    ----------
+    omega : Tensor (B, N, T)
+        Angular frequency at each frame, radians per sample.
+    active : Tensor (B, N, T) bool
+        Amplitude non-zero at each frame.
+    omega_prev, active_prev : Tensor (B, N)
+        The same at the frame before the first.
+    phase_prev : Tensor (B, N) float64
+        Phase at the start of block 0, used where ``active_prev``.
+    offset : Tensor (N,) float64
+        Restart phase of each oscillator.
+    h : int
+        Samples per block.
+
+    Returns
+    -------
+    start : Tensor (B, N, T) float64
+        Phi_n, wrapped to [0, 2 pi).
+    omega_from : Tensor (B, N, T)
+        omega' of each block (the previous frame's frequency, or this frame's after silence).
+    phase_next : Tensor (B, N) float64
+        Phi_T: where the block after the last starts (wrapped).
+    """
+    om = omega.double()
+    before_active = torch.cat([active_prev[..., None], active[..., :-1]], dim=-1)
+    before = torch.cat([omega_prev[..., None].to(om), om[..., :-1]], dim=-1)
+    om_from = torch.where(before_active, before, om)
+    inc = h * om_from + (om - om_from) * (h + 1) / 2  # phase advance over each block
+    T = om.shape[-1]
+    excl = torch.cumsum(inc, dim=-1) - inc  # sum of inc over blocks before n
+    idx = torch.arange(T, device=om.device).expand_as(om)
+    last_reset = torch.cummax(torch.where(before_active, torch.zeros_like(idx), idx), dim=-1)[0]
+    excl_at_reset = torch.gather(excl, -1, last_reset)
+    reset0 = ~before_active[..., :1]
+    base0 = torch.where(reset0, offset.to(om)[:, None], phase_prev.double()[..., None])
+    base = torch.where(
+        (last_reset > 0) | reset0, offset.to(om)[None, :, None].expand_as(om), base0.expand_as(om)
+    )
+    start = torch.remainder(base + excl - excl_at_reset, TWO_PI)
+    after = start[..., -1] + inc[..., -1]
+    phase_next = torch.remainder(torch.where(active[..., -1], after, offset.to(om)), TWO_PI)
+    return start, om_from.to(omega.dtype), phase_next
+
+
+def sum_oscillators(
+    amp: Tensor, amp_prev: Tensor, omega: Tensor, omega_from: Tensor, start: Tensor, h: int
+) -> Tensor:
+    """sum_k a_k(s) cos(phi_k(s)) over blocks: (B, N, T) controls -> (B, T, h).
+
+    ``a`` is interpolated linearly between frames (``amp_prev`` (B, N) before the first); the
+    phase is the module docstring's closed form from the block starts ``start`` (float64) and
+    the frequencies ``omega_from`` -> ``omega``. The phases carry no gradient (the frequencies
+    are read from the encoder, not learned); the amplitudes do.
+    """
+    with torch.no_grad():
+        u1 = torch.arange(1, h + 1, device=amp.device, dtype=torch.float32)
+        quad = u1 * (u1 + 1) / (2 * h)
+        w0 = omega_from.float()[..., None]
+        dw = (omega.float() - omega_from.float())[..., None]
+        phi = start.float()[..., None] + u1 * w0 + quad * dw
+        carrier = torch.cos(phi).to(amp.dtype)  # (B, N, T, h)
+    before = torch.cat([amp_prev[..., None].to(amp), amp[..., :-1]], dim=-1)
+    w = (torch.arange(h, device=amp.device, dtype=amp.dtype) + 1) / h
+    old = torch.einsum("bnt,bnth->bth", before, carrier)
+    cur = torch.einsum("bnt,bnth->bth", amp, carrier)
+    return old + (cur - old) * w
+
+
+def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> np.ndarray:
+    """Fixed noise tables, one per octave band, unit RMS, periodic with period ``length``.
+
+    Band b covers about one octave below fs / 2^(b+1) (raised-cosine edges on a log-frequency
+    axis, the bands summing to one): an octave of noise can carry a hammer, breath or bow, but
+    never a partial. White Gaussian noise from ``seed``, shaped in the FFT domain.
+
+    Returns
+    -------
+    ndarray (num_bands, length), float32
+    """
+    if length < 16 or num_bands < 1:
+        raise ValueError(f"need length >= 16 and num_bands >= 1, got {length}, {num_bands}")
+    rng = np.random.default_rng(seed)
+    spec = np.fft.rfft(rng.standard_normal(length))
+    f = np.fft.rfftfreq(length, 1 / fs)
+    octave = np.log2(np.maximum(f, 1e-9) / (fs / 2))  # 0 at Nyquist, -1 an octave down ...
+    centres = -(np.arange(num_bands) + 0.5)
+    tables = []
+    for c in centres:
+        x = np.clip(1 - np.abs(octave - c), 0.0, 1.0)  # triangles, overlapping, sum to 1
+        band = np.fft.irfft(spec * np.sin(0.5 * np.pi * x) ** 2, n=length)
+        tables.append(band / max(float(np.sqrt(np.mean(band**2))), 1e-12))
+    return np.stack(tables).astype(np.float32)
+
+
+def band_noise(
+    gains: Tensor, gains_prev: Tensor, tables: Tensor, first_sample: int, h: int
+) -> Tensor:
+    """sum_b g_b(s) table_b[s mod L]: gains per frame (B, nb, T), interpolated between frames
+    as the oscillators' amplitudes, over blocks of h samples, from the absolute sample
+    ``first_sample`` (so a stream and the whole sequence read the same noise). (B, T, h)."""
+    B, nb, T = gains.shape
+    L = tables.shape[-1]
+    idx = (first_sample + torch.arange(T * h, device=gains.device)) % L
+    noise = tables.to(gains)[:, idx].reshape(nb, T, h)
+    g = interpolate_blocks(gains, gains_prev, h)  # (B, nb, T, h)
+    return torch.einsum("bnth,nth->bth", g, noise)
+
