@@ -191,8 +191,7 @@ class FreePartialGenerator(PartialGenerator):
         for name in ("semitones", "log_gain", "top_semitones", "top_log_gain"):
             poly = torch.tensor(np.asarray(getattr(calibration, name), dtype=np.float64))
             self.register_buffer(f"{name}_poly", poly, persistent=False)
-        # the top bin's tone lies between its centre - 1/2 bin and fmax
-        self.top_range = (-0.5, 12 * math.log2(max(fmax, hz[-1]) / hz[-1]))
+        self.top_rise = float(calibration.top_rise)
         self.top_kept = bool(keep[-1] == len(hz) - 1)
         offsets = torch.tensor(_phase_offsets(self.num_oscillators), dtype=torch.float64)
         self.register_buffer("phase_offset", offsets, persistent=False)
@@ -257,8 +256,8 @@ class FreePartialGenerator(PartialGenerator):
             # the top bin: located by its rise over the bin below (peak_calibration)
             rise = (log_u[:, -1] - log_u[:, -2]).double()
             peak[:, -1] = (rise > 0) & (log_u[:, -1] > floor)
-            top = torch.clamp(polyval(self.top_semitones_poly, rise), *self.top_range)
-            semis[:, -1] = top
+            rise = torch.clamp(rise, 0.0, self.top_rise)
+            semis[:, -1] = polyval(self.top_semitones_poly, rise)
             est[:, -1] = log_u[:, -1] + polyval(self.top_log_gain_poly, rise).to(est)
             semis = semis[:, self.keep_bins]
             hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)

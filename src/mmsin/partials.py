@@ -119,6 +119,8 @@ class PeakCalibration:
     top_semitones: np.ndarray  # in the top bin's rise r: semitones from its centre
     top_log_gain: np.ndarray  # in r: log(amplitude) - log u_top
     residual_cents: float  # median error of the frequency fit over the sweep
+    top_rise: float  # the largest rise the top bin's fit covers
+    top_reach: float  # semitones above the top bin's centre that rise stands for
 
 
 def peak_calibration(
@@ -181,16 +183,22 @@ def peak_calibration(
     # The top bin has no neighbour above: a tone between its peak and fmax is located by the
     # rise r = log u_top - log u_(top-1), a monotone function of its frequency there.
     top = len(hz) - 1
-    f_top = hz[top] * 2.0 ** (np.arange(-0.5, 12 * np.log2(fmax_hz / hz[top]), 1 / 97) / 12)
+    # The rise grows with the frequency only up to where both responses fall alike (about
+    # half a semitone above the top bin at J = 10, Q = 12): tones above are put there.
+    f_top = hz[top] * 2.0 ** (np.arange(-1.0, 12 * np.log2(fmax_hz / hz[top]), 1 / 97) / 12)
     H_top = np.stack(
         [np.abs(scattering._psi1(int(i)).transfer(2 * math.pi * f_top / fs)) for i in order]
     )
     lt = np.log(0.5 * H_top + 1e-30)
     rise = lt[top] - lt[top - 1]
-    sel = np.argmax(lt, axis=0) == top
-    p_top = np.polyfit(rise[sel], 12 * np.log2(f_top[sel] / hz[top]), degree)
+    last = int(np.argmax(rise))
+    sel = (np.argmax(lt, axis=0) == top) & (np.arange(len(f_top)) <= last)
+    semis_top = 12 * np.log2(f_top / hz[top])
+    p_top = np.polyfit(rise[sel], semis_top[sel], degree)
     p_top_gain = np.polyfit(rise[sel], -lt[top, sel], degree)
-    return PeakCalibration(p_semis, p_gain, p_top, p_top_gain, residual)
+    return PeakCalibration(
+        p_semis, p_gain, p_top, p_top_gain, residual, float(rise[last]), float(semis_top[last])
+    )
 
 
 def _phase_offsets(n: int) -> np.ndarray:

@@ -70,7 +70,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume:
         _check_resumable(run_dir)
     _ensure_data(cfg, progress=not args.quiet)
-    result = train(cfg, run_dir, resume=args.resume, progress=not args.quiet)
+    result = train(
+        cfg, run_dir, resume=args.resume, progress=not args.quiet, init=args.init or None
+    )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     last = result.history["test_inv"][-1] if result.history["test_inv"] else float("nan")
@@ -343,6 +345,12 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument(
         "--resume", action="store_true", help="continue the run from its last checkpoint"
+    )
+    t.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from the generator weights of MODEL (a shipped model such as notes, a run "
+        "folder or a checkpoint) where names and shapes match: continue from committed weights",
     )
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_user_errors(_train))

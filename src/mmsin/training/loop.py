@@ -92,6 +92,7 @@ def train(
     max_steps: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     tensorboard: bool = True,
+    init: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train the generator G of ``cfg`` and write checkpoints into ``run_dir``.
 
@@ -110,6 +111,9 @@ def train(
         Stop (with a checkpoint) after this many optimiser steps in total; resuming continues.
     progress : bool
         Show a tqdm progress bar (rank 0 only).
+    init : str or path, optional
+        A model (shipped name, run folder or checkpoint) whose generator weights start this
+        run where their names and shapes match (:func:`init_generator`); ignored on resume.
 
     Returns
     -------
@@ -129,9 +133,29 @@ def train(
             cache_dir,
             tensorboard,
             d,
+            init,
         )
     finally:
         teardown_distributed(d)
+
+
+def init_generator(generator: nn.Module, source: str | os.PathLike[str]) -> tuple[int, int]:
+    """Copy the generator weights of the model ``source`` (a shipped name, run folder or
+    checkpoint) into ``generator`` wherever a parameter or buffer has the same name and shape:
+    a run continues from committed weights, also into a head that changed in part.
+
+    Returns (tensors copied, tensors of ``generator`` left as initialised)."""
+    from mmsin.model import MMSIN
+
+    theirs = MMSIN.load(source).generator.state_dict()
+    mine = generator.state_dict()
+    same = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
+    if not same:
+        raise ValueError(f"{source}: no generator weight matches this configuration's")
+    generator.load_state_dict(same, strict=False)
+    kept = len(mine) - len(same)
+    log.info("initialised %d generator tensors from %s (%d left as built)", len(same), source, kept)
+    return len(same), kept
 
 
 def load_data(cfg: Config) -> tuple[Any, Any]:
@@ -159,6 +183,7 @@ def _train(
     cache_dir: str | os.PathLike[str] | None,
     tensorboard: bool,
     d: Dist,
+    init: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     run_dir = Path(run_dir_arg) if run_dir_arg is not None else paths.runs_dir() / cfg.name
     ckpt_path = run_dir / CHECKPOINT_NAME
@@ -174,6 +199,8 @@ def _train(
     # rank so that DDP starts from the same weights.
     in_channels = int(build_scattering(cfg).num_channels)
     generator = build_generator(cfg, in_channels)
+    if init is not None and state is None:
+        init_generator(generator, init)
     feats = _features_from_rank0(
         cfg, train_clips, test_clips, context_frames(cfg, generator), cache_dir, progress, d
     )
