@@ -295,3 +295,24 @@ def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type:
     assert copied > 0 and left == 0
     for k, v in model.generator.state_dict().items():
         assert torch.equal(g.state_dict()[k], v), k
+
+
+def test_the_shared_network_is_centred_on_each_bin(sj: TimeFrequencyScattering) -> None:
+    """Bin b of the network's log-gain sees bins b - R .. b + R of its input, symmetrically
+    (R = layers x half a kernel): shared weights alone would be equivariant even with one-sided
+    padding, but the log-gain would then land bins away from the peak it refines."""
+    g = _generator(sj, context=0)
+    layers = [*g.freq_layers, g.out]
+    x = torch.zeros(1, 1, g.num_bins, 4)
+    b = 50
+    x[0, 0, b, :] = 1.0
+    with torch.no_grad():
+        for layer in layers:
+            layer.conv.weight.fill_(0.1)
+            layer.conv.bias.zero_()  # type: ignore[union-attr]
+        y = x
+        for layer in layers:
+            y = layer(y)
+    support = np.flatnonzero(y[0].abs().amax(dim=(0, 2)).numpy() > 0)
+    R = sum(layer.kf // 2 for layer in layers)
+    assert support.min() == b - R and support.max() == b + R
