@@ -33,6 +33,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rc = main(
         [
             "train",
+            "--preset",
+            "small",
             "--data",
             str(root / "audio"),
             "--run",
@@ -173,6 +175,18 @@ def test_bad_input_is_one_line_exit_2(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_train_defaults_to_the_shipped_preset() -> None:
+    """``mmsin train`` with no --preset trains what ships (the pitched preset); the paper's
+    literal G stays one flag away."""
+    from mmsin.cli import build_parser
+    from mmsin.config import preset
+
+    assert build_parser().parse_args(["train"]).preset == "pitched"
+    assert preset("pitched").generator.head == "partials" and preset("pitched").loss.spectral > 0
+    assert build_parser().parse_args(["train", "--preset", "small"]).preset == "small"
+    assert build_parser().parse_args(["train", "--preset", "paper"]).preset == "paper"
 
 
 def test_help_texts(capsys) -> None:

@@ -312,7 +312,8 @@ def register(subparsers: Any) -> None:
             "\nThe first run computes the scattering of the data set once and caches it.\n"
             "Checkpoints, config and TensorBoard logs go to $MMSIN_HOME/runs/RUN/.\n\n"
             "examples:\n"
-            "  mmsin train                                  # small preset, embedded data\n"
+            "  mmsin train                          # the shipped (pitched) preset, embedded data\n"
+            "  mmsin train --preset small           # the paper's literal G at demo scale\n"
             "  mmsin train --preset paper --data /data/nsynth\n"
             "  mmsin train --set train.epochs=5 --set loss.kind=inv --run quick\n"
             "  mmsin train --run quick --resume             # continue after an interruption\n"
@@ -321,11 +322,12 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument(
         "--preset",
-        choices=["small", "paper", "pitched"],
-        default="small",
-        help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours); "
-        "pitched: small with the partials generator and spectral term that keep the pitch "
-        "(what the shipped models use). Default: small",
+        choices=["pitched", "small", "paper"],
+        default="pitched",
+        help="pitched: the preset the shipped models use (small's data and scale with the "
+        "partials generator and spectral term that keep the pitch); small: the paper's literal "
+        "G, minutes on a laptop CPU; paper: the paper's configuration (GPU hours). "
+        "Default: pitched",
     )
     t.add_argument("--config", metavar="FILE.json", help="start from a saved config.json instead")
     t.add_argument(
