@@ -171,6 +171,15 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(
     assert set(ck["sk_stats"]) >= {"mean_abs", "mean", "rms"}
     assert isinstance(ck["git_revision"], str) and ck["data_fingerprint"]
     assert (tmp_path / "run" / "config.json").is_file()
+    # Loadable as the trained model: the loaded one decodes exactly as the generator that
+    # training returned (same encoder), bit for bit.
+    from mmsin.model import MMSIN
+
+    loaded = MMSIN.load(res.checkpoint)
+    assert res.generator is not None
+    trained = MMSIN(loaded.config, loaded.scattering, loaded.norm, loaded.var, res.generator)
+    x = torch.as_tensor(clips()[1].audio)
+    assert torch.equal(trained(x), loaded(x))
 
 
 class _Recorder:
