@@ -85,6 +85,27 @@ BREAKAGES = (
         "loss = loss",
         ("tests/test_training.py::test_the_loss_minimised_is_inv_plus_lambda_mm",),
     ),
+    Breakage(
+        "spectral-term-dropped",
+        "the spectral term no longer enters the training loss (loss.spectral ignored)",
+        '        loss = loss + cfg.loss.spectral * terms["spec"]\n',
+        "        loss = loss\n",
+        ("tests/test_training.py::test_the_loss_minimised_includes_the_spectral_term",),
+    ),
+    Breakage(
+        "spectrum-loss-last-resolution-only",
+        "SpectrumLoss keeps only its last (shortest) window instead of the mean over windows",
+        "terms.append((a - b).abs().sum() / (b.sum() + self.eps))",
+        "terms = [(a - b).abs().sum() / (b.sum() + self.eps)]",
+        ("tests/test_losses.py::test_spectrum_loss_averages_every_resolution_against_numpy",),
+    ),
+    Breakage(
+        "note-fidelity-self-comparison",
+        "note_fidelity compares each reconstruction with itself instead of its original",
+        "a, b = np.atleast_2d(_np(x_hat)), np.atleast_2d(_np(x))",
+        "a, b = np.atleast_2d(_np(x_hat)), np.atleast_2d(_np(x_hat))",
+        ("tests/test_note_fidelity.py::test_the_reconstruction_is_compared_with_its_original",),
+    ),
 )
 
 

@@ -173,7 +173,7 @@ def test_torchrun_of_the_mmsin_command_trains_one_run(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MMSIN_HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     cmd += ["--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0"]
-    cmd += ["-m", "mmsin", "train", "--data", str(audio), *sets, "-q"]
+    cmd += ["-m", "mmsin", "train", "--preset", "small", "--data", str(audio), *sets, "-q"]
     cmd += ["--set", "train.epochs=2", "--set", "data.seconds=0.5", "--set", "train.device=cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,6 +22,17 @@ def _tone(f0: float, seconds: float = 2.0, phase_seed: int = 0) -> np.ndarray:
     return (x / np.abs(x).max()).astype(np.float32)
 
 
+def test_the_reconstruction_is_compared_with_its_original() -> None:
+    """Fast (two 1 s clips): the original's pitch and grid share come from the original, the
+    reconstruction's from the reconstruction, never one of them twice."""
+    d4 = float(midi_to_hz(62))
+    fid = note_fidelity(_tone(320.0, 1.0)[None], _tone(d4, 1.0)[None], FS, [62])
+    assert abs(1200 * np.log2(fid.f0_original[0] / d4)) < 20
+    assert abs(1200 * np.log2(fid.f0_reconstruction[0] / 320.0)) < 20
+    assert fid.tracked.tolist() == [True] and fid.kept.tolist() == [False]
+    assert fid.grid[0] > 0.99 and fid.grid_original[0] < 0.01
+
+
 @pytest.mark.slow
 def test_kept_pitch_lost_pitch_and_the_grid() -> None:
     midi = [62, 62, 67]

@@ -184,3 +184,7 @@ def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type:
     y = model(x)
     assert y.shape[-1] == (x.shape[-1] - 1) // 32 * 32 + 1 and torch.isfinite(y).all()
     assert math.isfinite(float(y.abs().max())) and float(y.abs().max()) > 0
+    # The generator as training left it, with the same encoder: the same audio, bit for bit.
+    assert result.generator is not None
+    trained = MMSIN(model.config, model.scattering, model.norm, model.var, result.generator)
+    assert torch.equal(trained(x), y)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -27,7 +27,12 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VAR", "fit_var", "whiteness_report"]
+__all__ = ["NOISE_FRAMES", "VAR", "fit_var", "whiteness_report"]
+
+#: Frames of noise :meth:`VAR.sample` draws at a time: long samples (``mmsin generate
+#: --seconds 7200``) stream in memory bounded by one such block, and a sample of n frames is the
+#: start of every longer one with the same seed. 256 frames are 64 s at the paper's J = 10.
+NOISE_FRAMES = 256
 
 
 def _as_examples(frames: Tensor | Sequence[Tensor]) -> list[Tensor]:
@@ -289,7 +294,7 @@ class VAR(nn.Module):
         The recursion starts from zero frames and runs ``warmup + frames`` steps; the first
         ``warmup`` frames are discarded so the output is close to the stationary regime (the
         reference code uses 600). The ReLU applies because normalised scattering is
-        non-negative.
+        non-negative. The frames of :meth:`sample_blocks`, concatenated.
 
         Parameters
         ----------
@@ -310,20 +315,51 @@ class VAR(nn.Module):
         -------
         Tensor, shape (batch, C, frames), non-negative where the ReLU applies.
         """
+        blocks = self.sample_blocks(
+            batch, frames, warmup=warmup, generator=generator, dtype=dtype, relu=relu
+        )
+        return torch.cat(list(blocks), dim=-1)
+
+    def sample_blocks(
+        self,
+        batch: int,
+        frames: int,
+        *,
+        warmup: int = 600,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        relu: bool | Tensor = True,
+    ) -> Iterator[Tensor]:
+        """:meth:`sample` block by block, in memory bounded by one block of noise.
+
+        The noise is drawn :data:`NOISE_FRAMES` frames at a time (the last block whole too),
+        so a sample's first frames do not depend on how many follow, and the recursion carries
+        its last M frames from block to block. Same parameters as :meth:`sample`.
+
+        Yields
+        ------
+        Tensor, shape (batch, C, k), k <= NOISE_FRAMES; ``frames`` frames in all.
+        """
         if batch < 1 or frames < 1 or warmup < 0:
             raise ValueError(
                 f"need batch >= 1, frames >= 1, warmup >= 0; got {batch}, {frames}, {warmup}"
             )
-        Z = torch.randn(
-            batch,
-            self.channels,
-            warmup + frames,
-            generator=generator,
-            dtype=self.A.dtype,
-            device=self.A.device,
-        )
-        S = apply_relu(self._recursion(Z, None)[:, :, warmup:], relu)
-        return S.to(dtype or self.A.dtype)
+        total = warmup + frames
+        past: Tensor | None = None
+        for start in range(0, total, NOISE_FRAMES):
+            Z = torch.randn(
+                batch,
+                self.channels,
+                NOISE_FRAMES,
+                generator=generator,
+                dtype=self.A.dtype,
+                device=self.A.device,
+            )
+            S = self._recursion(Z, past)
+            past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
+            lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
+            if hi > lo:
+                yield apply_relu(S[..., lo:hi], relu).to(dtype or self.A.dtype)
 
     def spectral_radius(self) -> float:
         """Largest modulus of the companion matrix's eigenvalues (< 1 means a stable VAR)."""

@@ -20,6 +20,16 @@ import numpy as np
 #: Most files one command writes (--steps): a bound checked before any list of names is made.
 _MAX_FILES = 10_000
 
+#: Audio per block when encoding (seconds) and frames per block when decoding: what encode
+#: and decode hold in memory at a time, whatever the length of the recording (generation goes
+#: by the VAR's noise blocks, mmsin.whitening.NOISE_FRAMES).
+_BLOCK_SECONDS = 60.0
+_BLOCK_FRAMES = 256
+
+#: Working memory of a synthesis head (oscillator or partials generator) per output sample, in
+#: bytes: 0.18 GB over a 256-frame block of the shipped partials head at J = 10, rounded up.
+_SYNTH_BYTES_PER_SAMPLE = 700
+
 _MODEL_HELP = (
     "trained model: a checkpoint file or a run folder (default: the newest checkpoint under "
     "$MMSIN_HOME/runs, else the pretrained model shipped with mmsin)"
@@ -131,35 +141,78 @@ def _read_audio(paths_: list[str], fs: int, hop: int) -> tuple[np.ndarray, list[
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from mmsin.io import check_output_file, save_array
+    from mmsin.blockio import NpyWriter, audio_blocks, scan_audio
+    from mmsin.io import check_fits, check_output_file
+    from mmsin.streaming import encode_blocks
 
     out = Path(args.out)
     if out.suffix != ".npy":
         raise ValueError(f"--out {out}: must end in .npy")
     check_output_file(out)
     model = _load_model(args)
-    x, lengths = _read_audio(args.audio, model.fs, model.hop)
-    codes = model.encode_scattering(x) if args.scattering else model.encode(x)
-    arr = codes.cpu().numpy().astype(np.float32)
-    if len(args.audio) == 1:
-        arr = arr[0]
-    save_array(out, arr)
+    # Two passes over the audio: lengths and peaks first (the clips are peak-normalised), then
+    # S_J block by block into the .npy file; memory holds one block, never the recording.
+    scans = [
+        scan_audio(p, model.fs, min_samples=model.hop, block_seconds=_BLOCK_SECONDS)
+        for p in args.audio
+    ]
+    lengths = [n for n, _ in scans]
+    samples = max(lengths)
+    frames = (samples - 1) // model.hop + 1
+    n = len(args.audio)
+    shape = (model.num_channels, frames) if n == 1 else (n, model.num_channels, frames)
+    block = min(samples, round(_BLOCK_SECONDS * model.fs))
+    check_fits(
+        f"encoding {samples / model.fs:.0f} s",
+        _encode_memory(model, n, block),
+        4.0 * n * model.num_channels * frames,
+        out.parent,
+    )
+    blocks = audio_blocks(
+        args.audio, model.fs, [p for _, p in scans], samples, block_seconds=_BLOCK_SECONDS
+    )
+    with NpyWriter(out, shape) as w, _progress(args, samples / model.fs, "encode") as bar:
+        for codes in encode_blocks(model, blocks, scattering=args.scattering):
+            w.write(codes.cpu().numpy()[0] if n == 1 else codes.cpu().numpy())
+            bar.update(codes.shape[-1] * model.hop / model.fs)
     kind = "S_J (scattering)" if args.scattering else "Z (whitened embedding)"
     if len(set(lengths)) > 1:
         print("note: files of different lengths were zero-padded at the end to the longest")
-    print(f"wrote {kind} of shape {arr.shape} to {out}")
+    print(f"wrote {kind} of shape {shape} to {out}")
     return 0
 
 
+def _encode_memory(model: Any, batch: int, block: int) -> float:
+    """Bytes that encoding ``batch`` files by blocks of ``block`` samples adds to the loaded
+    model: the streaming S_J's working set, measured at about 3.7 kB a sample of block at
+    J = 10 (0.9 GB for 60 s at 4096 Hz, on top of the 0.4 GB of the process and model)."""
+    return float(batch) * 3700.0 * block
+
+
+def _progress(args: argparse.Namespace, total: float, what: str) -> Any:
+    """A progress bar in seconds of audio on stderr; off with -q or when stderr is no TTY."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
+    return tqdm(
+        total=round(total, 1), desc=what, unit="s", disable=quiet, file=sys.stderr, leave=False
+    )
+
+
 def _decode(args: argparse.Namespace) -> int:
-    from mmsin.io import check_output_file, normalize_peak, save_audio
+    from mmsin.blockio import WavWriter
+    from mmsin.io import check_output_file
+    from mmsin.streaming import decode_blocks
 
     src = Path(args.file)
     check_output_file(args.out)
     if not src.is_file():
         raise ValueError(f"{src}: no such file")
     try:
-        arr = np.load(src, allow_pickle=False)
+        # Memory-mapped: a long embedding is read a block of frames at a time.
+        arr = np.load(src, allow_pickle=False, mmap_mode="r")
     except (ValueError, OSError) as exc:
         raise ValueError(f"{src}: not a .npy array ({' '.join(str(exc).split())})") from None
     if arr.ndim not in (2, 3) or not np.issubdtype(arr.dtype, np.floating):
@@ -167,7 +220,9 @@ def _decode(args: argparse.Namespace) -> int:
             f"{src}: expected a float array (channels, frames) or (n, channels, frames), "
             f"got {arr.dtype} {arr.shape}"
         )
-    if not np.isfinite(arr).all():
+    frames = arr.shape[-1]
+    blocks = [arr[..., i : i + _BLOCK_FRAMES] for i in range(0, frames, _BLOCK_FRAMES)]
+    if not all(np.isfinite(b).all() for b in blocks):
         raise ValueError(f"{src}: contains NaN or infinite values")
     model = _load_model(args)
     kind = args.kind
@@ -181,17 +236,22 @@ def _decode(args: argparse.Namespace) -> int:
     names = [out] if n == 1 else [_numbered(out, i) for i in range(n)]
     for name in names:
         check_output_file(name)
-    _check_size(model, f"{src} ({arr.shape[-1]} frames x {n})", arr.shape[-1], n, out.parent)
+    _check_size(model, f"{src} ({frames} frames x {n})", frames, n, out.parent)
     if kind == "auto":
         # S_J's modulus channels (meta()["nonnegative"]) are >= 0; Z, the whitened innovations,
         # is about N(0, 1) in every channel.
-        mod = arr[..., model.modulus_channels.cpu().numpy(), :]
-        kind = "scattering" if float(mod.min()) >= -1e-6 * float(np.abs(mod).max()) else "z"
-    x = model.decode_scattering(arr) if kind == "scattering" else model.decode(arr)
-    x = x.cpu().numpy()
-    for name, sig in zip(names, x, strict=True):
-        save_audio(name, normalize_peak(sig), model.fs)
-        print(f"wrote {name} ({len(sig) / model.fs:.2f} s at {model.fs} Hz, decoded from {kind})")
+        mod = model.modulus_channels.cpu().numpy()
+        low = min(float(b[..., mod, :].min()) for b in blocks)
+        high = max(float(np.abs(b[..., mod, :]).max()) for b in blocks)
+        kind = "scattering" if low >= -1e-6 * high else "z"
+    samples = (frames - 1) * model.hop + 1
+    chunks = (np.array(b) if n > 1 else np.array(b)[None] for b in blocks)  # copies: writable
+    with WavWriter(names, model.fs) as w, _progress(args, samples / model.fs, "decode") as bar:
+        for y in decode_blocks(model, chunks, kind="z" if kind == "z" else "scattering"):
+            w.write(y.cpu().numpy())
+            bar.update(y.shape[-1] / model.fs)
+    for name in names:
+        print(f"wrote {name} ({samples / model.fs:.2f} s at {model.fs} Hz, decoded from {kind})")
     return 0
 
 
@@ -205,19 +265,29 @@ def _frames_for(seconds: float, model: Any) -> int:
     return max(1, math.ceil(seconds * model.fs / model.hop))
 
 
-def _check_size(model: Any, what: str, frames: int, batch: int, folder: Path) -> None:
+def _check_size(
+    model: Any, what: str, frames: int, batch: int, folder: Path, *, streamed: bool = True
+) -> None:
     """Refuse, before any work, a decode/generation whose memory or WAV files cannot fit.
 
-    Peak memory: the VAR's frames (float64: z, S and ReLU(S)) plus, for each layer of G, its
-    zero-stuffed input and its output (float32); disk: 16-bit WAV samples."""
+    Memory per frame: the VAR's float64 frames (z, S and ReLU(S)) plus, for each layer of G,
+    its zero-stuffed input and its output (float32). ``streamed`` (decode, generate): they go
+    by blocks of at most ``_BLOCK_FRAMES`` frames (the VAR's noise blocks are as long), so
+    memory holds one block, and the disk the float32 samples of the first pass beside the
+    16-bit WAV; otherwise (interpolate) memory holds every frame."""
     from mmsin.io import check_fits
+    from mmsin.whitening import NOISE_FRAMES
 
-    chans = list(getattr(model.generator, "channels", [model.num_channels, 1]))
     per_frame = 3 * 8 * model.num_channels
-    for k in range(len(chans) - 1):
-        per_frame += 4 * 2 ** (k + 1) * (chans[k] + chans[k + 1])
-    memory = float(batch) * frames * per_frame
-    disk = float(batch) * (frames * model.hop * 2 + 44)
+    chans = getattr(model.generator, "channels", None)
+    if chans is not None:  # the paper's G
+        for k in range(len(chans) - 1):
+            per_frame += 4 * 2 ** (k + 1) * (chans[k] + chans[k + 1])
+    else:  # a synthesis head: measured 0.1-0.2 GB per 256-frame block (partials head, J = 10)
+        per_frame += _SYNTH_BYTES_PER_SAMPLE * model.hop
+    held = min(frames, max(_BLOCK_FRAMES, NOISE_FRAMES)) if streamed else frames
+    memory = float(batch) * held * per_frame
+    disk = float(batch) * (frames * model.hop * (4 + 2 if streamed else 2) + 44)
     check_fits(what, memory, disk, folder)
 
 
@@ -226,7 +296,9 @@ def _check_size(model: Any, what: str, frames: int, batch: int, folder: Path) ->
 
 def _generate(args: argparse.Namespace) -> int:
     from mmsin import paths
-    from mmsin.io import check_output_file, check_output_folder, normalize_peak, save_audio
+    from mmsin.blockio import WavWriter
+    from mmsin.io import check_output_file, check_output_folder
+    from mmsin.streaming import generate_blocks
 
     if not (math.isfinite(args.seconds) and args.seconds > 0) or args.count < 1:
         raise ValueError("--seconds must be positive and --count at least 1")
@@ -238,10 +310,13 @@ def _generate(args: argparse.Namespace) -> int:
     names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
     for name in names:
         check_output_file(name)
-    x = model.generate(frames, batch=args.count, seed=args.seed).cpu().numpy()
-    out.mkdir(parents=True, exist_ok=True)
-    for name, sig in zip(names, x, strict=True):
-        save_audio(name, normalize_peak(sig), model.fs)
+    blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed)
+    total = frames * model.hop / model.fs
+    with WavWriter(names, model.fs) as w, _progress(args, total, "generate") as bar:
+        for y in blocks:
+            w.write(y.cpu().numpy())
+            bar.update(y.shape[-1] / model.fs)
+    for name in names:
         print(f"wrote {name}")
     return 0
 
@@ -278,8 +353,9 @@ def _interpolate(args: argparse.Namespace) -> int:
     model = _load_model(args)
     if args.seeds is not None:
         frames = _frames_for(args.seconds, model)
-        _check_size(model, f"--seconds {args.seconds:g}", frames, 2, names[0].parent)
-        _check_size(model, f"--steps {len(ratios)}", frames, len(ratios), names[0].parent)
+        folder = names[0].parent
+        _check_size(model, f"--seconds {args.seconds:g}", frames, 2, folder, streamed=False)
+        _check_size(model, f"--steps {len(ratios)}", frames, len(ratios), folder, streamed=False)
         S = [model.sample_scattering(frames, seed=k) for k in args.seeds]
         Z = [model.var.whiten(s) for s in S]
         label = f"seeds {args.seeds[0]} and {args.seeds[1]}"
@@ -290,7 +366,8 @@ def _interpolate(args: argparse.Namespace) -> int:
         label = f"{args.audio[0]} and {args.audio[1]}"
     if args.seeds is None:
         frames = min(int(z.shape[-1]) for z in Z)
-        _check_size(model, f"--steps {len(ratios)}", frames, len(ratios), names[0].parent)
+        what = f"--steps {len(ratios)}"
+        _check_size(model, what, frames, len(ratios), names[0].parent, streamed=False)
     x_out = model.interpolate(Z[0], Z[1], ratios).cpu().numpy()
     for name, sig, r in zip(names, x_out, ratios, strict=True):
         save_audio(name, normalize_peak(sig), model.fs)
@@ -314,7 +391,8 @@ def register(subparsers: Any) -> None:
             "\nThe first run computes the scattering of the data set once and caches it.\n"
             "Checkpoints, config and TensorBoard logs go to $MMSIN_HOME/runs/RUN/.\n\n"
             "examples:\n"
-            "  mmsin train                                  # small preset, embedded data\n"
+            "  mmsin train                          # the shipped (pitched) preset, embedded data\n"
+            "  mmsin train --preset small           # the paper's literal G at demo scale\n"
             "  mmsin train --preset paper --data /data/nsynth\n"
             "  mmsin train --set train.epochs=5 --set loss.kind=inv --run quick\n"
             "  mmsin train --run quick --resume             # continue after an interruption\n"
@@ -323,11 +401,12 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument(
         "--preset",
-        choices=["small", "paper", "pitched"],
-        default="small",
-        help="small: minutes on a laptop CPU; paper: the paper's configuration (GPU hours); "
-        "pitched: small with the partials generator and spectral term that keep the pitch "
-        "(what the shipped models use). Default: small",
+        choices=["pitched", "small", "paper"],
+        default="pitched",
+        help="pitched: the preset the shipped models use (small's data and scale with the "
+        "partials generator and spectral term that keep the pitch); small: the paper's literal "
+        "G, minutes on a laptop CPU; paper: the paper's configuration (GPU hours). "
+        "Default: pitched",
     )
     t.add_argument("--config", metavar="FILE.json", help="start from a saved config.json instead")
     t.add_argument(
@@ -376,6 +455,7 @@ def register(subparsers: Any) -> None:
         help="write the scattering S_J instead of the whitened Z",
     )
     e.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_user_errors(_encode))
 
     d = subparsers.add_parser(
@@ -399,6 +479,7 @@ def register(subparsers: Any) -> None:
         help="what the array holds (auto: S_J if its modulus channels are non-negative, else Z)",
     )
     d.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=_user_errors(_decode))
 
     g = subparsers.add_parser(
@@ -418,6 +499,7 @@ def register(subparsers: Any) -> None:
         "--out", metavar="DIR", help="output folder (default $MMSIN_HOME/results/generated)"
     )
     g.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_user_errors(_generate))
 
     i = subparsers.add_parser(

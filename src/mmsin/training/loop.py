@@ -377,14 +377,17 @@ class _Session:
 
     def log_step(self, value: float, terms: dict[str, Tensor]) -> None:
         """One step's losses to TensorBoard and the progress bar."""
+        # The terms still carry the graph: read them detached (float() of a tensor that
+        # requires grad warns on every call).
+        values = {k: float(v.detach()) for k, v in terms.items()}
         if self.writer is not None:
             self.writer.add_scalar("loss/total", value, self.at.global_step)
-            for k, v in terms.items():
-                self.writer.add_scalar(f"loss/{k}", float(v.detach()), self.at.global_step)
+            for k, v in values.items():
+                self.writer.add_scalar(f"loss/{k}", v, self.at.global_step)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(
-                {"epoch": self.at.epoch, **{k: f"{float(v):.4f}" for k, v in terms.items()}}
+                {"epoch": self.at.epoch, **{k: f"{v:.4f}" for k, v in values.items()}}
             )
 
     # ------------------------------------------------------------------ checkpoints
