@@ -106,6 +106,31 @@ BREAKAGES = (
         "a, b = np.atleast_2d(_np(x_hat)), np.atleast_2d(_np(x_hat))",
         ("tests/test_note_fidelity.py::test_the_reconstruction_is_compared_with_its_original",),
     ),
+    Breakage(
+        "freq-padding-one-sided",
+        "the 2-D layers pad log-frequency on one side: still equivariant, but every bin's "
+        "log-gain comes from bins below it",
+        "x = F.pad(x, (self.kt - 1, 0, self.kf // 2, (self.kf - 1) // 2))",
+        "x = F.pad(x, (self.kt - 1, 0, self.kf - 1, 0))",
+        ("tests/test_free_partials.py::test_the_shared_network_is_centred_on_each_bin",),
+    ),
+    Breakage(
+        "stream-phase-not-carried",
+        "the free partials streamer forgets its state (phases, previous controls) between pushes",
+        "y, self._state = g.synthesize(c, self._state, self._seen * g.hop)",
+        "y, _ = g.synthesize(c, self._state, self._seen * g.hop)",
+        ("tests/test_free_partials.py::test_streaming_equals_the_whole_sequence",),
+    ),
+    Breakage(
+        "free-frequency-at-bin-centre",
+        "the free oscillators ignore the parabola's offset: every partial at its bin's centre",
+        "semis = polyval(self.semitones_poly, d.double())",
+        "semis = torch.zeros_like(d.double())",
+        (
+            "tests/test_free_partials.py::"
+            "test_untrained_generator_puts_every_partial_where_the_input_has_it",
+        ),
+    ),
 )
 
 

@@ -112,8 +112,8 @@ class GeneratorConfig:
     ``hidden`` channels (mmsin.partials). ``frequencies``: ``"fixed"`` (those oscillators sit
     at fixed frequencies) or ``"free"`` (one oscillator per bin at the frequency and amplitude
     read from the peaks of the scalogram, refined by the network, plus ``noise_bands`` octave
-    bands of filtered noise; mmsin.free_partials). ``c1`` is used by ``"conv"`` only; the other fields
-    by the heads that name them.
+    bands of filtered noise; mmsin.free_partials). ``c1`` is used by ``"conv"`` only; the other
+    fields by the heads that name them.
     """
 
     kernel_size: int = 7

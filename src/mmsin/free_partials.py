@@ -128,6 +128,7 @@ class _NoiseGains(nn.Module):
         self.log_max = log_max
         with torch.no_grad():
             self.conv.weight.mul_(0.01)
+            assert self.conv.bias is not None
             self.conv.bias.fill_(-9.0)
 
     def forward(self, frames: Tensor) -> Tensor:

@@ -203,10 +203,9 @@ def band_noise(
     """sum_b g_b(s) table_b[s mod L]: gains per frame (B, nb, T), interpolated between frames
     as the oscillators' amplitudes, over blocks of h samples, from the absolute sample
     ``first_sample`` (so a stream and the whole sequence read the same noise). (B, T, h)."""
-    B, nb, T = gains.shape
+    nb, T = gains.shape[1], gains.shape[2]
     L = tables.shape[-1]
     idx = (first_sample + torch.arange(T * h, device=gains.device)) % L
     noise = tables.to(gains)[:, idx].reshape(nb, T, h)
     g = interpolate_blocks(gains, gains_prev, h)  # (B, nb, T, h)
     return torch.einsum("bnth,nth->bth", g, noise)
-
