@@ -12,11 +12,10 @@ import json
 import logging
 import os
 import shutil
-import struct
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +23,36 @@ import numpy as np
 from tqdm import tqdm
 
 from mmsin import paths
+from mmsin.data.augment import AugmentSpec, draw_augmentation, reverberate
 from mmsin.data.clips import (
     NOTE_SILENCE_PEAK,
     SILENCE_RMS,
     DataError,
     chop,
+    problem_line,
     rms,
     samplernn_split,
     skipped_summary,
+    velocity_split,
 )
-from mmsin.data.nsynth import FAMILIES, HELDOUT_FOLDER, NSYNTH_FS, TRAIN_FOLDER
+from mmsin.data.instruments import (  # noqa: F401  (re-exported: the tables' old home)
+    ALL_GROUPS,
+    DEFAULT_RANGE,
+    FAMILY_PROGRAMS,
+    FLUTE_PROGRAMS,
+    HELDOUT_INSTRUMENTS,
+    KEYBOARD_PROGRAMS,
+    PAPER_GROUPS,
+    PROGRAM_RANGES,
+    SMALL_FONTS,
+    source_of,
+)
+from mmsin.data.nsynth import FAMILIES, HELDOUT_FOLDER, NSYNTH_FS, SOURCES, TRAIN_FOLDER
 from mmsin.data.render import (
+    FONT_ERRORS,
     Preset,
     Synth,
+    distinct_instruments,
     f0_cents_error,
     find_soundfonts,
     read_midi,
@@ -53,52 +69,15 @@ SIZES = ("small", "full")
 MARKER = "build.json"
 #: Bumped whenever a builder's output changes for the same parameters.
 #: 2: nsynth-like gains the held-out split (``nsynth-heldout``).
-BUILD_VERSION = 2
+#: 3: nsynth-like records each note's split; the full size adds electric keyboards, guitars,
+#: strings and basses and augments its training notes (detuning, reverb).
+BUILD_VERSION = 3
 
 MIDI_DIR = Path(__file__).with_name("midi")
 
 # --------------------------------------------------------------------------------------------
 # nsynth-like
 
-#: Acoustic General MIDI keyboards, in the order the small size picks them: grand piano,
-#: harpsichord, celesta, bright grand, honky-tonk. Programs 2, 4, 5 and 7 (electric grand,
-#: electric pianos, clavinet) are electric instruments, which NSynth's "acoustic" source excludes.
-KEYBOARD_PROGRAMS = (0, 6, 8, 1, 3)
-#: GM flutes: flute, piccolo, recorder, pan flute, shakuhachi, ocarina, whistle, blown bottle.
-FLUTE_PROGRAMS = (73, 72, 74, 75, 77, 79, 78, 76)
-#: Playing range (MIDI, inclusive) of each program, "as many pitches as the instrument can play".
-PROGRAM_RANGES = {
-    0: (21, 108),
-    1: (21, 108),
-    3: (21, 108),
-    6: (29, 89),
-    8: (60, 108),
-    72: (74, 108),
-    73: (59, 98),
-}
-DEFAULT_RANGE = (60, 96)  # recorder, pan flute, shakuhachi, ocarina, whistle, bottle
-#: Fonts of the small size: the ones scripts/setup.sh installs, so that the small set does not
-#: change when a bigger font is added later.
-SMALL_FONTS = ("FluidR3_GM.sf2", "sf_GMbank.sf2", "TimGM6mb.sf2")
-#: Banks 0-15 hold General MIDI presets and their GS variations; sf_GMbank's bank 127 is an
-#: MT-32 map (program numbers mean other instruments) and bank 128 is percussion.
-MAX_BANK = 15
-
-#: Instruments never seen in training: the ``heldout`` split of the nsynth-like sizes, as
-#: (family, sound font, bank, program). Whole presets are held out, and every training
-#: candidate that plays any of their samples (same PCM data) is left out of train and test, so
-#: no recording of a held-out instrument is ever trained on. Chosen among the instruments the
-#: three fonts of scripts/setup.sh hold: a piano (another recording than the two pianos
-#: trained on), a harpsichord and a celesta, a concert flute and an ocarina; none of them
-#: shares a sample with another distinct instrument (sf_GMbank's flute does, with its
-#: piccolo, recorder and shakuhachi, so it is not one of them). docs/data.md lists them.
-HELDOUT_INSTRUMENTS: tuple[tuple[str, str, int, int], ...] = (
-    ("keyboard", "TimGM6mb.sf2", 0, 0),  # Piano 1
-    ("keyboard", "FluidR3_GM.sf2", 0, 6),  # Harpsichord
-    ("keyboard", "sf_GMbank.sf2", 0, 8),  # Celesta
-    ("flute", "TimGM6mb.sf2", 0, 73),  # Flute TB
-    ("flute", "FluidR3_GM.sf2", 0, 79),  # Ocarina
-)
 #: Held-out notes: every semitone in this range (within each instrument's playing range), at
 #: one velocity.
 HELDOUT_PITCHES = (40, 90)
@@ -122,7 +101,9 @@ class NSynthSize:
     heldout: instruments kept out of training and rendered into the ``heldout`` split, as
     (family, font, bank, program) (none by default; the sizes hold out
     :data:`HELDOUT_INSTRUMENTS`); heldout_pitches: their pitch range, every semitone;
-    heldout_velocity: their one velocity.
+    heldout_velocity: their one velocity; groups: the instrument groups of
+    :data:`~mmsin.data.instruments.FAMILY_PROGRAMS` to render; augment: how the training
+    notes are augmented (None: not at all; never the test velocity nor the held-out notes).
     """
 
     per_family: int | None
@@ -133,12 +114,23 @@ class NSynthSize:
     heldout: tuple[tuple[str, str, int, int], ...] = ()
     heldout_pitches: tuple[int, int] = HELDOUT_PITCHES
     heldout_velocity: int = HELDOUT_VELOCITY
+    groups: tuple[str, ...] = PAPER_GROUPS
+    augment: AugmentSpec | None = None
 
 
 NSYNTH_SIZES = {
     # Step 5 keeps pairs of notes a fourth apart (the paper's pitch interpolation, Fig. 6).
     "small": NSynthSize(5, 5, (25, 75, 100, 127), (24, 96), SMALL_FONTS, HELDOUT_INSTRUMENTS),
-    "full": NSynthSize(None, 1, (25, 50, 75, 100, 127), (20, 110), None, HELDOUT_INSTRUMENTS),
+    "full": NSynthSize(
+        None,
+        1,
+        (25, 50, 75, 100, 127),
+        (20, 110),
+        None,
+        HELDOUT_INSTRUMENTS,
+        groups=ALL_GROUPS,
+        augment=AugmentSpec(),
+    ),
 }
 
 
@@ -179,15 +171,6 @@ def _say(progress: bool, msg: str) -> None:
 _RENDER_ERRORS = (DataError, OSError, ValueError, RuntimeError, EOFError, IndexError, KeyError)
 
 
-def _problem(exc: BaseException, path: str | os.PathLike[str]) -> str:
-    """The problem of ``exc`` on one line, without a leading ``path:`` (named by the caller)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
-        if text.startswith(prefix):
-            return text[len(prefix) :]
-    return text
-
-
 def _preset_label(p: Preset) -> str:
     return f"{p.soundfont.name} bank {p.bank} program {p.program} ({p.name})"
 
@@ -196,56 +179,6 @@ def _report(root: Path, skipped: list[tuple[str, str]]) -> None:
     """One WARNING line listing the sound fonts, presets or pieces a build left out."""
     if skipped:
         log.warning("%s: skipped %d: %s", root, len(skipped), skipped_summary(skipped, limit=10))
-
-
-#: What a damaged sound font can raise while its headers are parsed.
-_FONT_ERRORS = (DataError, OSError, ValueError, IndexError, struct.error)
-
-
-def distinct_instruments(
-    fonts: list[Path],
-    programs: tuple[int, ...],
-    *,
-    skipped: dict[str, str] | None = None,
-    listed: dict[Path, list[Preset]] | None = None,
-) -> list[Preset]:
-    """The distinct recorded instruments among ``programs`` in ``fonts``.
-
-    Presets are visited font by font (best font first), then in the order of ``programs``, then
-    by bank; a preset whose samples (PCM fingerprint) were already seen is a duplicate and
-    skipped. The result is interleaved round-robin over programs -- every program's best
-    instrument first, then the second-best of each, ... -- so that taking the first few gives
-    varied instruments.
-
-    ``skipped``: if given, a font whose headers cannot be read is left out and recorded there
-    (``{path: problem}``) instead of raising. ``listed``: if given, a cache of
-    :func:`~mmsin.data.render.read_presets` per font, read from and filled in.
-    """
-    seen: set[str] = set()
-    by_program: dict[int, list[Preset]] = {p: [] for p in programs}
-    cache: dict[Path, list[Preset]] = {} if listed is None else listed
-    for font in fonts:
-        if font not in cache:
-            try:
-                cache[font] = read_presets(font)
-            except _FONT_ERRORS as exc:
-                if skipped is None:
-                    raise
-                skipped[str(font)] = _problem(exc, font)
-                continue
-        presets = [
-            p for p in cache[font] if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
-        ]
-        presets.sort(key=lambda p: (programs.index(p.program), p.bank))
-        for p in presets:
-            if p.fingerprint not in seen:
-                seen.add(p.fingerprint)
-                by_program[p.program].append(p)
-    out: list[Preset] = []
-    depth = max((len(v) for v in by_program.values()), default=0)
-    for i in range(depth):
-        out += [by_program[p][i] for p in programs if i < len(by_program[p])]
-    return out
 
 
 def _nsynth_plan(
@@ -282,8 +215,8 @@ def _nsynth_plan(
         if font not in listed:
             try:
                 listed[font] = read_presets(font)
-            except _FONT_ERRORS as exc:
-                unreadable[str(font)] = _problem(exc, font)
+            except FONT_ERRORS as exc:
+                unreadable[str(font)] = problem_line(exc, font)
                 continue
         match = [p for p in listed[font] if (p.bank, p.program) == (bank, program)]
         if not match or not match[0].samples:
@@ -292,10 +225,11 @@ def _nsynth_plan(
         heldout.append((family, match[0]))
     held_samples = frozenset().union(*(p.samples for _, p in heldout))
     plan: list[tuple[str, Preset]] = []
-    for family, programs in (("keyboard", KEYBOARD_PROGRAMS), ("flute", FLUTE_PROGRAMS)):
+    for group in spec.groups:
+        programs = FAMILY_PROGRAMS[group]
         found = distinct_instruments(fonts, programs, skipped=unreadable, listed=listed)
         found = [p for p in found if not (p.samples & held_samples)]
-        plan += [(family, p) for p in found[: spec.per_family]]
+        plan += [(group.split("-")[0], p) for p in found[: spec.per_family]]
     skipped += list(unreadable.items())
     if not plan:
         raise DataError(
@@ -319,24 +253,23 @@ def heldout_pitches(program: int, spec: NSynthSize) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def check_note(x: np.ndarray, fs: int, pitch: int) -> tuple[str, float]:
+def check_note(x: np.ndarray, fs: int, pitch: int, detune: float = 0.0) -> tuple[str, float]:
     """Check one rendered note: ``("silent"|"clipped"|"off-pitch"|"ok", cents error)``.
 
     Silent: peak below 1e-4. Clipped: peak at or above full scale. Off-pitch: the harmonic-aware
-    f0 estimate is more than 50 cents from the MIDI pitch (folded to the pitch class below
-    MIDI 45, where a piano's fundamental is too weak to tell octaves apart).
+    f0 estimate is more than 50 cents from the MIDI pitch detuned by ``detune`` cents (folded
+    to the pitch class below MIDI 45, where a piano's fundamental is too weak to tell octaves
+    apart). The error returned is against the nominal MIDI pitch, the detuning included.
     """
     peak = float(np.max(np.abs(x)))
     if peak < NOTE_SILENCE_PEAK:
         return "silent", float("nan")
     if peak >= 1.0:
         return "clipped", float("nan")
-    err = f0_cents_error(x, fs, pitch)
+    err = f0_cents_error(x, fs, pitch) - detune
     if pitch < LOW_PITCH:
         err = (err + 600.0) % 1200.0 - 600.0
-    if not abs(err) <= PITCH_REJECT_CENTS:
-        return "off-pitch", err
-    return "ok", err
+    return ("ok" if abs(err) <= PITCH_REJECT_CENTS else "off-pitch"), err + detune
 
 
 def build_nsynth_like(
@@ -357,7 +290,7 @@ def build_nsynth_like(
         "size": size,
         "version": BUILD_VERSION,
         "fs": NSYNTH_FS,
-        "spec": spec.__dict__,
+        "spec": asdict(spec),
         "instruments": [
             [fam, p.soundfont.name, p.bank, p.program, p.fingerprint] for fam, p in plan
         ],
@@ -394,15 +327,23 @@ def build_nsynth_like(
     counts: dict[str, Counter[str]] = {"train": Counter(), "heldout": Counter()}
     errors: dict[str, list[float]] = {"train": [], "heldout": []}
     rejected: dict[str, list[list[Any]]] = {}  # held-out notes that failed a check
-    index = {"keyboard": 0, "flute": 0}
+    index: Counter[str] = Counter()
     names: dict[tuple[Path, int, int], str] = {}
     inst_ids: dict[str, int] = {}
     # Held-out instruments are numbered after the training ones, as NSynth numbers its
     # instruments across its splits.
     for fam, p in plan + heldout:
-        names[(p.soundfont, p.bank, p.program)] = f"{fam}_acoustic_{index[fam]:03d}"
+        prefix = f"{fam}_{source_of(p.program)}"
+        names[(p.soundfont, p.bank, p.program)] = f"{prefix}_{index[prefix]:03d}"
         inst_ids[names[(p.soundfont, p.bank, p.program)]] = len(inst_ids)
-        index[fam] += 1
+        index[prefix] += 1
+    # The paper's velocity split is drawn here, once (seed 0), so that augmentation touches
+    # training notes only; each note records it and the loader follows it.
+    planned = [
+        (names[(p.soundfont, p.bank, p.program)], v) for s, _, p, _, v in jobs if s == "train"
+    ]
+    is_test = velocity_split([n for n, _ in planned], [v for _, v in planned], seed=0)
+    test_notes = {nv for nv, t in zip(planned, is_test, strict=True) if t}
     failed: set[tuple[Path, int, int]] = set()
     n_notes = 0
     with Synth(NSYNTH_FS, gain=1.0, reverb=False) as synth:
@@ -413,28 +354,38 @@ def build_nsynth_like(
             key = (p.soundfont, p.bank, p.program)
             if key in failed:
                 continue
+            inst = names[key]
+            note_str = f"{inst}-{pitch:03d}-{v:03d}"
+            role = "test" if (inst, v) in test_notes else split
+            aug = (
+                draw_augmentation(note_str, spec.augment)
+                if spec.augment and role == "train"
+                else None
+            )
             try:
                 if key != current:
                     current = None
                     synth.select(0, p.soundfont, p.bank, p.program)
                     current = key
+                synth.pitch_bend(0, aug.bend if aug else 0)
                 x = render_note(synth, pitch, v)
             except _RENDER_ERRORS as exc:
                 # One preset that fluidsynth cannot load or play costs that instrument only.
                 failed.add(key)
                 current = None
-                skipped.append((_preset_label(p), _problem(exc, p.soundfont)))
+                skipped.append((_preset_label(p), problem_line(exc, p.soundfont)))
                 continue
-            status, err = check_note(x, NSYNTH_FS, pitch)
+            status, err = check_note(x, NSYNTH_FS, pitch, aug.detune_cents if aug else 0.0)
             counts[split][status] += 1
-            inst = names[key]
             if status != "ok":
                 if split == "heldout":
                     cents = None if np.isnan(err) else round(err, 1)
                     rejected.setdefault(inst, []).append([pitch, status, cents])
                 continue
-            errors[split].append(err)
-            note_str = f"{inst}-{pitch:03d}-{v:03d}"
+            errors[split].append(err - (aug.detune_cents if aug else 0.0))
+            if aug is not None:  # reverb after the pitch check, which wants the dry note
+                x = reverberate(x, NSYNTH_FS, aug, note_str, spec.augment.seed)  # type: ignore[union-attr]
+                x *= min(1.0, 0.99 / max(float(np.max(np.abs(x))), 1e-12))
             save_audio(folders[split] / "audio" / f"{note_str}.wav", x, NSYNTH_FS, subtype="PCM_24")
             examples[split][note_str] = {
                 "note_str": note_str,
@@ -446,8 +397,8 @@ def build_nsynth_like(
                 "instrument_str": inst,
                 "instrument_family": FAMILIES.index(fam),
                 "instrument_family_str": fam,
-                "instrument_source": 0,
-                "instrument_source_str": "acoustic",
+                "instrument_source": SOURCES.index(source_of(p.program)),
+                "instrument_source_str": source_of(p.program),
                 "qualities": [0] * 10,
                 "qualities_str": [],
                 # Not in NSynth: where the note came from and its measured tuning.
@@ -456,6 +407,10 @@ def build_nsynth_like(
                 "program": p.program,
                 "preset_name": p.name,
                 "f0_error_cents": round(err, 2),
+                # The split this note belongs to (train, test, heldout) and, for augmented
+                # training notes, what was done (f0 is the MIDI pitch + detune_cents).
+                "split": role,
+                "augmentation": aug.record() if aug else None,
             }
             n_notes += 1
     if not counts["train"]:
@@ -475,7 +430,7 @@ def build_nsynth_like(
         table = examples[split].values()
         return {
             fam: len({e["instrument_str"] for e in table if e["instrument_family_str"] == fam})
-            for fam in index
+            for fam in dict.fromkeys(f for f, _ in plan + heldout)
         }
 
     errs = np.abs(np.asarray(errors["train"]))
@@ -613,7 +568,7 @@ def build_beethoven_like(
             try:
                 synth.load(candidate)
             except DataError as exc:
-                skipped.append((candidate.name, _problem(exc, candidate)))
+                skipped.append((candidate.name, problem_line(exc, candidate)))
                 continue
             font = candidate
             break
@@ -628,14 +583,14 @@ def build_beethoven_like(
             try:
                 song = read_midi(f)
             except DataError as exc:
-                skipped.append((f.name, _problem(exc, f)))
+                skipped.append((f.name, problem_line(exc, f)))
                 continue
             try:
                 x = render_midi(synth, song, soundfont=font, bank=0, program=0)
                 if x.size == 0 or not np.all(np.isfinite(x)):
                     raise ValueError("rendered no finite audio")
             except _RENDER_ERRORS as exc:
-                skipped.append((f.name, _problem(exc, f)))
+                skipped.append((f.name, problem_line(exc, f)))
                 synth.silence()
                 continue
             peak = float(np.max(np.abs(x)))

@@ -248,3 +248,12 @@ def no_usable_audio(
     return DataError(
         f"{root}: no usable {what}; all {len(skipped)} skipped: {skipped_summary(skipped, root)}"
     )
+
+
+def problem_line(exc: BaseException, path: str | os.PathLike[str]) -> str:
+    """The problem of ``exc`` on one line, without a leading ``path:`` (named by the caller)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    for prefix in (f"{path}: ", f"{Path(path).resolve()}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text

@@ -45,6 +45,9 @@ FAMILIES = (
     "vocal",
 )
 SOURCES = ("acoustic", "electronic", "synthetic")
+#: The paper's selection (section 5.1): acoustic keyboards and flutes.
+PAPER_FAMILIES = ("keyboard", "flute")
+PAPER_SOURCES = ("acoustic",)
 QUALITIES = (
     "bright",
     "dark",
@@ -152,8 +155,8 @@ def load_nsynth(
     split: str = "train",
     *,
     fs: int = 4096,
-    families: tuple[str, ...] = ("keyboard", "flute"),
-    sources: tuple[str, ...] = ("acoustic",),
+    families: tuple[str, ...] | None = None,
+    sources: tuple[str, ...] | None = None,
     pitch_range: tuple[int, int] = (20, 110),
     seconds: float = 2.0,
     seed: int = 0,
@@ -176,11 +179,16 @@ def load_nsynth(
     fs : int
         Output rate in Hz (files are 16 kHz; soxr resamples).
     families, sources, pitch_range
-        Selection: NSynth family and source names; MIDI pitch range, inclusive.
+        Selection: NSynth family and source names; MIDI pitch range, inclusive. None: the
+        paper's (acoustic keyboards and flutes) for NSynth; every family and source for the
+        nsynth-like look-alike (notes that record their ``split``), whose full size adds
+        electric keyboards, guitars, strings and basses.
     seconds : float
         Length kept from the start of each note (the paper: 2 s, 8192 samples at 4096 Hz).
     seed : int
-        Seeds the velocity pick of the split.
+        Seeds the velocity pick of the split. The look-alike records the split its builder drew
+        with seed 0 (it augments training notes only) and is loaded with it; another seed is
+        a ValueError there.
     split_rule : {"velocity", "folders"}
         ``velocity``: per instrument one random velocity is test, the rest train (the paper).
         ``folders``: NSynth's own split by folder name.
@@ -196,9 +204,13 @@ def load_nsynth(
     unusable are skipped, logged in one WARNING line and listed in ``Clips.skipped``; only a
     split with no usable note file is a DataError.
     """
-    notes = select_notes(
-        read_examples(root), families=families, sources=sources, pitch_range=pitch_range
-    )
+    table = read_examples(root)
+    recorded = bool(table) and all("split" in n for n in table)
+    if families is None:
+        families = FAMILIES if recorded else PAPER_FAMILIES
+    if sources is None:
+        sources = SOURCES if recorded else PAPER_SOURCES
+    notes = select_notes(table, families=families, sources=sources, pitch_range=pitch_range)
     if not notes:
         raise DataError(
             f"{root}: no note of families {families}, sources {sources}, pitch {pitch_range}"
@@ -219,9 +231,19 @@ def load_nsynth(
         raise DataError(f"{root}: only held-out notes ({HELDOUT_FOLDER}/); no {split} split")
     elif split_rule == "velocity":
         check_split(split, ("train", "test", "all", "heldout"))
-        is_test = velocity_split(
-            [n["instrument_str"] for n in notes], [int(n["velocity"]) for n in notes], seed=seed
-        )
+        if recorded:
+            if seed != 0:
+                raise ValueError(
+                    f"{root}: the look-alike's velocity split was drawn at build time (seed 0, "
+                    f"augmented training notes); seed={seed} cannot redraw it"
+                )
+            is_test = [n["split"] == "test" for n in notes]
+        else:
+            is_test = velocity_split(
+                [n["instrument_str"] for n in notes],
+                [int(n["velocity"]) for n in notes],
+                seed=seed,
+            ).tolist()
         if split != "all":
             notes = [n for n, t in zip(notes, is_test, strict=True) if t == (split == "test")]
     elif split_rule == "folders":

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from mmsin.data.clips import DataError
+from mmsin.data.clips import DataError, problem_line
+from mmsin.data.instruments import MAX_BANK
 
 #: Folders searched for sound fonts, after those in ``$MMSIN_SOUNDFONTS``.
 SOUNDFONT_DIRS = (Path("/usr/share/sounds/sf2"), Path("/usr/share/sounds/sf3"))
@@ -203,6 +204,56 @@ def read_presets(path: str | os.PathLike[str]) -> list[Preset]:
                 )
             )
     return presets
+
+
+#: What a damaged sound font can raise while its headers are parsed.
+FONT_ERRORS = (DataError, OSError, ValueError, IndexError, struct.error)
+
+
+def distinct_instruments(
+    fonts: list[Path],
+    programs: tuple[int, ...],
+    *,
+    skipped: dict[str, str] | None = None,
+    listed: dict[Path, list[Preset]] | None = None,
+) -> list[Preset]:
+    """The distinct recorded instruments among ``programs`` in ``fonts``.
+
+    Presets are visited font by font (best font first), then in the order of ``programs``, then
+    by bank; a preset whose samples (PCM fingerprint) were already seen is a duplicate and
+    skipped. The result is interleaved round-robin over programs -- every program's best
+    instrument first, then the second-best of each, ... -- so that taking the first few gives
+    varied instruments.
+
+    ``skipped``: if given, a font whose headers cannot be read is left out and recorded there
+    (``{path: problem}``) instead of raising. ``listed``: if given, a cache of
+    :func:`~mmsin.data.render.read_presets` per font, read from and filled in.
+    """
+    seen: set[str] = set()
+    by_program: dict[int, list[Preset]] = {p: [] for p in programs}
+    cache: dict[Path, list[Preset]] = {} if listed is None else listed
+    for font in fonts:
+        if font not in cache:
+            try:
+                cache[font] = read_presets(font)
+            except FONT_ERRORS as exc:
+                if skipped is None:
+                    raise
+                skipped[str(font)] = problem_line(exc, font)
+                continue
+        presets = [
+            p for p in cache[font] if p.program in programs and p.bank <= MAX_BANK and p.fingerprint
+        ]
+        presets.sort(key=lambda p: (programs.index(p.program), p.bank))
+        for p in presets:
+            if p.fingerprint not in seen:
+                seen.add(p.fingerprint)
+                by_program[p.program].append(p)
+    out: list[Preset] = []
+    depth = max((len(v) for v in by_program.values()), default=0)
+    for i in range(depth):
+        out += [by_program[p][i] for p in programs if i < len(by_program[p])]
+    return out
 
 
 def _write_float_fn() -> ctypes._CFuncPtr:  # type: ignore[name-defined]
