@@ -264,6 +264,6 @@ def test_train_quiet_reaches_the_first_use_build(
     assert rc == 0, err
     assert calls == [
         ("build", {"progress": False}),
-        ("train", {"resume": False, "progress": False}),
+        ("train", {"resume": False, "progress": False, "init": None}),
     ]
     assert "building" not in out and err == ""
