@@ -19,62 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-COLUMNS = (
-    ("f0_cents_median", "f0 med c", "{:.1f}"),
-    ("f0_cents_p90", "p90 c", "{:.1f}"),
-    ("octave_error_share", "octave", "{:.1%}"),
-    ("within_50_share", "<=50c", "{:.1%}"),
-    ("partials_cents_median", "partials c", "{:.1f}"),
-    ("partials_missing_share", "missing", "{:.1%}"),
-    ("hnr_db", "HNR dB", "{:.1f}"),
-    ("hnr_db_original", "(orig)", "{:.1f}"),
-    ("lsd_db", "LSD dB", "{:.1f}"),
-    ("lsd_db_smoothed", "(smoothed)", "{:.1f}"),
-    ("loudness_l1_db", "loud L1 dB", "{:.2f}"),
-)
-
-
-def evaluate(
-    model_name: str, every: int, crepe: str, cache: Path
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Summary and per-note records of one model on every ``every``-th real note."""
-    from mmsin import evaluation as ev
-    from mmsin.data.real import load_real_notes
-    from mmsin.model import MMSIN
-
-    model = MMSIN.load(model_name)
-    clips = load_real_notes(fs=model.fs)
-    idx = np.arange(0, clips.audio.shape[0], every)
-    x = clips.audio[idx]
-    midi = [clips.meta[i]["pitch"] for i in idx]
-    refs = ev.analyse_originals(
-        x, model.fs, midi, crepe_model=crepe, cache=cache / f"real-notes-{crepe}-every{every}.npz"
-    )
-    x_hat = np.concatenate(
-        [
-            model.decode_scattering(model.encode_scattering(x[i : i + 8])).numpy()
-            for i in range(0, len(x), 8)
-        ]
-    )
-    notes = [
-        ev.real_note_metrics(
-            x[i], x_hat[i], model.fs, midi[i], reference=refs[i], crepe_model=crepe
-        )
-        for i in range(len(x))
-    ]
-    summary = ev.summarize_real_notes(notes)
-    summary["model"] = model_name
-    summary["source"] = str(model.source)
-    records = [
-        {"name": clips.meta[i]["name"], **ev.as_record(n)} for i, n in zip(idx, notes, strict=True)
-    ]
-    return summary, records
-
 
 def main(argv: list[str] | None = None) -> int:
     from mmsin import paths
+    from mmsin.experiments.real_notes import COLUMNS, evaluate_real_notes
+    from mmsin.model import MMSIN
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", action="append", required=True, help="model name or path (repeat)")
@@ -87,23 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     cache = paths.workspace() / "cache"
     out = Path(args.json) if args.json else paths.results_dir() / "eval-real.json"
     results: dict[str, Any] = {"every": args.every, "crepe": args.crepe, "models": {}}
-    rows = []
+    rows: list[list[str]] = []
     for name in args.model:
         t0 = time.perf_counter()
-        summary, records = evaluate(name, args.every, args.crepe, cache)
+        model = MMSIN.load(name)
+        res = evaluate_real_notes(model, every=args.every, crepe_model=args.crepe, cache_dir=cache)
+        summary = {**res.summary, "model": name, "source": str(model.source)}
         summary["seconds"] = round(time.perf_counter() - t0, 1)
-        results["models"][name] = {"summary": summary, "notes": records}
-        rows.append((name, summary))
-        print(
-            f"{name}: {summary['tracked']}/{summary['notes']} notes tracked, "
-            f"{summary['seconds']} s",
-            file=sys.stderr,
-        )
-    head = ["model", "notes"] + [c[1] for c in COLUMNS]
-    table = [head] + [
-        [name, str(s["notes"])] + [fmt.format(s[key]) for key, _, fmt in COLUMNS]
-        for name, s in rows
-    ]
+        results["models"][name] = {"summary": summary, "notes": res.records()}
+        rows.append(res.row(name))
+        print(f"{name}: {summary['seconds']} s", file=sys.stderr)
+    head = ["model", "tracked"] + [c[1] for c in COLUMNS]
+    table = [head, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for r in table:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)))

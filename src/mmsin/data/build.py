@@ -16,8 +16,8 @@ import struct
 import sys
 import time
 from collections import Counter
-from importlib import import_module
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
