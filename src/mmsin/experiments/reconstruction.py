@@ -203,6 +203,7 @@ def _real_notes(
         picks = np.linspace(0, len(res.notes) - 1, REAL_FIGURES).round().astype(int)
         for i in dict.fromkeys(picks.tolist()):
             n = res.notes[i]
+            f0_err = f"{n.f0_cents_median:.0f} cents" if n.tracked else "untracked"
             path = plots.note_spectra_figure(
                 res.original[i],
                 res.reconstruction[i],
@@ -210,7 +211,7 @@ def _real_notes(
                 n.partials_hz_original,
                 folder / f"real-{label}-{res.names[i]}.png",
                 title=f"{label}: {res.names[i]} (MIDI {n.midi:.0f}), "
-                f"|f0 err| {n.f0_cents_median:.0f} cents, partials {n.partials_cents_median:.0f}",
+                f"|f0 err| {f0_err}, partials {n.partials_cents_median:.0f} cents",
             )
             figures.append(
                 report.Figure(
