@@ -32,6 +32,9 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "sign-flip-in-L-inverse",
         "causality-off-by-one",
         "mm-term-dropped",
+        "partials-not-followed",
+        "missing-partial-never",
+        "onset-floor-from-the-note",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name
