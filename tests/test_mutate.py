@@ -38,6 +38,9 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "freq-padding-one-sided",
         "stream-phase-not-carried",
         "free-frequency-at-bin-centre",
+        "partials-not-followed",
+        "missing-partial-never",
+        "onset-floor-from-the-note",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

@@ -120,6 +120,53 @@ def reconstruction_figure(
     return panel_grid(rows, fs, path, suptitle="Reconstruction")
 
 
+def note_spectra_figure(
+    original: np.ndarray,
+    reconstruction: np.ndarray,
+    fs: float,
+    partials_hz: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """Whole-note spectra of an original and its reconstruction on a log-frequency axis, with
+    the original's partials marked (dotted lines, numbered).
+
+    Each spectrum is one Hann window over the whole clip (peak-normalised first), in dB below
+    the original's maximum, floored at ``DYNAMIC_RANGE_DB``. ``partials_hz``: the original's
+    partials (NaN entries are skipped), e.g.
+    :attr:`mmsin.evaluation.RealNoteMetrics.partials_hz_original`.
+    """
+    n = min(len(original), len(reconstruction))
+    w = np.hanning(n)
+    freqs = np.fft.rfftfreq(4 * n, 1 / fs)
+
+    def spectrum(y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y[:n], dtype=np.float64)
+        y = y / max(float(np.abs(y).max()), 1e-12)
+        return 20 * np.log10(np.abs(np.fft.rfft(y * w, 4 * n)) + 1e-12)
+
+    a, b = spectrum(original), spectrum(reconstruction)
+    top = a.max()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    keep = freqs >= 20
+    ax.semilogx(freqs[keep], np.maximum(a - top, -DYNAMIC_RANGE_DB)[keep], lw=0.6,
+                color="black", label="original")  # fmt: skip
+    ax.semilogx(freqs[keep], np.maximum(b - top, -DYNAMIC_RANGE_DB)[keep], lw=0.6,
+                color="tab:red", alpha=0.75, label="G(Z)")  # fmt: skip
+    for k, f in enumerate(partials_hz, start=1):
+        if np.isfinite(f):
+            ax.axvline(f, color="tab:blue", lw=0.6, ls=":")
+            ax.text(f, 2, str(k), color="tab:blue", fontsize=7, ha="center")
+    ax.set_xlim(20, fs / 2)
+    ax.set_ylim(-DYNAMIC_RANGE_DB, 8)
+    ax.set_xlabel("frequency (Hz, log)")
+    ax.set_ylabel("dB")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    return _save(fig, path)
+
+
 def generation_figure(
     samples: Sequence[np.ndarray], fs: float, path: str | os.PathLike[str]
 ) -> Path:

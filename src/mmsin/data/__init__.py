@@ -2,7 +2,8 @@
 offline look-alikes rendered from real sampled instruments.
 
 * :func:`load_clips` -- one entry point for every source, returning :class:`Clips`.
-* :func:`build` -- render ``nsynth-like`` or ``beethoven-like`` (cached).
+* :func:`build` -- render ``nsynth-like`` or ``beethoven-like``, or write ``real-notes``
+  (recorded piano notes, :mod:`mmsin.data.real`; split ``heldout`` only), all cached.
 * :class:`DataError` -- a missing or malformed data set (one line naming the path).
 
 docs/data.md describes the sources, split rules, silence handling and licences.
@@ -60,6 +61,11 @@ def resolve(source: str | os.PathLike[str], size: str = "small") -> tuple[Path, 
     from mmsin.data.nsynth import is_nsynth
 
     name = str(source)
+    if name == "real-notes":  # recorded notes: one size, built by `mmsin data build real-notes`
+        root = paths.data_dir() / name
+        if not (root / "build.json").is_file():
+            raise DataError(f"{root}: not built; run `mmsin data build real-notes`")
+        return root, "nsynth"
     if name in LOOKALIKES:
         root = paths.data_dir() / f"{name}-{size}"
         if not (root / "build.json").is_file():

@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -704,7 +705,8 @@ def build(
 
     Parameters
     ----------
-    kind : {"nsynth-like", "beethoven-like"}
+    kind : {"nsynth-like", "beethoven-like", "real-notes"}
+        real-notes: recorded piano notes (:mod:`mmsin.data.real`), one size (``size`` unused).
     size : {"small", "full"}
         small: a few hundred notes / about 16 min of music, about a minute on 2 cores;
         full: every distinct instrument and pitch / all the committed MIDI (about 6 h).
@@ -717,6 +719,8 @@ def build(
     -------
     Path of the data-set folder, readable by :func:`mmsin.data.load_clips`.
     """
+    if kind == "real-notes":  # recorded notes: one size, its own module
+        return import_module("mmsin.data.real").build_real_notes(root, progress=progress)
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     if size not in SIZES:

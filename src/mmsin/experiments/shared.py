@@ -68,6 +68,9 @@ class Context:
     crepe_model: str = "tiny"
     #: test notes whose reconstruction is pitch-tracked
     n_f0: int = 24
+    #: the reconstruction experiment judges every real_every-th real recording (MIDI 24-95 by
+    #: semitone: 3 gives 24 of 72 notes; CREPE costs ~2 s a note on a CPU); 0: none
+    real_every: int = 3
     #: runs trained so far in this invocation (name -> checkpoint path)
     runs: dict[str, str] = field(default_factory=dict)
     #: clips loaded so far ((data set, split, size) -> mmsin.data.Clips)
