@@ -383,15 +383,19 @@ class MMSIN(nn.Module):
     def transpose(self, Z: Tensor | np.ndarray, semitones: float) -> Tensor:
         """The embedding of the transposed sound: Z' = L D^-1 T_k D L^-1 Z, D = diag(norm).
 
-        Causal, frame by frame: L^-1 and L are the VAR recursions (zero initial frames), T_k acts
-        on each frame. Computed in float64; returns Z's dtype, shape (batch, k_J, F).
-        ``decode(transpose(encode(x), k))`` is x transposed by k semitones.
+        Computed as ``Z + L0(D^-1 (T_k - I) D L^-1 Z)``, L0 the linear part of the affine L
+        (L minus its intercept term): the same when L and L^-1 are exact inverses, and
+        ``T_0`` leaves Z unchanged even where they are not (a packed model's float16
+        Sigma^{1/2} and Sigma^{-1/2}). Causal, frame by frame; float64 inside; returns Z's
+        dtype, shape (batch, k_J, F). ``decode(transpose(encode(x), k))`` plays x
+        transposed by k semitones.
         """
         z = self._frames(Z, "Z")
         norm = self.norm.double()[:, None]
         S = self.var.unwhiten(z.double()) * norm
-        Z2: Tensor = self.var.whiten(self.transpose_scattering(S, semitones) / norm)
-        return Z2.to(z.dtype)
+        change = (self.transpose_scattering(S, semitones) - S) / norm
+        step: Tensor = self.var.whiten(change) - self.var.whiten(torch.zeros_like(change))
+        return (z.double() + step).to(z.dtype)
 
     def _generate_from(self, frames: Tensor, aligned: bool) -> Tensor:
         self.eval()

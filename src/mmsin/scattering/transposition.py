@@ -13,8 +13,10 @@ What this does to each order of S_J (docs/scattering.md, "Transposition"):
 - order 1, ``time``: u itself; the shift is a permutation (exact for integer d, interpolated
   for fractional d).
 - order 1, ``paper`` (eq. 8): ``W u``, W the Hann-windowed real Fourier matrix along lambda1
-  (``first_order_synthesis``), of full column rank: ``T = W R_d W^+`` gives exactly ``W R_d u``
-  (W^+ W = I): the shifted scalogram, to float precision, edges included (zero fill).
+  (``first_order_synthesis``, 12 (2J - 3) x 12 (J - 1): 204 x 108), of full column rank:
+  ``T = I + W (R_d - I) W^+`` gives exactly ``W R_d u`` (W^+ W = I): the shifted
+  scalogram, to float precision, edges included (zero fill). The second term keeps what lies
+  outside range(W) (no S_J frame, but frames made by L^-1 from noise may have some).
 - order 2, ``time``: phi_J * |U1_i * psi2_j2| for paths i < (j2 - 1) Q: the same shift of i
   within each j2 (approximate: a path that would come from beyond the computed ones is zero).
 - order 2, joint variants: phi_J * |sum_p h(p) e^(-2 i pi b p / P) (U1 * psi2)[start_w + p]|.
@@ -175,8 +177,12 @@ def transposition_operator(transform: TimeFrequencyScattering, semitones: float)
     if transform.variant == "time":
         T[np.ix_(o1, o1)] = shift_matrix(n1, d)
     elif transform.variant == "paper":
+        # W R_d W^+ on range(W), where every S_J frame's order 1 lies; the identity on its
+        # orthogonal complement (no scalogram reaches it, but frames from L^-1 z may):
+        # I + W (R_d - I) W^+, so that T_0 = I exactly and T_a T_b = I + W (R_a R_b - I) W^+.
         W = first_order_synthesis(transform)
-        T[np.ix_(o1, o1)] = W @ shift_matrix(n1, d) @ np.linalg.pinv(W)
+        R = shift_matrix(n1, d) - np.eye(n1)
+        T[np.ix_(o1, o1)] = np.eye(len(o1)) + W @ R @ np.linalg.pinv(W)
     else:  # joint-real: phi_J * |h_xi * (phi_J * U1)|, window-major, P/2 + 1 bins per window
         _window_block(T, o1, frequency_windows(n1, P), d)
     for j2 in range(2, transform.J):
