@@ -17,7 +17,9 @@ Two measurements, both for K in --semitones (default -12 -7 -5 -1 +1 +5 +7 +12):
    least two); side by side with librosa's phase vocoder on the same audio
    (``librosa.effects.pitch_shift(x, sr=4096, n_steps=K, bins_per_octave=12, n_fft=2048,
    hop_length=512, res_type="soxr_hq")``: librosa 0.11's defaults, a 0.5 s window at
-   4096 Hz) and the model's plain reconstruction ``G(S_J x)`` (K = 0 row).
+   4096 Hz), the model's plain reconstruction ``G(S_J x)`` (K = 0 row) and, to tell the
+   operator's error from the generator's, the model's reconstruction of the same instrument's
+   note K semitones away (``model_true_note``: G(S_J x_{p+K}), against the same target).
 
 Usage::
 
@@ -154,8 +156,10 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
 
     pick = [i for i, m in enumerate(clips.meta) if 45 <= int(m["pitch"]) <= 76]
     pick = [i for i in pick if int(clips.meta[i]["pitch"]) % step == 0]
+    keys = {(m["instrument_str"], int(m["pitch"])): i for i, m in enumerate(clips.meta)}
     rows = []
-    for i in pick:
+    for n, i in enumerate(pick):
+        print(f"  {clips.meta[i]['name']} ({n + 1}/{len(pick)})", flush=True)
         x = clips.audio[i].astype(np.float32)
         f0 = median_f0(x, FS)
         if not np.isfinite(f0):
@@ -166,6 +170,11 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
             target = f0 * 2 ** (k / 12)
             y = model.decode_scattering(model.transpose_scattering(S, k))[0].numpy()
             outs = {"model": y}
+            j = keys.get((clips.meta[i]["instrument_str"], int(clips.meta[i]["pitch"]) + int(k)))
+            if k != 0 and k == int(k) and j is not None:
+                # the generator alone: its reconstruction of the same instrument's note K away
+                true = model.encode_scattering(clips.audio[j].astype(np.float32))
+                outs["model_true_note"] = model.decode_scattering(true)[0].numpy()
             if k != 0:
                 outs["phase_vocoder"] = librosa.effects.pitch_shift(
                     x, sr=FS, n_steps=k, **PV_SETTINGS
@@ -186,7 +195,7 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
                 )
     summary = []
     for k in [0.0, *ks]:
-        for method in ("model", "phase_vocoder"):
+        for method in ("model", "model_true_note", "phase_vocoder"):
             sel = [r for r in rows if r["K"] == k and r["method"] == method]
             if not sel:
                 continue
