@@ -15,8 +15,8 @@ What this does to each order of S_J (docs/scattering.md, "Transposition"):
 - order 1, ``paper`` (eq. 8): ``W u``, W the Hann-windowed real Fourier matrix along lambda1
   (``first_order_synthesis``, 12 (2J - 3) x 12 (J - 1): 204 x 108), of full column rank:
   ``T = I + W (R_d - I) W^+`` gives exactly ``W R_d u`` (W^+ W = I): the shifted
-  scalogram, to float precision, edges included (zero fill). The second term keeps what lies
-  outside range(W) (no S_J frame, but frames made by L^-1 from noise may have some).
+  scalogram, to float precision, edges included (zero fill). What lies outside range(W) (no
+  S_J frame has any, frames made by L^-1 from noise may) is left as it is, so T_0 = I.
 - order 2, ``time``: phi_J * |U1_i * psi2_j2| for paths i < (j2 - 1) Q: the same shift of i
   within each j2 (approximate: a path that would come from beyond the computed ones is zero).
 - order 2, joint variants: phi_J * |sum_p h(p) e^(-2 i pi b p / P) (U1 * psi2)[start_w + p]|.
