@@ -6,6 +6,7 @@ whitening) and the trained generator G (paper Fig. 1)::
     encode(x)          Z = L (S_J x / norm)              (batch, time) -> (batch, k_J, frames)
     decode(Z)          x~ = G(ReLU(L^-1 Z))              (batch, k_J, frames) -> (batch, time)
     generate(frames)   x~ = G(ReLU(L^-1 z)), z ~ N(0, I)  (paper eq. 1, section 4)
+    transpose(Z, k)    Z' = L T_k L^-1 Z, k semitones        (batch, k_J, frames) -> same
 
 ``decode(encode(x))`` is the paper's reconstruction G(S_J x) (L^-1 L is the identity).
 
@@ -361,6 +362,40 @@ class MMSIN(nn.Module):
         r = torch.as_tensor([ratios] if isinstance(ratios, float | int) else list(ratios))
         r = r.to(a)[:, None, None]
         return self.decode((1 - r) * a + r * b, aligned=aligned)
+
+    @torch.no_grad()
+    def transpose_scattering(self, S: Tensor | np.ndarray, semitones: float) -> Tensor:
+        """S_J frames of the sound transposed by ``semitones``: T_k S (exact on order 1 of the
+        ``paper`` and ``time`` variants away from the bank's edges, approximate on order 2;
+        :mod:`mmsin.scattering.transposition`, docs/scattering.md).
+
+        S : shape (batch, k_J, F) or (k_J, F), as :meth:`encode_scattering` returns it.
+        Returns (batch, k_J, F), float32 (float64 stays float64).
+        """
+        from mmsin.scattering import TimeFrequencyScattering
+        from mmsin.scattering.transposition import transpose_frames
+
+        if not isinstance(self.scattering, TimeFrequencyScattering):
+            raise ValueError(f"cannot transpose the frames of {type(self.scattering).__name__}")
+        return transpose_frames(self._frames(S, "S"), self.scattering, semitones)
+
+    @torch.no_grad()
+    def transpose(self, Z: Tensor | np.ndarray, semitones: float) -> Tensor:
+        """The embedding of the transposed sound: Z' = L D^-1 T_k D L^-1 Z, D = diag(norm).
+
+        Computed as ``Z + L0(D^-1 (T_k - I) D L^-1 Z)``, L0 the linear part of the affine L
+        (L minus its intercept term): the same when L and L^-1 are exact inverses, and
+        ``T_0`` leaves Z unchanged even where they are not (a packed model's float16
+        Sigma^{1/2} and Sigma^{-1/2}). Causal, frame by frame; float64 inside; returns Z's
+        dtype, shape (batch, k_J, F). ``decode(transpose(encode(x), k))`` plays x
+        transposed by k semitones.
+        """
+        z = self._frames(Z, "Z")
+        norm = self.norm.double()[:, None]
+        S = self.var.unwhiten(z.double()) * norm
+        change = (self.transpose_scattering(S, semitones) - S) / norm
+        step: Tensor = self.var.whiten(change) - self.var.whiten(torch.zeros_like(change))
+        return (z.double() + step).to(z.dtype)
 
     def _generate_from(self, frames: Tensor, aligned: bool) -> Tensor:
         self.eval()

@@ -18,6 +18,7 @@ _MODULES = (
     "mmsin.cli.data",
     "mmsin.cli.scattering",
     "mmsin.cli.model",
+    "mmsin.cli.transform",
     "mmsin.cli.experiment",
 )
 
