@@ -161,3 +161,18 @@ def test_loading_a_model_to_generate_imports_no_training_code() -> None:
         or m in ("torch.utils.tensorboard", "tqdm.auto")
     ]
     assert not unwanted, f"loading a model imported training code: {sorted(unwanted)}"
+
+
+def test_a_packed_model_whitens_and_unwhitens_exactly() -> None:
+    """A shipped (float16-packed) model: its VAR's covariance roots are inverses again after
+    loading, so L^-1 L is the identity (the roots are re-inverted at load)."""
+    from mmsin.model import MMSIN
+
+    var = MMSIN.load("piano-mse").var
+    R, Ri = var.sqrt_cov, var.inv_sqrt_cov
+    eye = torch.eye(R.shape[0], dtype=R.dtype)
+    assert float(torch.linalg.matrix_norm(R @ Ri - eye, ord=2)) < 1e-8
+    torch.manual_seed(0)
+    S = torch.rand(1, R.shape[0], 12, dtype=torch.float64)
+    back = var.unwhiten(var.whiten(S))
+    np.testing.assert_allclose(back.numpy(), S.numpy(), atol=1e-8)

