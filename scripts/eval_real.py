@@ -1,13 +1,15 @@
 """Judge models on the real recordings (``real-notes``) in the field's conventions.
 
     python scripts/eval_real.py --model notes --model piano [--every K] [--crepe tiny|full]
-        [--json OUT.json]
+        [--json OUT.json] [--heldout]
 
 For each model: G(S_J x) of every K-th real note (MIDI 24-95, 4 s), then
 :func:`mmsin.evaluation.real_note_metrics` against the original and the set summary
 (:func:`mmsin.evaluation.summarize_real_notes`). The originals' CREPE tracks are computed once
 and cached under ``$MMSIN_HOME/cache``. Prints one row per model and writes the summaries and
-per-note records as JSON (default ``$MMSIN_HOME/results/eval-real.json``).
+per-note records as JSON (default ``$MMSIN_HOME/results/eval-real.json``). ``--heldout``
+judges the rendered held-out notes of nsynth-like instead (five instruments never trained on,
+every semitone MIDI 40-90, rendered anew at one velocity), the same way.
 """
 
 from __future__ import annotations
@@ -30,17 +32,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=1, help="every K-th note by pitch (default 1)")
     p.add_argument("--crepe", choices=["tiny", "full"], default="tiny", help="CREPE model")
     p.add_argument("--json", default=None, help="output JSON (default results/eval-real.json)")
+    p.add_argument("--heldout", action="store_true", help="the rendered held-out notes instead")
     args = p.parse_args(argv)
     if args.every < 1:
         p.error("--every must be at least 1")
     cache = paths.workspace() / "cache"
-    out = Path(args.json) if args.json else paths.results_dir() / "eval-real.json"
+    default = "eval-heldout.json" if args.heldout else "eval-real.json"
+    out = Path(args.json) if args.json else paths.results_dir() / default
+    clips = _heldout(cache) if args.heldout else None
+    label = "heldout" if args.heldout else "real-notes"
     results: dict[str, Any] = {"every": args.every, "crepe": args.crepe, "models": {}}
     rows: list[list[str]] = []
     for name in args.model:
         t0 = time.perf_counter()
         model = MMSIN.load(name)
-        res = evaluate_real_notes(model, every=args.every, crepe_model=args.crepe, cache_dir=cache)
+        res = evaluate_real_notes(
+            model,
+            every=args.every,
+            crepe_model=args.crepe,
+            cache_dir=cache,
+            clips=clips,
+            label=label,
+        )
         summary = {**res.summary, "model": name, "source": str(model.source)}
         summary["seconds"] = round(time.perf_counter() - t0, 1)
         results["models"][name] = {"summary": summary, "notes": res.records()}
@@ -55,6 +68,18 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(out)
     return 0
+
+
+def _heldout(cache: Path) -> Any:
+    """The held-out split of nsynth-like (velocity 100), rendered into ``cache``."""
+    import dataclasses
+
+    from mmsin.data import load_clips
+    from mmsin.data.build import NSYNTH_SIZES, build_nsynth_like
+
+    spec = dataclasses.replace(NSYNTH_SIZES["small"], velocities=(100,), per_family=1)
+    root = build_nsynth_like(cache / "heldout-notes", "small", progress=False, spec=spec)
+    return load_clips(root, "heldout")
 
 
 if __name__ == "__main__":

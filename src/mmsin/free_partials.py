@@ -16,8 +16,9 @@ frequency is not left to them: it is read from the embedding itself.
    One oscillator per bin, active only where its bin is a peak above the silence level eps:
    every other oscillator is exactly silent.
 2. **The network refines amplitudes only**: the shared 2-D network (transposition-equivariant,
-   as in the fixed head) outputs one log-gain o per bin, zero at initialisation, so the
-   untrained generator is the estimate itself; A = exp(min(log a + o, log max_amplitude)).
+   as in the fixed head) outputs one log-gain o per bin, zero at initialisation and bounded by
+   2 tanh(. / 2) (+-17 dB), so the untrained generator is the estimate itself;
+   A = exp(min(log a + o, log max_amplitude)).
    Frequencies are not learned (they carry no gradient).
 3. **Time**: amplitudes and frequencies are interpolated linearly across each block between
    frames n - 1 and n, the phase integrated sample by sample in closed form
@@ -103,18 +104,24 @@ class State:
 
 
 class _FreeAmplitude(nn.Module):
-    """Per-bin log-gain o (B, 1, F, T), log-amplitude estimate and peak mask (B, F, T) -> the
-    kept oscillators' amplitudes (B, N, T): exp(min(est + o, log_max)) at peaks, 0 elsewhere."""
+    """Per-bin raw log-gain r (B, 1, F, T), log-amplitude estimate and peak mask (B, F, T) ->
+    the kept oscillators' amplitudes (B, N, T): exp(min(est + o, log_max)) at peaks, 0
+    elsewhere, with o = bound tanh(r / bound): the network refines the estimate by at most
+    ``bound`` nepers either way (+-17 dB for 2), it can neither silence a partial the encoder
+    sees nor blow one up (unbounded, training spiked to 20 times its loss and then learned to
+    mute sustained notes)."""
 
     keep: Tensor
 
-    def __init__(self, log_max: float, keep: np.ndarray) -> None:
+    def __init__(self, log_max: float, keep: np.ndarray, bound: float = 2.0) -> None:
         super().__init__()
         self.log_max = log_max
+        self.bound = float(bound)
         self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
 
-    def forward(self, o: Tensor, est: Tensor, peak: Tensor) -> Tensor:
-        log_a = torch.clamp(est + o[:, 0], max=self.log_max)
+    def forward(self, r: Tensor, est: Tensor, peak: Tensor) -> Tensor:
+        o = self.bound * torch.tanh(r[:, 0] / self.bound)
+        log_a = torch.clamp(est + o, max=self.log_max)
         a = torch.where(peak, torch.exp(torch.where(peak, log_a, torch.zeros_like(log_a))), 0.0)
         return a[:, self.keep]
 

@@ -74,6 +74,8 @@ def evaluate_real_notes(
     crepe_model: str = "tiny",
     cache_dir: str | Path | None = None,
     batch: int = 8,
+    clips: Any = None,
+    label: str = "real-notes",
 ) -> RealNotesResult:
     """Reconstruct every ``every``-th real note (sorted by pitch) with ``model`` and judge it.
 
@@ -85,13 +87,17 @@ def evaluate_real_notes(
     crepe_model : "tiny" or "full"
     cache_dir : path, optional
         Where the originals' CREPE analyses are cached (default ``$MMSIN_HOME/cache``).
+    clips : mmsin.data.Clips, optional
+        Other notes to judge the same way (e.g. the rendered held-out split), sorted by pitch
+        or not; default: the real set. ``label`` names them in the cache.
     """
     from mmsin import paths
     from mmsin.data.real import load_real_notes
 
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
-    clips = load_real_notes(fs=model.fs)
+    if clips is None:
+        clips = load_real_notes(fs=model.fs)
     idx = np.arange(0, clips.audio.shape[0], every)
     x = clips.audio[idx]
     midi = [float(clips.meta[i]["pitch"]) for i in idx]
@@ -103,7 +109,7 @@ def evaluate_real_notes(
     )
     x = np.ascontiguousarray(x[:, : x_hat.shape[1]])  # G's aligned output: (F - 1) 2^J + 1
     cache = Path(cache_dir) if cache_dir is not None else paths.workspace() / "cache"
-    name = f"real-notes-{crepe_model}-every{every}-{x.shape[1]}.npz"
+    name = f"{label}-{crepe_model}-every{every}-{len(x)}x{x.shape[1]}.npz"
     refs = ev.analyse_originals(x, model.fs, midi, crepe_model=crepe_model, cache=cache / name)
     notes = [
         ev.real_note_metrics(
@@ -119,7 +125,7 @@ def evaluate_real_notes(
     return RealNotesResult(
         summary=summary,
         notes=notes,
-        names=[clips.meta[i]["name"] for i in idx],
+        names=[str(clips.meta[i].get("name", i)) for i in idx],
         original=x,
         reconstruction=x_hat,
         fs=model.fs,
