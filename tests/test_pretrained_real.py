@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 # Every fifth semitone or so from the bass (weak fundamentals) to the top of the scalogram.
 PITCHES = (36, 41, 45, 50, 55, 60, 64, 69, 74, 79, 84, 89)
+TOP_HZ = 1700.0
 
 
 @pytest.fixture(scope="module")
@@ -44,5 +45,10 @@ def test_real_notes_come_back_in_tune_with_every_partial(
     errors = np.array([m.f0_cents_median for m in tracked])
     assert float(np.median(errors)) <= 10.0, errors
     assert not any(m.octave_error for m in tracked), errors
-    missing = {m.midi: np.flatnonzero(m.partials_missing) + 1 for m in metrics}
+    # Partials above the encoder's top wavelet (1697 Hz at fs = 4096, J = 10, Q = 12) are not
+    # in the embedding: S_J cannot place them, and they are not asked for.
+    missing = {
+        m.midi: np.flatnonzero(m.partials_missing & (m.partials_hz_original < TOP_HZ)) + 1
+        for m in metrics
+    }
     assert not any(len(v) for v in missing.values()), missing

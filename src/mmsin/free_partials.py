@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmsin.partials import PartialGenerator, PeakCalibration, _FreqLayer, _phase_offsets
@@ -139,7 +138,10 @@ class _NoiseGains(nn.Module):
             self.conv.bias.fill_(-9.0)
 
     def forward(self, frames: Tensor) -> Tensor:
-        return torch.exp(torch.clamp(self.conv(frames), -30.0, self.log_max))
+        # at most exp(0) = 1: one band of unit-RMS noise as loud as a full-scale signal (the
+        # moment-matching pass feeds G frames unlike any clip's, and an unbounded gain there
+        # blew the loss up)
+        return torch.exp(torch.clamp(self.conv(frames), -30.0, 0.0))
 
 
 class FreePartialGenerator(PartialGenerator):
@@ -182,6 +184,8 @@ class FreePartialGenerator(PartialGenerator):
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
+        # a partial of a signal in [-1, 1] has an amplitude of at most 1
+        kwargs.setdefault("max_amplitude", 1.0)
         super().__init__(in_channels, frontend, bin_hz, J, **kwargs)
         if noise_bands < 0:
             raise ValueError(f"noise_bands must be >= 0, got {noise_bands}")
@@ -213,7 +217,7 @@ class FreePartialGenerator(PartialGenerator):
         self.amp = _FreeAmplitude(self.log_max, keep)  # type: ignore[assignment]
         self.keep_bins = keep
         self.noise_bands = int(noise_bands)
-        self.noise = _NoiseGains(in_channels, noise_bands, self.log_max) if noise_bands else None
+        self.noise = _NoiseGains(in_channels, noise_bands, 0.0) if noise_bands else None
         tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
         self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
         # the fixed head's carrier tables are not used here
@@ -256,7 +260,9 @@ class FreePartialGenerator(PartialGenerator):
         lu = self.frontend(raw)  # log(1 + u / eps), (B, F, T)
         with torch.no_grad():
             u = torch.einsum("fc,bct->bft", self.frontend.matrix.to(raw), raw)
-            log_u = torch.log(F.relu(u) + 1e-30)
+            # floored two decades below the silence level: a silent neighbour bounds the
+            # parabola instead of sending it to log(0)
+            log_u = torch.log(torch.clamp(u, min=0.01 * self.eps))
             floor = math.log(self.eps)
             peak, d, level = parabolic_peaks(log_u, floor)
             semis = polyval(self.semitones_poly, d.double())
@@ -266,7 +272,8 @@ class FreePartialGenerator(PartialGenerator):
             peak[:, -1] = (rise > 0) & (log_u[:, -1] > floor)
             rise = torch.clamp(rise, 0.0, self.top_rise)
             semis[:, -1] = polyval(self.top_semitones_poly, rise)
-            est[:, -1] = log_u[:, -1] + polyval(self.top_log_gain_poly, rise).to(est)
+            top_gain = torch.clamp(polyval(self.top_log_gain_poly, rise), max=2.0)
+            est[:, -1] = log_u[:, -1] + top_gain.to(est)
             semis = semis[:, self.keep_bins]
             hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)

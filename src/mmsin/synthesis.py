@@ -74,7 +74,10 @@ def parabolic_peaks(log_u: Tensor, floor: float) -> tuple[Tensor, Tensor, Tensor
     peak_inner = (mid > lo) & (mid >= hi) & (mid > floor)
     curv = torch.where(peak_inner, torch.clamp(curv, max=-1e-9), torch.full_like(curv, -1.0))
     d = torch.clamp(0.5 * (lo - hi) / curv, -0.5, 0.5)
-    level = mid - 0.25 * (lo - hi) * d
+    # A pure tone's vertex lies at most 0.19 nepers above its peak bin (Gammatone, Q = 12);
+    # next to a silent bin (log u at the floor, as in frames drawn from noise) the parabola
+    # would extrapolate by several nepers: bounded to 0.25.
+    level = mid + torch.clamp(-0.25 * (lo - hi) * d, 0.0, 0.25)
     pad = (0, 0, 1, 1)
     return (
         torch.nn.functional.pad(peak_inner, pad),
