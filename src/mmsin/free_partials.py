@@ -44,7 +44,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsin.partials import PartialGenerator, PeakCalibration, _FreqLayer, _phase_offsets
+from mmsin.partials import (
+    PartialGenerator,
+    PartialStreamer,
+    PeakCalibration,
+    _FreqLayer,
+    _phase_offsets,
+)
 from mmsin.synthesis import (
     band_noise,
     band_noise_tables,
@@ -73,7 +79,7 @@ class Controls:
     gain: Tensor
     noise: Tensor
 
-    def last(self, m: int) -> State:
+    def last(self) -> State:
         """The state after these frames (their last values), phase left to the caller."""
         return State(
             self.amp[..., -1],
@@ -84,7 +90,7 @@ class Controls:
         )
 
     def tail(self, k: int, m: int) -> Controls:
-        """The last k frames."""
+        """The last k frames (m gain samples per frame)."""
         return Controls(
             self.amp[..., -k:], self.omega[..., -k:], self.gain[..., -k * m :], self.noise[..., -k:]
         )
@@ -233,20 +239,12 @@ class FreePartialGenerator(PartialGenerator):
         return nn.ModuleList([*super().layers, *extra])
 
     def flops_per_frame(self, *, pointwise: bool = True) -> int:
-        """Floating-point operations per frame (analytic): the fixed head's network and trunk,
-        then per sample and oscillator the phase (3), the carrier (cos, counted as 10) and the
-        interpolated amplitude (4), and the noise bands (3 per band and sample)."""
-        total = 2 * self.num_bins * self.in_channels + 12 * self.num_bins
-        if self.context is not None:
-            total += 2 * self.in_channels * self.context.conv.out_channels
-        for layer in [*self.freq_layers, self.out]:
-            w = layer.conv.weight
-            total += 2 * self.num_bins * int(w.numel())
-            if pointwise:
-                total += 2 * self.num_bins * int(w.shape[0])
-        total += self.trunk.flops_per_frame(pointwise=pointwise)
-        total += self.hop * (17 * self.num_oscillators + 3 * self.noise_bands + 4)
-        return total
+        """Floating-point operations per frame (analytic): the network and trunk, the peaks
+        (12 per bin), then per sample and oscillator the phase (3), the carrier (cos, counted
+        as 10) and the interpolated amplitude (4), and the noise bands (3 per band and
+        sample)."""
+        total = self.network_flops(pointwise=pointwise) + 12 * self.num_bins
+        return total + self.hop * (17 * self.num_oscillators + 3 * self.noise_bands + 4)
 
     # ----------------------------------------------------------------------------- controls
     def controls(self, frames: Tensor) -> Controls:
@@ -322,7 +320,7 @@ class FreePartialGenerator(PartialGenerator):
         B, T = y.shape[0], y.shape[1]
         hh = self.h  # output samples per gain sample
         g = interpolate_blocks(c.gain, state.gain, hh).reshape(B, T, h)
-        after = c.last(self.m)
+        after = c.last()
         after.phase = phase_next
         return (y * g).reshape(B, T * h), after
 
@@ -347,7 +345,7 @@ class FreePartialGenerator(PartialGenerator):
         return FreePartialStreamer(self, batch_size)
 
 
-class FreePartialStreamer:
+class FreePartialStreamer(PartialStreamer):
     """Frame-by-frame generation equal to :meth:`FreePartialGenerator.forward`.
 
     Keeps the last ``lo`` frames (the controls of a new frame depend on nothing older) and the
@@ -355,20 +353,12 @@ class FreePartialStreamer:
     the controls of the new frames only and synthesises their blocks.
     """
 
-    def __init__(self, generator: FreePartialGenerator, batch_size: int) -> None:
-        if generator.training:
-            raise RuntimeError("call generator.eval() before streaming")
-        self.generator = generator
-        self.batch_size = int(batch_size)
-        self.reset()
+    generator: FreePartialGenerator
 
     def reset(self) -> None:
         """Forget the stream."""
-        g = self.generator
-        p = next(g.parameters())
-        self._history = p.new_zeros(self.batch_size, g.in_channels, 0)
-        self._state = g.zero_state(self.batch_size, p)
-        self._seen = 0
+        super().reset()
+        self._state = self.generator.zero_state(self.batch_size, self._history)
 
     @torch.no_grad()
     def push(self, frames: Tensor) -> Tensor:
@@ -383,8 +373,3 @@ class FreePartialStreamer:
         self._history = window[..., -g.frame_span[0] :]
         self._seen += k
         return y
-
-    @torch.no_grad()
-    def flush(self) -> Tensor:
-        """End the stream (no look-ahead: nothing is held back)."""
-        return self._history.new_zeros(self.batch_size, 0)

@@ -446,9 +446,9 @@ class PartialGenerator(nn.Module):
         """Algorithmic latency in samples: one frame, 2^J, as the paper's causal G."""
         return self.hop
 
-    def flops_per_frame(self, *, pointwise: bool = True) -> int:
-        """Floating-point operations per frame (analytic): front end, context, the 2-D layers,
-        the gain trunk, then the envelopes and the synthesis (as the oscillator head's)."""
+    def network_flops(self, *, pointwise: bool = True) -> int:
+        """Floating-point operations per frame of the front end, context, 2-D layers and gain
+        trunk (analytic)."""
         total = 2 * self.num_bins * self.in_channels
         if self.context is not None:
             total += 2 * self.in_channels * self.context.conv.out_channels
@@ -457,7 +457,12 @@ class PartialGenerator(nn.Module):
             total += 2 * self.num_bins * int(w.numel())
             if pointwise:
                 total += 2 * self.num_bins * int(w.shape[0])
-        total += self.trunk.flops_per_frame(pointwise=pointwise)
+        return total + self.trunk.flops_per_frame(pointwise=pointwise)
+
+    def flops_per_frame(self, *, pointwise: bool = True) -> int:
+        """Floating-point operations per frame (analytic): :meth:`network_flops`, then the
+        envelopes and the synthesis (as the oscillator head's)."""
+        total = self.network_flops(pointwise=pointwise)
         n = self.num_oscillators
         total += self.m * n * 6  # interpolation across the frame, gain, phase offsets
         total += self.m * (3 * 2 * n + 2 * 2 * 2 * n * self.h) + 3 * self.hop
