@@ -366,8 +366,7 @@ class FreePartialStreamer(PartialStreamer):
         k = frames.shape[-1]
         if k == 0:
             return frames.new_zeros(self.batch_size, 0)
-        g = self.generator
-        window = torch.cat([self._history, frames.to(self._history)], dim=-1)
+        g, window = self.generator, self._window(frames)
         c = g.controls(window).tail(k, g.m)
         y, self._state = g.synthesize(c, self._state, self._seen * g.hop)
         self._history = window[..., -g.frame_span[0] :]

@@ -535,6 +535,10 @@ class PartialStreamer:
         self._history = p.new_zeros(self.batch_size, self.generator.in_channels, 0)
         self._seen = 0
 
+    def _window(self, frames: Tensor) -> Tensor:
+        """The kept frames followed by the new ones."""
+        return torch.cat([self._history, frames.to(self._history)], dim=-1)
+
     @torch.no_grad()
     def push(self, frames: Tensor) -> Tensor:
         """Feed frames (B, in_channels, k), get their k 2^J samples."""
@@ -542,7 +546,7 @@ class PartialStreamer:
         if k == 0:
             return frames.new_zeros(self.batch_size, 0)
         g = self.generator
-        window = torch.cat([self._history, frames.to(self._history)], dim=-1)
+        window = self._window(frames)
         first = self._seen - self._history.shape[-1]
         y = g.render(window, first)[:, -k * g.hop :]
         keep = g.frame_span[0] + 1
