@@ -162,9 +162,16 @@ def _relu(model: Any, S: np.ndarray) -> np.ndarray:
 def _generate_by_hand(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
     """G(ReLU(L^-1 z)) of white noise drawn from ``seed``, warm-up frames dropped (the ReLU
     on the non-negative channels)."""
+    from mmsin.whitening import NOISE_FRAMES
+
     warm = int(model.config.whitening.warmup)
     g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.num_channels, warm + frames, generator=g, dtype=model.var.A.dtype)
+    # the noise is drawn NOISE_FRAMES frames at a time, the last block whole (VAR.sample_blocks)
+    blocks = -(-(warm + frames) // NOISE_FRAMES)
+    shape = (n, model.num_channels, NOISE_FRAMES)
+    z = torch.cat(
+        [torch.randn(shape, generator=g, dtype=model.var.A.dtype) for _ in range(blocks)], -1
+    )[..., : warm + frames]
     X = _relu(model, _inverse_var(model, z.double().numpy())[:, :, warm:])
     with torch.no_grad():
         model.generator.eval()
