@@ -79,14 +79,11 @@ class Controls:
     gain: Tensor
     noise: Tensor
 
-    def last(self) -> State:
-        """The state after these frames (their last values), phase left to the caller."""
+    def last(self, phase: Tensor) -> State:
+        """The state after these frames: their last values, and the phase the next block
+        starts at."""
         return State(
-            self.amp[..., -1],
-            self.omega[..., -1],
-            self.gain[..., -1],
-            self.noise[..., -1],
-            torch.zeros_like(self.amp[..., -1], dtype=torch.float64),
+            self.amp[..., -1], self.omega[..., -1], self.gain[..., -1], self.noise[..., -1], phase
         )
 
     def tail(self, k: int, m: int) -> Controls:
@@ -257,7 +254,7 @@ class FreePartialGenerator(PartialGenerator):
         raw = frames * self.input_norm.to(frames)[:, None]
         lu = self.frontend(raw)  # log(1 + u / eps), (B, F, T)
         with torch.no_grad():
-            u = torch.einsum("fc,bct->bft", self.frontend.matrix.to(raw), raw)
+            u = self.eps * torch.expm1(lu)  # ReLU(u), read back from the front end's output
             # floored two decades below the silence level: a silent neighbour bounds the
             # parabola instead of sending it to log(0)
             log_u = torch.log(torch.clamp(u, min=0.01 * self.eps))
@@ -315,14 +312,12 @@ class FreePartialGenerator(PartialGenerator):
             h,
         )
         y = sum_oscillators(c.amp, state.amp, c.omega, om_from, start, h)  # (B, T, h)
-        if self.noise is not None and self.noise_bands:
+        if self.noise is not None:
             y = y + band_noise(c.noise, state.noise, self.noise_tables, first_sample, h)
         B, T = y.shape[0], y.shape[1]
         hh = self.h  # output samples per gain sample
         g = interpolate_blocks(c.gain, state.gain, hh).reshape(B, T, h)
-        after = c.last()
-        after.phase = phase_next
-        return (y * g).reshape(B, T * h), after
+        return (y * g).reshape(B, T * h), c.last(phase_next)
 
     # ----------------------------------------------------------------------------- forward
     def amplitudes(self, frames: Tensor) -> Tensor:

@@ -139,11 +139,9 @@ def block_phases(
     idx = torch.arange(T, device=om.device).expand_as(om)
     last_reset = torch.cummax(torch.where(before_active, torch.zeros_like(idx), idx), dim=-1)[0]
     excl_at_reset = torch.gather(excl, -1, last_reset)
-    reset0 = ~before_active[..., :1]
-    base0 = torch.where(reset0, offset.to(om)[:, None], phase_prev.double()[..., None])
-    base = torch.where(
-        (last_reset > 0) | reset0, offset.to(om)[None, :, None].expand_as(om), base0.expand_as(om)
-    )
+    # a block continues the caller's phase only if no silence came before it since block 0
+    carried = (last_reset == 0) & before_active[..., :1]
+    base = torch.where(carried, phase_prev.double()[..., None], offset.to(om)[:, None])
     start = torch.remainder(base + excl - excl_at_reset, TWO_PI)
     after = start[..., -1] + inc[..., -1]
     phase_next = torch.remainder(torch.where(active[..., -1], after, offset.to(om)), TWO_PI)
