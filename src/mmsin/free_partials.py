@@ -201,13 +201,11 @@ class FreePartialGenerator(PartialGenerator):
             raise ValueError(f"no first-order bin between fmin = {fmin} Hz and {fmax} Hz")
         self.frequencies = [float(f) for f in hz[keep]]
         self.num_oscillators = int(keep.size)
-        self.fmax = fmax
         self.register_buffer("bin_hz", torch.tensor(hz[keep]), persistent=False)
         for name in ("semitones", "log_gain", "top_semitones", "top_log_gain"):
             poly = torch.tensor(np.asarray(getattr(calibration, name), dtype=np.float64))
             self.register_buffer(f"{name}_poly", poly, persistent=False)
         self.top_rise = float(calibration.top_rise)
-        self.top_kept = bool(keep[-1] == len(hz) - 1)
         offsets = torch.tensor(_phase_offsets(self.num_oscillators), dtype=torch.float64)
         self.register_buffer("phase_offset", offsets, persistent=False)
         # the network's output: one log-gain per bin, zero at first (the estimate as it is)
@@ -223,10 +221,9 @@ class FreePartialGenerator(PartialGenerator):
         self.noise = _NoiseGains(in_channels, noise_bands, 0.0) if noise_bands else None
         tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
         self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
-        # the fixed head's carrier tables are not used here
-        for name in ("omega", "basis", "weights", "cos_phase", "sin_phase"):
-            delattr(self, name)
-            self.register_buffer(name, torch.zeros(0), persistent=False)
+
+    def _register_carriers(self) -> None:
+        """No fixed carriers: the phases are integrated from the frequencies read from u."""
 
     # ----------------------------------------------------------------------------- timing
     @property

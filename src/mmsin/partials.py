@@ -396,7 +396,11 @@ class PartialGenerator(nn.Module):
 
         self.m = 2**self.trunk_layers  # envelope samples per frame
         self.h = 2 ** (self.J - self.trunk_layers)  # output samples per envelope sample
-        omega, basis, weights = carrier_tables(np.asarray(self.frequencies), fs, self.h)
+        self._register_carriers()
+
+    def _register_carriers(self) -> None:
+        """The fixed oscillators' carrier tables and phase offsets (buffers)."""
+        omega, basis, weights = carrier_tables(np.asarray(self.frequencies), self.fs, self.h)
         self.register_buffer("omega", omega, persistent=False)
         self.register_buffer("basis", basis, persistent=False)
         self.register_buffer("weights", weights, persistent=False)
