@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mmsin.whitening import VAR, fit_var, growth_rate, whiteness_report
+from mmsin.whitening import (
+    VAR,
+    fit_frame_scales,
+    fit_var,
+    fit_var_ridges,
+    growth_rate,
+    whiteness_report,
+)
 
 # A stable VAR(2) on 3 channels with a correlated innovation covariance.
 A_TRUE = np.array(
@@ -214,3 +221,57 @@ def test_fit_on_too_few_frames_is_made_stable_by_the_ridge_guard() -> None:
     assert growth_rate(guarded) <= 0.995
     sample = guarded.sample(2, 50, warmup=300, generator=g)
     assert torch.isfinite(sample).all() and sample.abs().max() < 1e3
+
+
+def test_ridge_path_equals_single_fits() -> None:
+    S = torch.from_numpy(simulate(4, 400, seed=8))
+    ridges = [0.0, 1e-3, 1e-1]
+    for ridge, var in zip(ridges, fit_var_ridges(S, ridges, M=2), strict=True):
+        one = fit_var(S, M=2, ridge=ridge, max_radius=None)
+        np.testing.assert_allclose(var.A.numpy(), one.A.numpy(), atol=1e-12)
+        np.testing.assert_allclose(var.sqrt_cov.numpy(), one.sqrt_cov.numpy(), atol=1e-12)
+    # A larger ridge shrinks the coefficients.
+    norms = [float(v.A.norm()) for v in fit_var_ridges(S, [1e-3, 1.0, 100.0], M=2)]
+    assert norms[0] > norms[1] > norms[2]
+
+
+def test_whiteness_lags_of_an_ar1_process() -> None:
+    # Z = S through an identity VAR; an AR(1) with coefficient phi has autocorrelation phi^k.
+    rng = np.random.default_rng(3)
+    phi, C, T = 0.6, 5, 40000
+    e = rng.standard_normal((C, T))
+    s = np.zeros((C, T))
+    for n in range(1, T):
+        s[:, n] = phi * s[:, n - 1] + e[:, n]
+    rep = whiteness_report(VAR(C, 1), torch.from_numpy(s)[None], lags=4)
+    np.testing.assert_allclose(rep["lag_median_abs"], [phi**k for k in range(1, 5)], atol=0.02)
+    np.testing.assert_allclose(rep["cov_median_diag"], 1 / (1 - phi**2), rtol=0.05)
+
+
+def test_mixture_codes_follow_the_fitted_frame_power() -> None:
+    # Codes with a known per-frame power law: w = 0.25 or 1.75 with equal odds (mean 1),
+    # so each channel's excess kurtosis is 3 E[w^2] - 3 = 1.6875.
+    rng = np.random.default_rng(4)
+    C, T = 16, 20000
+    w = rng.choice([0.25, 1.75], size=T)
+    Z = torch.from_numpy(rng.standard_normal((1, C, T)) * np.sqrt(w))
+    q = fit_frame_scales(Z, quantiles=64)
+    assert abs(float(q.mean()) - 1) < 1e-9
+    assert float(q[5]) < 0.5 and float(q[-5]) > 1.2  # two clusters, one per value of w
+    var = VAR(C, 1)
+    with pytest.raises(ValueError, match="mixture"):
+        var.sample(1, 10, warmup=0, codes="mixture")
+    var.frame_scales = q
+    g = torch.Generator().manual_seed(0)
+    mixed = var.sample(4, 4000, warmup=0, generator=g, relu=False, codes="mixture")
+    rep = whiteness_report(VAR(C, 1), mixed)
+    assert abs(rep["cov_median_diag"] - 1) < 0.05
+    assert rep["lag_median_abs"][0] < 0.03
+    assert 1.3 < rep["kurtosis_median"] < 2.1
+    gauss = var.sample(4, 4000, warmup=0, generator=g, relu=False)
+    assert abs(whiteness_report(VAR(C, 1), gauss)["kurtosis_median"]) < 0.2
+    # The law travels with the state dict; a state saved before it existed loads as Gaussian.
+    again = VAR.from_state_dict(var.state_dict())
+    np.testing.assert_array_equal(again.frame_scales.numpy(), q.numpy())
+    old = {k: v for k, v in var.state_dict().items() if k != "frame_scales"}
+    assert VAR.from_state_dict(old).frame_scales.numel() == 0

@@ -304,6 +304,7 @@ class MMSIN(nn.Module):
         seed: int | None = None,
         *,
         warmup: int | None = None,
+        codes: str = "gaussian",
     ) -> Tensor:
         """New audio from Gaussian white noise: G(ReLU(L^-1 z)) (paper eq. 1, Fig. 5).
 
@@ -317,17 +318,26 @@ class MMSIN(nn.Module):
             Seed of the noise (None: from torch's global generator).
         warmup : int, optional
             VAR frames discarded before the kept ones (default ``config.whitening.warmup``).
+        codes : {"gaussian", "mixture"}
+            The law of z: the paper's N(0, I), or a scale mixture with the training codes'
+            per-frame power (heavy-tailed like real innovations; :meth:`VAR.sample`).
 
         Returns
         -------
         Tensor, shape (batch, frames * 2^J), float32, at ``fs`` Hz.
         """
-        S = self.sample_scattering(frames, batch, seed, warmup=warmup)
+        S = self.sample_scattering(frames, batch, seed, warmup=warmup, codes=codes)
         return self._generate_from(S, aligned=False)
 
     @torch.no_grad()
     def sample_scattering(
-        self, frames: int, batch: int = 1, seed: int | None = None, *, warmup: int | None = None
+        self,
+        frames: int,
+        batch: int = 1,
+        seed: int | None = None,
+        *,
+        warmup: int | None = None,
+        codes: str = "gaussian",
     ) -> Tensor:
         """Synthetic normalised S_J frames ReLU(L^-1 z), shape (batch, k_J, frames); the ReLU
         on the non-negative channels only (:attr:`modulus_channels`)."""
@@ -337,7 +347,9 @@ class MMSIN(nn.Module):
         if seed is not None:
             g = torch.Generator(device=self.var.A.device).manual_seed(int(seed))
         w = self._config.whitening.warmup if warmup is None else int(warmup)
-        S = self.var.sample(batch, frames, warmup=w, generator=g, relu=self.modulus_channels)
+        S = self.var.sample(
+            batch, frames, warmup=w, generator=g, relu=self.modulus_channels, codes=codes
+        )
         return S.float()  # type: ignore[no-any-return]
 
     @torch.no_grad()

@@ -124,6 +124,7 @@ def generate_blocks(
     seed: int | None = None,
     *,
     warmup: int | None = None,
+    codes: str = "gaussian",
 ) -> Iterator[Tensor]:
     """:meth:`MMSIN.generate` block by block: G(ReLU(L^-1 z)), z ~ N(0, I) (paper eq. 1).
 
@@ -142,7 +143,7 @@ def generate_blocks(
     w = model.config.whitening.warmup if warmup is None else int(warmup)
     streamer = model.generator.stream(batch)
     for S in model.var.sample_blocks(
-        batch, frames, warmup=w, generator=g, relu=model.modulus_channels
+        batch, frames, warmup=w, generator=g, relu=model.modulus_channels, codes=codes
     ):
         yield streamer.push(S.float()).float()
     yield streamer.flush().float()

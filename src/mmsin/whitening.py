@@ -27,7 +27,16 @@ from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NOISE_FRAMES", "VAR", "fit_var", "whiteness_report"]
+__all__ = [
+    "CODE_LAWS",
+    "NOISE_FRAMES",
+    "VAR",
+    "fit_frame_scales",
+    "fit_var",
+    "fit_var_ridges",
+    "growth_rate",
+    "whiteness_report",
+]
 
 #: Frames of noise :meth:`VAR.sample` draws at a time: long samples (``mmsin generate
 #: --seconds 7200``) stream in memory bounded by one such block, and a sample of n frames is the
@@ -151,6 +160,7 @@ class VAR(nn.Module):
     b: Tensor
     sqrt_cov: Tensor
     inv_sqrt_cov: Tensor
+    frame_scales: Tensor
 
     def __init__(self, channels: int, M: int = 4, *, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
@@ -162,6 +172,28 @@ class VAR(nn.Module):
         self.register_buffer("b", torch.zeros(channels, dtype=dtype))
         self.register_buffer("sqrt_cov", torch.eye(channels, dtype=dtype))
         self.register_buffer("inv_sqrt_cov", torch.eye(channels, dtype=dtype))
+        # Quantiles of the per-frame code power (fit_frame_scales); empty: Gaussian codes only.
+        self.register_buffer("frame_scales", torch.zeros(0, dtype=dtype))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # frame_scales has no fixed length, and VARs saved before it existed have none.
+        key = prefix + "frame_scales"
+        if key in state_dict:
+            self.frame_scales = self.A.new_zeros(state_dict[key].shape)
+        else:
+            state_dict[key] = self.A.new_zeros(0)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> VAR:
@@ -171,7 +203,7 @@ class VAR(nn.Module):
             raise ValueError(f"VAR state is missing {sorted(missing)}")
         M, C, _ = state["A"].shape
         var = cls(C, M, dtype=state["A"].dtype)
-        var.load_state_dict(state)
+        var.load_state_dict(dict(state))
         return var
 
     def extra_repr(self) -> str:
@@ -288,6 +320,7 @@ class VAR(nn.Module):
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
         relu: bool | Tensor = True,
+        codes: str = "gaussian",
     ) -> Tensor:
         """Synthetic S_J frames from Gaussian white noise: X_J = ReLU(L^-1 Z), eq. (1).
 
@@ -310,13 +343,25 @@ class VAR(nn.Module):
             Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask:
             S_J's non-negative channels (``mmsin.scattering.nonnegative_channels``), since
             order 0 and the ``paper`` variant's linear order 1 are signed.
+        codes : {"gaussian", "mixture"}
+            The law of Z. ``"gaussian"``: N(0, I) (the paper). ``"mixture"``: a Gaussian scale
+            mixture ``z[n] = sqrt(w[n]) g[n]``, ``g[n] ~ N(0, I)``, one power ``w[n]`` per
+            frame shared by all channels and drawn from the training codes' per-frame power
+            (:attr:`frame_scales`, :func:`fit_frame_scales`): still white with covariance I,
+            but heavy-tailed jointly across channels, as real innovations are (onsets).
 
         Returns
         -------
         Tensor, shape (batch, C, frames), non-negative where the ReLU applies.
         """
         blocks = self.sample_blocks(
-            batch, frames, warmup=warmup, generator=generator, dtype=dtype, relu=relu
+            batch,
+            frames,
+            warmup=warmup,
+            generator=generator,
+            dtype=dtype,
+            relu=relu,
+            codes=codes,
         )
         return torch.cat(list(blocks), dim=-1)
 
@@ -329,6 +374,7 @@ class VAR(nn.Module):
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
         relu: bool | Tensor = True,
+        codes: str = "gaussian",
     ) -> Iterator[Tensor]:
         """:meth:`sample` block by block, in memory bounded by one block of noise.
 
@@ -344,6 +390,13 @@ class VAR(nn.Module):
             raise ValueError(
                 f"need batch >= 1, frames >= 1, warmup >= 0; got {batch}, {frames}, {warmup}"
             )
+        if codes not in CODE_LAWS:
+            raise ValueError(f"codes must be one of {CODE_LAWS}, got {codes!r}")
+        if codes == "mixture" and self.frame_scales.numel() == 0:
+            raise ValueError(
+                "codes='mixture' needs the training codes' frame powers, which this VAR was "
+                "fitted without (models trained before mmsin 0.9); use codes='gaussian'"
+            )
         total = warmup + frames
         past: Tensor | None = None
         for start in range(0, total, NOISE_FRAMES):
@@ -355,6 +408,11 @@ class VAR(nn.Module):
                 dtype=self.A.dtype,
                 device=self.A.device,
             )
+            if codes == "mixture":
+                u = torch.rand(
+                    batch, NOISE_FRAMES, generator=generator, dtype=Z.dtype, device=Z.device
+                )
+                Z = Z * _quantile_lookup(self.frame_scales, u).sqrt()[:, None, :]
             S = self._recursion(Z, past)
             past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
             lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
@@ -371,6 +429,59 @@ class VAR(nn.Module):
                 (M - 1) * C, dtype=self.A.dtype, device=self.A.device
             )
         return float(torch.linalg.eigvals(comp.double()).abs().max())
+
+
+#: The laws :meth:`VAR.sample` can draw codes from.
+CODE_LAWS = ("gaussian", "mixture")
+
+
+def _quantile_lookup(quantiles: Tensor, u: Tensor) -> Tensor:
+    """Inverse CDF of the distribution whose ``Q`` quantiles at ``(i + 0.5) / Q`` are
+    ``quantiles`` (sorted), at ``u`` in [0, 1]: linear between them, flat beyond."""
+    Q = quantiles.numel()
+    pos = (u * Q - 0.5).clamp(0, Q - 1)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(Q - 1)
+    frac = pos - lo.to(pos.dtype)
+    q = quantiles.to(u.dtype)
+    return q[lo] * (1 - frac) + q[hi] * frac
+
+
+def fit_frame_scales(Z: Tensor | Sequence[Tensor], quantiles: int = 256) -> Tensor:
+    """The per-frame power law of codes, for :meth:`VAR.sample`'s ``codes="mixture"``.
+
+    ``w[n] = (1/C) sum_c z_c[n]^2`` over every frame of ``Z`` (whitened training frames),
+    divided by its mean so that the mixture keeps E[z z^T] = I, and shrunk towards 1 by the
+    spread that C Gaussian channels add to a measured power; returned as ``quantiles``
+    quantiles at ``(i + 0.5) / quantiles``. For a Gaussian scale mixture ``sqrt(w) g`` each
+    channel's excess kurtosis is ``3 E[w^2] / E[w]^2 - 3``: the onsets' heavy tails, shared
+    by every channel of a frame.
+
+    Parameters
+    ----------
+    Z : Tensor, shape (B, C, T), or list of Tensor, shape (C, T_i)
+
+    Returns
+    -------
+    Tensor, shape (quantiles,), float64, sorted, mean about 1
+    """
+    if quantiles < 2:
+        raise ValueError(f"quantiles must be >= 2, got {quantiles}")
+    w = torch.cat([e.to(torch.float64).pow(2).mean(dim=0) for e in _as_examples(Z)])
+    if w.numel() < quantiles or not bool(torch.isfinite(w).all()) or float(w.mean()) <= 0:
+        raise ValueError(f"need at least {quantiles} finite, non-zero frames, got {w.numel()}")
+    w = w / w.mean()
+    # A frame's measured power is w times a chi-square over C channels / C, whose own spread
+    # (variance 2/C) would add to the kurtosis: shrink around 1 so that the variance is w's,
+    # Var(w) = (Var(p) + 1) / (1 + 2/C) - 1 (negligible at C ~ 1000, large at C ~ 10).
+    C = _as_examples(Z)[0].shape[0]
+    var_p = float(w.var(unbiased=False))
+    var_w = max((var_p + 1) / (1 + 2 / C) - 1, 0.0)
+    if var_p > 0:
+        w = 1 + (w - 1) * math.sqrt(var_w / var_p)
+    probs = (torch.arange(quantiles, dtype=torch.float64) + 0.5) / quantiles
+    q = torch.quantile(w, probs)
+    return q / q.mean()  # the quantiles' own mean is the law's: keep it exactly 1
 
 
 def fit_var(
@@ -423,6 +534,35 @@ def fit_var(
         raise ValueError(f"ridge must be a finite non-negative number, got {ridge}")
     if not 0 <= eig_floor < 1:
         raise ValueError(f"eig_floor must be in [0, 1), got {eig_floor}")
+    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows)
+    C = cross.shape[1]
+    scale = _ridge_scale(gram, M * C)
+    var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
+    tries = 0
+    while max_radius is not None and tries < 8:
+        rate = growth_rate(var)
+        if rate <= max_radius:
+            break
+        tries += 1
+        log.warning(
+            "VAR(%d) fit with ridge %.3g is explosive (growth rate %.3f > %.3f); refitting with "
+            "ridge %.3g",
+            M,
+            ridge,
+            rate,
+            max_radius,
+            ridge * 10,
+        )
+        ridge *= 10
+        var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
+    return var
+
+
+def _normal_equations(
+    frames: Tensor | Sequence[Tensor], M: int, chunk_rows: int
+) -> tuple[Tensor, Tensor, Tensor, int]:
+    """X^T X, X^T Y, Y^T Y and the number of frames of the VAR(M) regression, accumulated chunk
+    by chunk in float64 (memory O((M C)^2) whatever the data size)."""
     examples = _as_examples(frames)
     C = examples[0].shape[0]
     device = examples[0].device
@@ -447,27 +587,34 @@ def fit_var(
             yty.addmm_(Y.T, Y)
     if count < 2:
         raise ValueError(f"need at least 2 frames in total to fit the VAR, got {count}")
-    lag = M * C
-    scale = float(gram.diagonal()[:lag].sum()) / lag
-    var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
-    tries = 0
-    while max_radius is not None and tries < 8:
-        rate = growth_rate(var)
-        if rate <= max_radius:
-            break
-        tries += 1
-        log.warning(
-            "VAR(%d) fit with ridge %.3g is explosive (growth rate %.3f > %.3f); refitting with "
-            "ridge %.3g",
-            M,
-            ridge,
-            rate,
-            max_radius,
-            ridge * 10,
-        )
-        ridge *= 10
-        var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
-    return var
+    return gram, cross, yty, count
+
+
+def _ridge_scale(gram: Tensor, lag: int) -> float:
+    """Mean diagonal of the lag block of X^T X: the unit of the relative ridge."""
+    return float(gram.diagonal()[:lag].sum()) / lag
+
+
+def fit_var_ridges(
+    frames: Tensor | Sequence[Tensor],
+    ridges: Sequence[float],
+    M: int = 4,
+    *,
+    eig_floor: float = 1e-6,
+    chunk_rows: int = 4096,
+) -> list[VAR]:
+    """:func:`fit_var` at each relative ridge of ``ridges`` (no stability guard), from one pass
+    over the data: the normal equations are accumulated once and solved per ridge. For choosing
+    the ridge by stability (:func:`growth_rate`) and held-out whiteness
+    (:func:`whiteness_report`)."""
+    if M < 1:
+        raise ValueError(f"M must be >= 1, got {M}")
+    if any(r < 0 or not math.isfinite(r) for r in ridges):
+        raise ValueError(f"ridges must be finite non-negative numbers, got {list(ridges)}")
+    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows)
+    C = cross.shape[1]
+    scale = _ridge_scale(gram, M * C)
+    return [_solve_var(gram, cross, yty, count, C, M, r * scale, eig_floor) for r in ridges]
 
 
 def growth_rate(var: VAR, steps: int = 300, batch: int = 4, seed: int = 0) -> float:
@@ -541,7 +688,7 @@ def _solve_var(
     return var
 
 
-def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor]) -> dict[str, Any]:
+def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -> dict[str, Any]:
     """How close Z = L S is to a white N(0, I) sequence, on any set of frames.
 
     Parameters
@@ -557,8 +704,11 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor]) -> dict[str, Any]:
         examples and frames); ``cov_max_offdiag``: largest |off-diagonal| entry;
         ``cov_mean_diag``: mean variance; ``mean_abs_mean``: mean over channels of |mean Z_c|;
         ``lag1_mean_abs``: mean over channels of |lag-1 autocorrelation| (pairs within each
-        example); ``kurtosis_mean``, ``kurtosis_median``, ``kurtosis_max``: per-channel excess
-        kurtosis E[(z - mu)^4] / var^2 - 3 (0 for a Gaussian); ``effective_rank``: number of
+        example); ``cov_median_diag``: median variance; ``lag_median_abs``: for lags 1 to
+        ``lags``, the median over channels of |autocorrelation| at that lag (issue 17's
+        criteria: median variance within 2x of 1, lag 1 below 0.2); ``kurtosis_mean``,
+        ``kurtosis_median``, ``kurtosis_max``: per-channel excess kurtosis
+        E[(z - mu)^4] / var^2 - 3 (0 for a Gaussian); ``effective_rank``: number of
         eigenvalues of Cov(Z) above 0.5 (below C when channels are redundant);
         ``frames``: number of frames used. Channels with zero variance are left out of the
         lag-1 and kurtosis statistics.
@@ -577,14 +727,19 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor]) -> dict[str, Any]:
     off = cov - torch.diag(cov.diagonal())
     var_c = cov.diagonal()
     live = var_c > 1e-12 * float(var_c.max().clamp_min(1e-300))
-    # Lag-1 autocorrelation within each example, pooled, using the global mean and variance.
-    num = torch.zeros(C, dtype=torch.float64, device=z.device)
-    pairs = 0
+    # Autocorrelation at lags 1..lags within each example, pooled, using the global mean and
+    # variance (pairs never straddle two examples).
+    num = torch.zeros(lags, C, dtype=torch.float64, device=z.device)
+    pairs = [0] * lags
     for e in zs:
         ec = e - mean[:, None]
-        num += (ec[:, 1:] * ec[:, :-1]).sum(dim=1)
-        pairs += e.shape[1] - 1
-    lag1 = (num / max(pairs, 1)) / var_c.clamp_min(1e-300)
+        for k in range(1, lags + 1):
+            if e.shape[1] > k:
+                num[k - 1] += (ec[:, k:] * ec[:, :-k]).sum(dim=1)
+                pairs[k - 1] += e.shape[1] - k
+    auto = num / torch.tensor([max(p, 1) for p in pairs], dtype=torch.float64)[:, None].to(num)
+    auto = auto / var_c.clamp_min(1e-300)
+    lag1 = auto[0]
     kurt = (zc**4).mean(dim=1) / var_c.clamp_min(1e-300) ** 2 - 3.0
     kl = kurt[live]
     return {
@@ -593,6 +748,8 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor]) -> dict[str, Any]:
         "cov_mean_diag": float(var_c.mean()),
         "mean_abs_mean": float(mean.abs().mean()),
         "lag1_mean_abs": float(lag1[live].abs().mean()),
+        "cov_median_diag": float(var_c.median()),
+        "lag_median_abs": [float(a[live].abs().median()) for a in auto],
         "kurtosis_mean": float(kl.mean()),
         "kurtosis_median": float(kl.median()),
         "kurtosis_max": float(kl.max()),

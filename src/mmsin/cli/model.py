@@ -310,7 +310,7 @@ def _generate(args: argparse.Namespace) -> int:
     names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
     for name in names:
         check_output_file(name)
-    blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed)
+    blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed, codes=args.codes)
     total = frames * model.hop / model.fs
     with WavWriter(names, model.fs) as w, _progress(args, total, "generate") as bar:
         for y in blocks:
@@ -495,6 +495,13 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seconds", type=float, default=4.0, help="duration (default 4)")
     g.add_argument("--count", type=int, default=1, help="number of files (default 1)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    g.add_argument(
+        "--codes",
+        choices=("gaussian", "mixture"),
+        default="gaussian",
+        help="law of z: gaussian, the paper's N(0, I); mixture, N(0, I) scaled per frame by "
+        "the training codes' frame power (heavy-tailed like real innovations: onsets)",
+    )
     g.add_argument(
         "--out", metavar="DIR", help="output folder (default $MMSIN_HOME/results/generated)"
     )

@@ -31,6 +31,7 @@ from mmsin import paths
 from mmsin.assembly import build_generator, build_scalogram, build_scattering, context_frames
 from mmsin.checkpoint import atomic_save
 from mmsin.config import Config
+from mmsin.training.frames import scattering_frames
 
 __all__ = [
     "CACHE_VERSION",
@@ -243,7 +244,9 @@ def prepare_features(
         except Exception as exc:  # a damaged cache is recomputed, never trusted
             log.warning("features: ignoring unreadable cache %s (%s)", path, exc)
     t0 = time.perf_counter()
-    feats = _compute_features(cfg, train_clips, test_clips, context, fingerprint, key, progress)
+    feats = _compute_features(
+        cfg, train_clips, test_clips, context, fingerprint, key, progress, folder
+    )
     feats.extra["seconds"] = time.perf_counter() - t0
     atomic_save(path, feats.to_payload())
     log.info("features: computed in %.1f s, cached at %s", feats.extra["seconds"], path)
@@ -258,11 +261,11 @@ def _compute_features(
     fingerprint: str,
     key: str,
     progress: bool,
+    folder: Path,
 ) -> Features:
-    from mmsin.whitening import fit_var, whiteness_report
+    from mmsin.whitening import fit_frame_scales, fit_var, whiteness_report
 
     J, seg = cfg.scattering.J, cfg.train.segment_frames
-    scattering = build_scattering(cfg).eval()
     scalogram = build_scalogram(cfg).eval()
     x_train = torch.as_tensor(np.asarray(train_clips.audio, dtype=np.float32))
     x_test = torch.as_tensor(np.asarray(test_clips.audio, dtype=np.float32))
@@ -270,9 +273,32 @@ def _compute_features(
         raise ValueError(f"data {train_clips.source!r}: no training clips")
     if progress:
         log.warning("computing S_J of %d + %d clips (once; cached)", len(x_train), len(x_test))
-    S_train = _transform_batches(scattering, x_train).float()
+    # S_J in chunks, on disk and resumable (mmsin.training.frames): a stopped run keeps them.
+    S_train = torch.from_numpy(
+        np.array(
+            scattering_frames(
+                cfg,
+                train_clips.audio,
+                data_fingerprint(train_clips),
+                folder,
+                progress=progress,
+                label="train",
+            )
+        )
+    )
     S_test = (
-        _transform_batches(scattering, x_test).float()
+        torch.from_numpy(
+            np.array(
+                scattering_frames(
+                    cfg,
+                    test_clips.audio,
+                    data_fingerprint(test_clips),
+                    folder,
+                    progress=progress,
+                    label="test",
+                )
+            )
+        )
         if len(x_test)
         else S_train.new_zeros(0, S_train.shape[1], S_train.shape[2])
     )
@@ -284,6 +310,12 @@ def _compute_features(
     S_test = S_test / norm[:, None]
     # Whitening L: causal VAR(M) on the normalised training frames (section 4).
     var = fit_var(S_train, M=cfg.whitening.M, ridge=cfg.whitening.ridge)
+    # The training codes' per-frame power, for codes drawn like them (VAR.sample, "mixture").
+    var.frame_scales = fit_frame_scales(
+        torch.cat(
+            [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
+        )
+    )
     # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
     # ones; written next to every run as whiteness.json.
     whiteness = {
