@@ -33,7 +33,8 @@ loudness) and :func:`summarize_real_notes`.
 Modules, one concept each: ``moments`` (the paper's quantities), ``spectra`` (spectral
 distances and descriptors), ``pitch`` (CREPE, cents, multi-pitch), ``grid`` (grid share, HNR,
 low-passed reference), ``fidelity`` (per-note pitch/HNR/grid of reconstructions),
-``real_notes`` (real recordings in DDSP's conventions).
+``real_notes`` (real recordings in DDSP's conventions), ``music`` (is a set of clips music
+like the training data: periodic frames, onsets, silences, flatness, grid).
 """
 
 from __future__ import annotations
@@ -63,6 +64,12 @@ from mmsin.evaluation.moments import (
     scalogram_normalizer,
     spread,
     time_averaged,
+)
+from mmsin.evaluation.music import (
+    MUSIC_FIGURES,
+    music_figures,
+    onset_rate,
+    periodic_share,
 )
 from mmsin.evaluation.pitch import (
     CREPE_FMAX,
@@ -111,6 +118,7 @@ __all__ = [
     "HNR_TOL_CENTS",
     "MISSING_DB",
     "MR_STFT_SIZES",
+    "MUSIC_FIGURES",
     "N_PARTIALS",
     "OCTAVE_CENTS",
     "PAPER_MM_DISTANCE",
@@ -146,8 +154,11 @@ __all__ = [
     "midi_to_hz",
     "moment_matching_distance",
     "multi_resolution_stft_distance",
+    "music_figures",
     "note_fidelity",
+    "onset_rate",
     "perceptual_error",
+    "periodic_share",
     "pitch_track",
     "real_note_metrics",
     "scalogram_normalizer",
