@@ -262,12 +262,25 @@ def test_generation(ctx: Any) -> None:
     train = ctx.clips[(ex.PIANO, "train", "small")].audio
     test = ctx.clips[(ex.PIANO, "test", "small")].audio
     frames = train.shape[1] // HOP
-    n = max(ctx.n_samples, len(test))
+    n = max(ctx.n_samples, 8, min(len(test), 64))
     assert (r["frames"], r["generated"]) == (frames, n)
     gen = _generate_by_hand(model, n, frames, ctx.seed)
     assert r["spread"]["train"] == pytest.approx(_spread(model, train, train), rel=1e-4)
     assert r["spread"]["test"] == pytest.approx(_spread(model, test, train), rel=1e-4)
     assert r["spread"]["generated"] == pytest.approx(_spread(model, gen, train), rel=1e-3)
+    assert r["mm_distance"]["test"] == pytest.approx(_mm_distance(model, test, train), rel=1e-4)
+    gen_mm = _mm_distance(model, gen, train)
+    assert r["mm_distance"]["generated"] == pytest.approx(gen_mm, rel=1e-3)
+    # The music figures of each set are those of its first n_f0 clips.
+    assert r["music_clips"] == ctx.n_f0
+    figs = ev.music_figures(gen[: ctx.n_f0], FS)
+    for key in ("periodic", "onsets_per_s", "silent", "flatness"):
+        assert r["music"]["generated"][key] == pytest.approx(figs[key], rel=1e-3, abs=1e-6), key
+    # Z of the test extracts through the model's own L (never fitted on them).
+    assert (
+        0 < r["whiteness_test"]["cov_median_diag"]
+        and len(r["whiteness_test"]["lag_median_abs"]) == 8
+    )
 
 
 def test_moment_matching(ctx: Any) -> None:

@@ -97,6 +97,14 @@ def onset_rate(
     return float(len(onsets) / (y.size / fs))
 
 
+def _summary(values: list[float], *, median: bool) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan")
+    return float(np.median(v) if median else np.mean(v))
+
+
 def music_figures(
     audio: Tensor | np.ndarray, fs: float = 4096, *, crepe: bool = True
 ) -> dict[str, Any]:
@@ -125,9 +133,7 @@ def music_figures(
         per["silent"].append(silent_frames(y))
         per["flatness"].append(spectral_flatness(y))
         per["grid"].append(float(grid[i]))
-    out: dict[str, Any] = {
-        k: float(np.nanmedian(v)) if k == "grid" else float(np.nanmean(v)) for k, v in per.items()
-    }
+    out: dict[str, Any] = {k: _summary(v, median=k == "grid") for k, v in per.items()}
     out["clips"] = int(a.shape[0])
     out["per_clip"] = per
     return out

@@ -300,7 +300,10 @@ def given_models(ctx: Context) -> dict[str, tuple[Any, dict[str, Any]]]:
     FileNotFoundError
         A name is neither a shipped pretrained model nor a checkpoint / run folder.
     ValueError
-        Two given models were trained on the same data set.
+        Two given models were trained on the same data set with the same loss.
+
+    Of several models of one data set (one per loss, as Table 1's three), the L_inv + lambda
+    L_MM one is the data set's model; :func:`given_by_loss` gives the others.
     """
     from mmsin.model import MMSIN
 
@@ -310,10 +313,14 @@ def given_models(ctx: Context) -> dict[str, tuple[Any, dict[str, Any]]]:
         model = MMSIN.load(spec)
         dataset = str(model.config.data.source)
         if dataset in ctx.given:
-            first = ctx.given[dataset][1]["model"]
-            raise ValueError(
-                f"--model {spec}: {first!r} was also trained on {dataset}; give one per data set"
-            )
+            first = ctx.given[dataset]
+            if first[0].config.loss.kind == model.config.loss.kind:
+                raise ValueError(
+                    f"--model {spec}: {first[1]['model']!r} was also trained on {dataset} with "
+                    f"loss {model.config.loss.kind}; give one per data set and loss"
+                )
+            if model.config.loss.kind != "inv+mm":
+                continue
         extra = getattr(model, "_extra", {})
         info = {
             "origin": "given",
@@ -326,6 +333,29 @@ def given_models(ctx: Context) -> dict[str, tuple[Any, dict[str, Any]]]:
         ctx.say(f"using model {spec} ({model.source}, trained on {dataset})")
         ctx.given[dataset] = (model, info)
     return ctx.given
+
+
+def given_by_loss(ctx: Context, dataset: str) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The models of ``ctx.model`` trained on ``dataset``, keyed by their loss kind
+    ("mse", "inv", "inv+mm"). Raises ValueError when two of them share a loss."""
+    from mmsin.model import MMSIN
+
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for spec in ctx.model:
+        model = MMSIN.load(spec)
+        kind, source = str(model.config.loss.kind), str(model.config.data.source)
+        if source != dataset:
+            continue
+        if kind in out:
+            raise ValueError(f"--model {spec} is a second {dataset} model with loss {kind}")
+        info = {
+            "origin": "given",
+            "model": spec,
+            "checkpoint": str(model.source),
+            "config": model.config.to_dict(),
+        }
+        out[kind] = (model, info)
+    return out
 
 
 def model_for(

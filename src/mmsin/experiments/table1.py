@@ -11,6 +11,7 @@ from mmsin.experiments.shared import (
     Context,
     Outcome,
     finish,
+    given_by_loss,
     loss_parts,
     out_folder,
     reconstruct,
@@ -68,24 +69,8 @@ def _given_by_loss(ctx: Context) -> dict[str, tuple[Any, dict[str, Any]]]:
 
     Raises ValueError when two given piano models share a loss.
     """
-    from mmsin.model import MMSIN
-
     kinds = sorted(row[0] for row in ev.PAPER_TABLE1)
-    out: dict[str, tuple[Any, dict[str, Any]]] = {}
-    for spec in ctx.model:
-        model = MMSIN.load(spec)
-        kind, source = str(model.config.loss.kind), str(model.config.data.source)
-        if source != PIANO:
-            continue
-        if kind in out:
-            raise ValueError(f"table1: --model {spec} is a second {PIANO} model with loss {kind}")
-        info = {
-            "origin": "given",
-            "model": spec,
-            "checkpoint": str(model.source),
-            "config": model.config.to_dict(),
-        }
-        out[kind] = (model, info)
+    out = given_by_loss(ctx, PIANO)
     if sorted(out) != kinds:
         ctx.say(
             f"table1 needs one {PIANO} model per loss ({', '.join(kinds)}); given: "
