@@ -1,4 +1,4 @@
-"""``mmsin transpose``: transformations in the embedding (issue 18).
+"""``mmsin transpose``: transformations in the embedding.
 
 Thin: parse, call :meth:`mmsin.MMSIN.transpose_scattering` and the decoder, write the WAV.
 """

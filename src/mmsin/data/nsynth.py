@@ -264,7 +264,7 @@ def load_nsynth(
         try:
             x = load_audio(n["path"], fs=fs, max_seconds=seconds)
         except AudioError as exc:
-            # A missing or broken note file costs that note only (issue 6: skip and report).
+            # A missing or broken note file costs that note only (skip and report).
             skipped.append((str(n["path"]), exc.problem))
             continue
         x = fit_length(x, length)

@@ -21,10 +21,11 @@ multi-resolution STFT distance, log-spectral distance, f0 through the CREPE pitc
 salience test for the pitch-interpolation claim, spectral flatness, the share of silent frames
 and the number of simultaneous partials for the waveform-interpolation claim.
 
-Last, what issue 12 measures: :func:`grid_energy_share` (energy on the generator's upsampling
-grids, multiples of fs/2^k), :func:`harmonic_to_noise_ratio` (energy on a note's harmonics
-against the rest) and :func:`lowpass_reference` (the original, low-passed: a reference to
-report a log-spectral distance beside).
+Last, what a generator that snaps pitches to its upsampling grids would show:
+:func:`grid_energy_share` (energy on the generator's upsampling grids, multiples of fs/2^k),
+:func:`harmonic_to_noise_ratio` (energy on a note's harmonics against the rest) and
+:func:`lowpass_reference` (the original, low-passed: a reference to report a log-spectral
+distance beside).
 
 And for real recordings, in DDSP's conventions (:mod:`mmsin.evaluation.real_notes`):
 :func:`real_note_metrics` (f0 error against the original's CREPE track, partials, HNR, LSD,

@@ -123,7 +123,7 @@ def grid_energy_share(
 
     The generator doubles its rate J times; a stack that turns each sample of layer j into a
     fixed grain makes a comb with lines at the multiples of that layer's rate fs/2^k (k = J - j)
-    and snaps the output's pitch to them (issue 12). For each clip, with E[f] its long-window
+    and snaps the output's pitch to them. For each clip, with E[f] its long-window
     energy spectrum (one Hann window over the whole clip, zero-padded FFT; see below)::
 
         share_k = sum_{f > tol, |f - m fs/2^k| <= tol for some m} E[f]  /  sum_{f > tol} E[f]

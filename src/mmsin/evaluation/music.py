@@ -1,5 +1,5 @@
 """Is it music like the training data? Figures of a set of clips, measured alike on generated
-and real ones (issue 17, the paper's section 5.2 beside them).
+and real ones (beside the paper's section 5.2 figures).
 
 - :func:`periodic_share`: the share of 20 ms frames in which CREPE finds a pitch (periodicity
   above 0.5): notes rather than texture.

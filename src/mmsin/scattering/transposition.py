@@ -1,4 +1,4 @@
-"""Transposition in the scattering: the linear operator T_k on S_J frames (issue 18).
+"""Transposition in the scattering: the linear operator T_k on S_J frames.
 
 A transposition by k semitones multiplies every frequency by 2^(k/12). The first-order
 wavelets psi1 are a semitone apart at Q = 12 (lambda1 index i: centre 2^(-i/Q) times the top
