@@ -669,3 +669,16 @@ def test_moment_matching_codes_come_from_the_float64_var(
         mask = relu.numpy()[None, :, None] if isinstance(relu, torch.Tensor) else bool(relu)
         want = np.where(mask, np.maximum(S[:, :, M:], 0), S[:, :, M:]).astype(np.float32)
         np.testing.assert_allclose(out.numpy(), want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_bf16_autocast_only_on_a_cpu_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(objective, "cpu_has_bf16", lambda: False)
+    assert not objective.amp_enabled(True, cpu)  # emulated bf16 would be slower: off
+    monkeypatch.setattr(objective, "cpu_has_bf16", lambda: True)
+    assert objective.amp_enabled(True, cpu) and not objective.amp_enabled(False, cpu)
+    a = torch.randn(4, 4)
+    with objective.amp_context(cpu, True):
+        assert (a @ a).dtype == torch.bfloat16
+    with objective.amp_context(cpu, False):
+        assert (a @ a).dtype == torch.float32

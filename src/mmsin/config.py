@@ -196,7 +196,8 @@ class TrainConfig:
     the generator also sees ``context_frames`` frames before them (None: its receptive field
     minus one) so that no loss is taken on outputs that lack their past. ``device`` is
     ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``; ``amp`` turns on mixed precision
-    (bf16, else fp16) for the generator on CUDA. A checkpoint is written every
+    for the generator: bf16 (else fp16) on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16
+    or AMX; elsewhere it is emulated and slower, so it stays off). A checkpoint is written every
     ``checkpoint_every`` epochs and at the end; ``preview_every`` epochs TensorBoard gets audio
     previews and spectrograms (0: never). ``lr_milestones``/``lr_gamma``: step decay of the
     learning rate at those epochs (empty: constant, as in the paper).

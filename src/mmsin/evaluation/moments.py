@@ -217,6 +217,22 @@ def moment_matching_distance(
     """
     if normalizer is None:
         normalizer = scalogram_normalizer(scalogram, reference, batch_size=batch_size)
-    m = time_averaged(scalogram, x, normalizer=normalizer, batch_size=batch_size).mean(axis=0)
-    mu = time_averaged(scalogram, reference, normalizer=normalizer, batch_size=batch_size)
-    return float(((m - mu.mean(axis=0)) ** 2).sum())
+    f = time_averaged(scalogram, x, normalizer=normalizer, batch_size=batch_size)
+    g = time_averaged(scalogram, reference, normalizer=normalizer, batch_size=batch_size)
+    return feature_mean_distance(f, g)
+
+
+def feature_mean_distance(f: Tensor | np.ndarray, g: Tensor | np.ndarray) -> float:
+    """Eq. (6) from time-averaged features: ``|| mean_i f_i - mean_j g_j ||_2^2``.
+
+    :func:`moment_matching_distance` is this on :func:`time_averaged` S_K; with the features
+    computed once per set, several sets are compared to one reference without recomputing it.
+
+    Parameters
+    ----------
+    f, g : shape (n, C) and (m, C)
+    """
+    a, b = _np(f), _np(g)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or not (len(a) and len(b)):
+        raise ValueError(f"f and g must be non-empty (n, C) arrays, got {a.shape}, {b.shape}")
+    return float(((a.mean(axis=0) - b.mean(axis=0)) ** 2).sum())

@@ -79,15 +79,9 @@ def generation(ctx: Context) -> Outcome:
     sk = build_scalogram(model.config).eval()
     norm = ev.scalogram_normalizer(sk, train.audio)  # the paper's normalised S_K
     whole = {"train": train.audio, "test": test.audio}  # sigma and eq. (6): every extract
-    sigma = {
-        k: ev.spread(ev.time_averaged(sk, whole.get(k, v), normalizer=norm))
-        for k, v in sets.items()
-    }
-    mm = {
-        k: ev.moment_matching_distance(whole.get(k, v), train.audio, sk, normalizer=norm)
-        for k, v in sets.items()
-        if k != "train"
-    }
+    feats = {k: ev.time_averaged(sk, whole.get(k, v), normalizer=norm) for k, v in sets.items()}
+    sigma = {k: ev.spread(f) for k, f in feats.items()}
+    mm = {k: ev.feature_mean_distance(f, feats["train"]) for k, f in feats.items() if k != "train"}
     n_music = max(1, min(n_gen, ctx.n_f0))
     ctx.say(f"generation: figures of music on {n_music} clips of each set (CREPE)")
     music = {k: ev.music_figures(v[:n_music], model.fs) for k, v in sets.items()}

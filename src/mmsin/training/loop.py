@@ -48,7 +48,13 @@ from mmsin.training.distributed import (
     wrap_for_ranks,
 )
 from mmsin.training.features import Features, prepare_features
-from mmsin.training.objective import Objective, evaluate_inv, loss_terms, total_loss
+from mmsin.training.objective import (
+    Objective,
+    amp_enabled,
+    evaluate_inv,
+    loss_terms,
+    total_loss,
+)
 from mmsin.training.previews import progress_bar, summary_writer, write_previews
 from mmsin.training.state import (
     Progress,
@@ -316,8 +322,8 @@ class _Session:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(cfg.train.lr_milestones), gamma=cfg.train.lr_gamma
         )
-        self.amp = bool(cfg.train.amp and device.type == "cuda")
-        self.use_scaler = self.amp and not torch.cuda.is_bf16_supported()
+        self.amp = amp_enabled(cfg.train.amp, device)  # CUDA, or a CPU with native bf16
+        self.use_scaler = self.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_scaler)
         self.at = Progress()
         if state is not None:

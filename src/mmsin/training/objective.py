@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,14 +25,43 @@ from mmsin.assembly import build_scalogram
 from mmsin.config import Config
 from mmsin.training.features import Features
 
-__all__ = ["Objective", "amp_context", "evaluate_inv", "loss_terms", "total_loss"]
+__all__ = [
+    "Objective",
+    "amp_context",
+    "amp_enabled",
+    "cpu_has_bf16",
+    "evaluate_inv",
+    "loss_terms",
+    "total_loss",
+]
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX, from /proc/cpuinfo):
+    only there is bf16 autocast faster than float32 (elsewhere it is emulated, and slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def amp_context(device: torch.device, enabled: bool) -> Any:
-    if not enabled or device.type != "cuda":
+    """Mixed precision for the generator: bf16 (else fp16) on CUDA, bf16 on a CPU that has it
+    (:func:`cpu_has_bf16`), nothing otherwise."""
+    if not enabled:
+        return contextlib.nullcontext()
+    if device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if device.type != "cuda":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.autocast("cuda", dtype=dtype)
+
+
+def amp_enabled(requested: bool, device: torch.device) -> bool:
+    """Whether ``train.amp`` takes effect on ``device``: CUDA, or a CPU with native bf16."""
+    return bool(requested and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())))
 
 
 class Objective(nn.Module):
