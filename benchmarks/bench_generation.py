@@ -20,6 +20,21 @@ fs = 4096 Hz (one frame = 1024 samples = 0.25 s), with random weights and BatchN
   it each generation mode reaches.
 - ``var-unwhiten-b1`` / ``var-unwhiten-b32``: the VAR recursion L^-1 (M = 4, 973 channels)
   per frame, separately from the network.
+
+The shipped generator (the ``pitched`` preset's partials head with free frequencies,
+:class:`mmsin.free_partials.FreePartialGenerator`): the shipped ``notes`` model's weights
+(float16 upcast at load; a random ``pitched`` generator if no model is found, said in the
+row's notes), on random S_J-shaped frames (the cost does not depend on them: every oscillator
+is synthesised, silent or not). Rows:
+
+- ``pitched-stream-b1``: batch-1 streaming, one frame per push, with the cached state
+  (:mod:`mmsin.partials_stream`); target >= 300x on one thread. The peer is the previous
+  streamer, which re-ran the controls over the last ``frame_span`` frames at every push
+  (:class:`RerenderStreamer`, kept here to compare; checked equal to the cached one).
+- ``pitched-stream-b1-8frames``: the same with 8 frames per push.
+- ``pitched-batch32``: whole-sequence forward, batch 32 x 16 frames.
+- ``pitched-train-step``: forward + backward of the head in training mode on the preset's
+  batch (context + segment frames), a mean of squares standing in for the losses.
 """
 
 from __future__ import annotations
@@ -113,6 +128,136 @@ def stream_frames(
     return times
 
 
+def shipped_generator(device: str) -> tuple[Any, str]:
+    """The shipped model's generator in eval mode, and a note on where it came from."""
+    from mmsin.model import MMSIN
+
+    try:
+        g = MMSIN.load("notes").generator
+        note = "shipped notes model"
+    except (FileNotFoundError, ValueError) as exc:  # no model here: same shapes, random weights
+        from mmsin.assembly import build_generator
+        from mmsin.config import preset
+
+        torch.manual_seed(0)
+        g = build_generator(preset("pitched"), CHANNELS)
+        note = f"random pitched generator ({type(exc).__name__}: no shipped model)"
+    return g.float().eval().to(device), note
+
+
+class RerenderStreamer:
+    """The free partials streamer before the cached state (the peer): every push re-runs the
+    controls over the last ``frame_span`` frames and the new ones, then synthesises the new
+    blocks from the carried synthesis state."""
+
+    def __init__(self, g: Any, batch: int) -> None:
+        self.g = g
+        self.history = next(g.parameters()).new_zeros(batch, g.in_channels, 0)
+        self.state = g.zero_state(batch, self.history)
+        self.seen = 0
+
+    @torch.no_grad()
+    def push(self, frames: torch.Tensor) -> torch.Tensor:
+        g, k = self.g, frames.shape[-1]
+        window = torch.cat([self.history, frames], dim=-1)
+        c = g.controls(window).tail(k, g.m)
+        y, self.state = g.synthesize(c, self.state, self.seen * g.hop)
+        self.history = window[..., -g.frame_span[0] :]
+        self.seen += k
+        return y
+
+
+def stream_times(s: Any, frames: torch.Tensor, pushes: int, device: str) -> list[float]:
+    """Per-push wall times of pushing ``frames`` into the streamer ``s`` (after 4 warm-ups)."""
+    for _ in range(4):
+        s.push(frames)
+    _sync(device)
+    times = []
+    for _ in range(pushes):
+        t0 = time.perf_counter()
+        s.push(frames)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def pitched_rows(device: str, quick: bool, row: Callable[..., None]) -> None:
+    """Rows of the shipped generator (module docstring)."""
+    from mmsin.assembly import context_frames
+    from mmsin.config import preset
+
+    g, note = shipped_generator(device)
+    frame_s = g.hop / FS
+    torch.manual_seed(2)
+    z = torch.rand(1, CHANNELS, 24, device=device) * 0.02
+    # the cached streamer equals the re-rendering one (and both the offline forward)
+    new, old = g.stream(1), RerenderStreamer(g, 1)
+    with torch.no_grad():
+        a = torch.cat([new.push(z[..., i : i + 1]) for i in range(z.shape[-1])], -1)
+    b = torch.cat([old.push(z[..., i : i + 1]) for i in range(z.shape[-1])], -1)
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    pushes = 40 if quick else 200
+    for k in (1, 8):
+        n = max(5, pushes // k)
+        t_new = stream_times(g.stream(1), z[..., :k], n, device)
+        t_old = stream_times(RerenderStreamer(g, 1), z[..., :k], n, device)
+        m_new, m_old = statistics.fmean(t_new), statistics.fmean(t_old)
+        rtf = k * frame_s / m_new
+        name = "pitched-stream-b1" if k == 1 else f"pitched-stream-b1-{k}frames"
+        extra: dict[str, Any] = {}
+        if k == 1:
+            extra = {"target": ">= 300x real time", "target_met": rtf >= 300}
+        row(
+            f"{name} (real-time factor)",
+            rtf,
+            "x",
+            peer={"value": k * frame_s / m_old, "unit": "x"},
+            ratio=m_old / m_new,
+            latency_mean_ms=m_new * 1e3 / k,
+            latency_p90_ms=sorted(t_new)[int(0.9 * (len(t_new) - 1))] * 1e3,
+            peer_latency_mean_ms=m_old * 1e3 / k,
+            peer_note="previous streamer: re-renders the last frame_span frames per push",
+            notes=note,
+            **extra,
+        )
+        if k == 1:
+            row(f"{name} latency per frame (mean)", m_new * 1e3, "ms", peer_ms=m_old * 1e3)
+    batch, frames = (32, 8) if quick else (32, 16)
+    zb = torch.rand(batch, CHANNELS, frames, device=device) * 0.02
+    with torch.no_grad():
+        t = statistics.median(_times(lambda: g(zb), 2 if quick else 3, device, warmup=1))
+    samples = batch * frames * g.hop
+    row(
+        "pitched-batch32 throughput",
+        samples / t,
+        "samples/s",
+        real_time_factor=samples / t / FS,
+        notes=note,
+    )
+    # A training step of the head: forward + backward on the preset's batch and frames.
+    cfg = preset("pitched")
+    before, after = context_frames(cfg, g)
+    width = before + cfg.train.segment_frames + after
+    tb = cfg.train.batch_size
+    zt = torch.rand(tb, CHANNELS, width, device=device) * 0.02
+    g.train()
+
+    def step() -> None:
+        g.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            g(zt).square().mean().backward()
+
+    t = statistics.median(_times(step, 2 if quick else 3, device, warmup=1))
+    g.eval()
+    row(
+        f"pitched-train-step b{tb} x {width} frames (forward+backward)",
+        t * 1e3,
+        "ms",
+        examples_per_s=tb / t,
+        notes=note,
+    )
+
+
 def random_var(device: str) -> VAR:
     torch.manual_seed(1)
     var = VAR(CHANNELS, 4, dtype=torch.float32)
@@ -202,6 +347,8 @@ def run(threads: int, device: str = "cpu", quick: bool = False) -> list[dict[str
         params=sum(p.numel() for p in g.parameters()),
     )
     row("matmul 1024^3 float32 peak", peak, "GFLOP/s")
+    # The shipped generator, in the same run as the paper's G.
+    pitched_rows(device, quick, row)
     # The VAR recursion L^-1 alone.
     var = random_var(device)
     n_frames = 50 if quick else 200

@@ -34,9 +34,7 @@ def main() -> None:
     ap.add_argument("--size", default="full")
     ap.add_argument("--preset", default="pitched")
     ap.add_argument("--orders", type=int, nargs="+", default=[4, 2, 1])
-    ap.add_argument(
-        "--ridges", type=float, nargs="+", default=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1]
-    )
+    ap.add_argument("--ridges", type=float, nargs="+", default=[1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
     ap.add_argument("--train-frames", type=int, default=20000, help="frames of train whiteness")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()

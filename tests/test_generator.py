@@ -172,6 +172,32 @@ def test_streaming_lag_and_zero_flush_for_causal_default() -> None:
     assert causal.flush().shape == (1, 0)
 
 
+def test_streaming_refolds_bias_and_batchnorm_changed_in_place() -> None:
+    """The streamer folds each layer's bias and BatchNorm once and keeps the fold only while
+    none of their tensors changes: after an in-place change the next push uses the new values
+    (the last layer's bias enters at emission only, so the later blocks equal the offline
+    forward with it)."""
+    g = CausalGenerator(4, J=3, c1=3).eval()
+    randomize_batchnorm(g)
+    x = torch.rand(1, 4, 6)
+    s = g.stream(1)
+    first = s.push(x[..., :3])
+    with torch.no_grad():
+        g.layers[-1].conv.bias.add_(0.5)  # type: ignore[union-attr]
+    later = s.push(x[..., 3:])
+    whole = g(x).detach()
+    torch.testing.assert_close(later, whole[:, 3 * 8 :], rtol=0, atol=1e-5)
+    assert float((first - whole[:, : 3 * 8]).abs().max()) > 0.1
+    bn = g.layers[1].bn
+    assert bn is not None and bn.running_var is not None
+    with torch.no_grad():
+        bn.running_var.mul_(3.0)
+    scale, shift = s._affine(g.layers[1], whole)  # type: ignore[arg-type]
+    fresh = g.stream(1)._affine(g.layers[1], whole)  # type: ignore[arg-type]
+    assert scale is not None and fresh[0] is not None
+    assert torch.equal(scale, fresh[0]) and torch.equal(shift, fresh[1])
+
+
 def test_streaming_requires_eval_and_shapes() -> None:
     g = CausalGenerator(4, J=2, c1=3)
     s = g.stream(1)

@@ -37,6 +37,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "note-fidelity-self-comparison",
         "freq-padding-one-sided",
         "stream-phase-not-carried",
+        "stream-layer-cache-stale",
         "free-frequency-at-bin-centre",
         "partials-not-followed",
         "missing-partial-never",

@@ -31,14 +31,15 @@ frequency is not left to them: it is read from the embedding itself.
 
 Timing: the controls of block n depend on frames n - lo .. n (``frame_span``, as the fixed
 head's); the phase is a state carried from the last silence, so a frame can change the phase
-(not the amplitudes) of later blocks. Streaming keeps that state (:class:`FreePartialStreamer`).
+(not the amplitudes) of later blocks. Streaming (:class:`mmsin.partials_stream.FreePartialStreamer`)
+keeps that state and every layer's cached past, so a push computes its new frames only.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -46,7 +47,6 @@ from torch import Tensor, nn
 
 from mmsin.partials import (
     PartialGenerator,
-    PartialStreamer,
     PeakCalibration,
     _FreqLayer,
     _phase_offsets,
@@ -61,7 +61,10 @@ from mmsin.synthesis import (
     sum_oscillators,
 )
 
-__all__ = ["Controls", "FreePartialGenerator", "FreePartialStreamer"]
+if TYPE_CHECKING:
+    from mmsin.partials_stream import FreePartialStreamer
+
+__all__ = ["Controls", "FreePartialGenerator", "State"]
 
 NOISE_TABLE = 2**15  # samples of noise per band before it repeats (8 s at 4096 Hz)
 
@@ -241,8 +244,25 @@ class FreePartialGenerator(PartialGenerator):
         return total + self.hop * (17 * self.num_oscillators + 3 * self.noise_bands + 4)
 
     # ----------------------------------------------------------------------------- controls
-    def controls(self, frames: Tensor) -> Controls:
-        """Frame-rate controls of ``frames`` (B, in_channels, T)."""
+    def estimate(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The per-frame part of the controls: each frame's values from that frame alone.
+
+        Parameters
+        ----------
+        frames : Tensor (B, in_channels, T)
+            S_J / norm.
+
+        Returns
+        -------
+        lu : Tensor (B, F, T)
+            log(1 + u / eps), the shared network's input.
+        est : Tensor (B, F, T)
+            Log-amplitude estimate of the partial at each bin (meaningful at peaks).
+        peak : Tensor (B, F, T) bool
+            The bins that hold a partial.
+        omega : Tensor (B, N, T) float64
+            The kept oscillators' frequencies, radians per sample.
+        """
         if frames.dim() != 3 or frames.shape[1] != self.in_channels:
             raise ValueError(
                 f"frames must have shape (batch, {self.in_channels}, time), got "
@@ -269,6 +289,17 @@ class FreePartialGenerator(PartialGenerator):
             semis = semis[:, self.keep_bins]
             hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
+        return lu, est, peak, omega
+
+    def noise_gains(self, frames: Tensor) -> Tensor:
+        """The noise bands' gains per frame (B, noise_bands, T) (each frame's from itself)."""
+        if self.noise is not None:
+            return self.noise(frames)  # type: ignore[no-any-return]
+        return frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
+
+    def controls(self, frames: Tensor) -> Controls:
+        """Frame-rate controls of ``frames`` (B, in_channels, T)."""
+        lu, est, peak, omega = self.estimate(frames)
         x = lu[:, None]
         if self.context is not None:
             ctx = self.context(frames)[:, :, None, :].expand(-1, -1, lu.shape[1], -1)
@@ -277,11 +308,7 @@ class FreePartialGenerator(PartialGenerator):
             x = layer(x)
         amp = self.amp(self.out(x), est, peak)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
-        if self.noise is not None:
-            noise = self.noise(frames)
-        else:
-            noise = frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
-        return Controls(amp, omega.to(amp.dtype), gain, noise)
+        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames))
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is
@@ -333,34 +360,8 @@ class FreePartialGenerator(PartialGenerator):
         return self.render(frames, 0)
 
     def stream(self, batch_size: int) -> FreePartialStreamer:  # type: ignore[override]
-        """A streaming generator: push frames, get the matching samples (eval mode only)."""
+        """A streaming generator with cached state: push frames, get the matching samples
+        (eval mode only; :mod:`mmsin.partials_stream`)."""
+        from mmsin.partials_stream import FreePartialStreamer
+
         return FreePartialStreamer(self, batch_size)
-
-
-class FreePartialStreamer(PartialStreamer):
-    """Frame-by-frame generation equal to :meth:`FreePartialGenerator.forward`.
-
-    Keeps the last ``lo`` frames (the controls of a new frame depend on nothing older) and the
-    synthesis state (the previous frame's controls and the running phases); each push computes
-    the controls of the new frames only and synthesises their blocks.
-    """
-
-    generator: FreePartialGenerator
-
-    def reset(self) -> None:
-        """Forget the stream."""
-        super().reset()
-        self._state = self.generator.zero_state(self.batch_size, self._history)
-
-    @torch.no_grad()
-    def push(self, frames: Tensor) -> Tensor:
-        """Feed frames (B, in_channels, k), get their k 2^J samples."""
-        k = frames.shape[-1]
-        if k == 0:
-            return frames.new_zeros(self.batch_size, 0)
-        g, window = self.generator, self._window(frames)
-        c = g.controls(window).tail(k, g.m)
-        y, self._state = g.synthesize(c, self._state, self._seen * g.hop)
-        self._history = window[..., -g.frame_span[0] :]
-        self._seen += k
-        return y

@@ -22,6 +22,7 @@ after silence equal to the same clip decoded alone (the training loop's zero sta
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -44,9 +45,24 @@ TWO_PI = 2 * math.pi
 def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
     """Horner's rule, highest power first (numpy.polyfit's order)."""
     y = torch.zeros_like(x)
-    for c in coefficients.to(x):
+    # On the CPU, the coefficients as Python numbers: the same products and sums in x's dtype,
+    # without a tensor operation per coefficient to pick it out (a streamed frame's cost is
+    # mostly such small operations); elsewhere .tolist() would wait for the device.
+    cs = coefficients.tolist() if coefficients.device.type == "cpu" else coefficients.to(x)
+    for c in cs:
         y = y * x + c
     return y
+
+
+@functools.lru_cache(maxsize=64)
+def _ramps(h: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """(w_u = (u + 1) / h, u + 1 in float32, (u + 1)(u + 2) / (2 h) in float32) for u < h,
+    made once per block length, device and dtype (the same values as made on each call)."""
+    with torch.inference_mode(False), torch.no_grad():  # usable later by autograd
+        w = (torch.arange(h, device=device, dtype=dtype) + 1) / h
+        u1 = torch.arange(1, h + 1, device=device, dtype=torch.float32)
+        quad = u1 * (u1 + 1) / (2 * h)
+    return w, u1, quad
 
 
 def parabolic_peaks(log_u: Tensor, floor: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -90,7 +106,7 @@ def interpolate_blocks(c: Tensor, prev: Tensor, h: int) -> Tensor:
     """Controls per frame (B, N, T) to per sample (B, N, T, h), linearly between frames n - 1
     and n (``prev`` (B, N): the frame before the first; module docstring)."""
     before = torch.cat([prev[..., None].to(c), c[..., :-1]], dim=-1)
-    w = (torch.arange(h, device=c.device, dtype=c.dtype) + 1) / h
+    w = _ramps(h, c.device, c.dtype)[0]
     return before[..., None] + (c - before)[..., None] * w
 
 
@@ -159,14 +175,13 @@ def sum_oscillators(
     are read from the encoder, not learned); the amplitudes do.
     """
     with torch.no_grad():
-        u1 = torch.arange(1, h + 1, device=amp.device, dtype=torch.float32)
-        quad = u1 * (u1 + 1) / (2 * h)
+        _, u1, quad = _ramps(h, amp.device, amp.dtype)
         w0 = omega_from.float()[..., None]
         dw = (omega.float() - omega_from.float())[..., None]
         phi = start.float()[..., None] + u1 * w0 + quad * dw
         carrier = torch.cos(phi).to(amp.dtype)  # (B, N, T, h)
     before = torch.cat([amp_prev[..., None].to(amp), amp[..., :-1]], dim=-1)
-    w = (torch.arange(h, device=amp.device, dtype=amp.dtype) + 1) / h
+    w = _ramps(h, amp.device, amp.dtype)[0]
     old = torch.einsum("bnt,bnth->bth", before, carrier)
     cur = torch.einsum("bnt,bnth->bth", amp, carrier)
     return old + (cur - old) * w

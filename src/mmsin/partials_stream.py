@@ -1,0 +1,164 @@
+"""Streaming the free partials generator with cached state (:class:`FreePartialStreamer`).
+
+What a push of k frames must compute, and what it keeps (docs/model.md, section 6):
+
+- **Per-frame parts**, computed on the new frames alone: the front end and the peaks
+  (:meth:`FreePartialGenerator.estimate`: u, its parabolic peaks, the frequencies), the
+  context channels and the noise gains (1 x 1 layers), the amplitudes from the network's
+  log-gain. No state.
+- **The shared 2-D network** (causal along frames, ``time_kernel`` = kt frames; 'same' along
+  log-frequency, which is whole in every frame, so nothing along frequency needs caching):
+  each layer keeps its last kt - 1 input frames and computes its outputs for the new frames
+  only. A kt x kf Conv2d on one output frame equals a Conv1d along frequency over the kt input
+  frames stacked as channels (tap-major), which runs several times faster at batch 1 than
+  Conv2d on a (kf + F - 1) x kt patch; k frames go through it as a batch of k.
+- **The gain trunk** (the paper's layers): :class:`mmsin.generator.GeneratorStreamer`, which
+  keeps each layer's pending overlap-add sums.
+- **The synthesis**: the previous frame's controls and the running phases (``State``), and the
+  absolute sample position (the noise tables are read by it).
+
+So a push costs the same per frame however long the stream is, and its output equals
+:meth:`FreePartialGenerator.forward` on the whole sequence to float rounding (the Conv1d and
+the trunk's overlap-add sum in another order than the offline Conv2d / ConvTranspose1d):
+tests/test_free_partials.py splits sequences at random points, one frame to many.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmsin.free_partials import Controls, FreePartialGenerator, State
+from mmsin.generator import GeneratorStreamer
+from mmsin.partials import _FreqLayer
+
+__all__ = ["CachedFreqLayer", "FreePartialStreamer"]
+
+
+class CachedFreqLayer:
+    """One :class:`mmsin.partials._FreqLayer` applied to new frames only.
+
+    Parameters
+    ----------
+    layer : _FreqLayer
+        Conv2d over (log-frequency, frames), kernel kf x kt, causal along frames.
+    batch_size : int
+    bins : int
+        F, the number of log-frequency bins.
+
+    Notes
+    -----
+    Activations are held time-major, (B, k, C, F), so that the kt frames one output needs are
+    contiguous channels of a Conv1d along frequency. The weights are re-laid out once here:
+    build a new streamer (or ``reset`` it) after changing them.
+    """
+
+    def __init__(self, layer: _FreqLayer, batch_size: int, bins: int) -> None:
+        w = layer.conv.weight.detach()  # (c_out, c_in, kf, kt)
+        c_out, c_in, kf, kt = w.shape
+        # tap j of the kernel meets frame n - (kt - 1) + j: channels ordered (tap, c_in)
+        self.weight = w.permute(0, 3, 1, 2).reshape(c_out, kt * c_in, kf).contiguous()
+        bias = layer.conv.bias
+        self.bias = None if bias is None else bias.detach()
+        self.pad = (kf // 2, (kf - 1) // 2)  # as _FreqLayer.forward pads log-frequency
+        self.kt, self.c_in, self.c_out, self.relu = kt, c_in, c_out, layer.relu
+        # the offline layer pads kt - 1 zero frames before the sequence
+        self.history = w.new_zeros(batch_size, kt - 1, c_in, bins)
+
+    def push(self, x: Tensor) -> Tensor:
+        """New input frames (B, k, c_in, F) -> their output frames (B, k, c_out, F)."""
+        B, k, _, Fb = x.shape
+        full = torch.cat([self.history, x], dim=1)  # (B, kt - 1 + k, c_in, F)
+        self.history = full[:, k:]
+        if self.kt == 1:
+            win = x.reshape(B * k, self.c_in, Fb)
+        elif k == 1:
+            win = full.reshape(B, self.kt * self.c_in, Fb)
+        else:  # (B, k, c_in, F, kt) -> (B k, kt c_in, F)
+            win = full.unfold(1, self.kt, 1).permute(0, 1, 4, 2, 3)
+            win = win.reshape(B * k, self.kt * self.c_in, Fb)
+        y = F.conv1d(F.pad(win, self.pad), self.weight, self.bias)
+        y = y.reshape(B, k, self.c_out, Fb)
+        return torch.relu_(y) if self.relu else y
+
+
+class FreePartialStreamer:
+    """Frame-by-frame generation equal to :meth:`FreePartialGenerator.forward`, with cached
+    state (module docstring): ``push(frames (B, C, k))`` returns their ``k 2^J`` samples.
+
+    Parameters
+    ----------
+    generator : FreePartialGenerator
+        In eval mode (the gain trunk's BatchNorm must use its running statistics).
+    batch_size : int
+    """
+
+    def __init__(self, generator: FreePartialGenerator, batch_size: int) -> None:
+        if generator.training:
+            raise RuntimeError("call generator.eval() before streaming")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.generator = generator
+        self.batch_size = int(batch_size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next push starts a sequence, as ``forward`` does."""
+        g, B = self.generator, self.batch_size
+        like = next(g.parameters()).detach()
+        self._layers = [CachedFreqLayer(la, B, g.num_bins) for la in [*g.freq_layers, g.out]]
+        self._trunk = GeneratorStreamer(g.trunk, B)
+        self._state: State = g.zero_state(B, like)
+        self._like = like
+        self._seen = 0
+
+    def _network(self, frames: Tensor, lu: Tensor) -> Tensor:
+        """The shared network's log-gain of the new frames, (B, 1, F, k) as offline."""
+        g = self.generator
+        Fb = lu.shape[1]
+        x = lu.transpose(1, 2)[:, :, None]  # (B, k, 1, F)
+        if g.context is not None:
+            ctx = g.context(frames).transpose(1, 2)  # (B, k, ctx)
+            x = torch.cat([x, ctx[..., None].expand(-1, -1, -1, Fb)], dim=2)
+        for layer in self._layers:
+            x = layer.push(x)
+        return x.permute(0, 2, 3, 1)
+
+    @torch.no_grad()
+    def controls(self, frames: Tensor) -> Controls:
+        """The controls of new frames (B, in_channels, k), as :meth:`FreePartialGenerator.controls`
+        gives them within the whole sequence; advances the network's caches (not the
+        synthesis: :meth:`push` does both)."""
+        g = self.generator
+        if frames.dim() != 3 or frames.shape[:2] != (self.batch_size, g.in_channels):
+            raise ValueError(
+                f"frames must have shape ({self.batch_size}, {g.in_channels}, k), got "
+                f"{tuple(frames.shape)}"
+            )
+        frames = frames.to(self._like)
+        if frames.shape[-1] == 0:
+            z = frames.new_zeros
+            B, n, nb = self.batch_size, g.num_oscillators, g.noise_bands
+            return Controls(z(B, n, 0), z(B, n, 0), z(B, 1, 0), z(B, nb, 0))
+        lu, est, peak, omega = g.estimate(frames)
+        amp = g.amp(self._network(frames, lu), est, peak)
+        gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
+        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames))
+
+    @torch.no_grad()
+    def push(self, frames: Tensor) -> Tensor:
+        """Feed frames (B, in_channels, k), get their k 2^J samples (B, k 2^J)."""
+        k = frames.shape[-1]
+        if k == 0:
+            return frames.new_zeros(self.batch_size, 0)
+        g = self.generator
+        c = self.controls(frames)
+        y, self._state = g.synthesize(c, self._state, self._seen * g.hop)
+        self._seen += k
+        return y
+
+    @torch.no_grad()
+    def flush(self) -> Tensor:
+        """End the stream (causal: nothing is held back)."""
+        return self._like.new_zeros(self.batch_size, 0)
