@@ -161,7 +161,7 @@ def _relu(model: Any, S: np.ndarray) -> np.ndarray:
 
 def _generate_by_hand(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
     """G(ReLU(L^-1 z)) of white noise drawn from ``seed``, warm-up frames dropped (the ReLU
-    on the non-negative channels)."""
+    on the non-negative channels) after G has run on the last of them."""
     from mmsin.whitening import NOISE_FRAMES
 
     warm = int(model.config.whitening.warmup)
@@ -172,10 +172,12 @@ def _generate_by_hand(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
     z = torch.cat(
         [torch.randn(shape, generator=g, dtype=model.var.A.dtype) for _ in range(blocks)], -1
     )[..., : warm + frames]
-    X = _relu(model, _inverse_var(model, z.double().numpy())[:, :, warm:])
+    lead = model.generation_lead(warm)  # G also runs on the last warm-up frames
+    X = _relu(model, _inverse_var(model, z.double().numpy())[:, :, warm - lead :])
     with torch.no_grad():
         model.generator.eval()
-        return model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()  # type: ignore[no-any-return]
+        y = model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    return y[:, lead * model.hop :]  # type: ignore[no-any-return]
 
 
 def _spread(model: Any, x: np.ndarray, train: np.ndarray) -> float:

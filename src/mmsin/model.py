@@ -317,7 +317,9 @@ class MMSIN(nn.Module):
         seed : int, optional
             Seed of the noise (None: from torch's global generator).
         warmup : int, optional
-            VAR frames discarded before the kept ones (default ``config.whitening.warmup``).
+            VAR frames discarded before the kept ones (default ``config.whitening.warmup``);
+            the last :meth:`generation_lead` of them also go through G, whose output for them
+            is dropped.
         codes : {"gaussian", "mixture"}
             The law of z: the paper's N(0, I), or a scale mixture with the training codes'
             per-frame power (heavy-tailed like real innovations; :meth:`VAR.sample`).
@@ -326,8 +328,20 @@ class MMSIN(nn.Module):
         -------
         Tensor, shape (batch, frames * 2^J), float32, at ``fs`` Hz.
         """
-        S = self.sample_scattering(frames, batch, seed, warmup=warmup, codes=codes)
-        return self._generate_from(S, aligned=False)
+        w = self._config.whitening.warmup if warmup is None else int(warmup)
+        lead = self.generation_lead(w)
+        S = self.sample_scattering(frames + lead, batch, seed, warmup=w - lead, codes=codes)
+        return self._generate_from(S, aligned=False)[:, lead * self.hop :]
+
+    def generation_lead(self, warmup: int) -> int:
+        """Warm-up frames of the VAR that G also runs on before the kept ones when generating:
+        its past span (at most ``warmup``). Without them G would start from silence while the
+        frames are already mid-music, and play that jump as a loud broadband onset at the start
+        of every sample (a burst of 5-20x the music's peak, measured). The kept frames are the
+        same either way: they are the last ``frames`` of ``warmup + frames``."""
+        from mmsin.assembly import context_frames
+
+        return max(0, min(int(warmup), context_frames(self._config, self.generator)[0]))
 
     @torch.no_grad()
     def sample_scattering(

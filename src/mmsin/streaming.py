@@ -141,9 +141,19 @@ def generate_blocks(
     if seed is not None:
         g = torch.Generator(device=model.var.A.device).manual_seed(int(seed))
     w = model.config.whitening.warmup if warmup is None else int(warmup)
+    lead = model.generation_lead(w)  # warm-up frames G runs on too; their output is dropped
+    skip = lead * model.hop
     streamer = model.generator.stream(batch)
     for S in model.var.sample_blocks(
-        batch, frames, warmup=w, generator=g, relu=model.modulus_channels, codes=codes
+        batch,
+        frames + lead,
+        warmup=w - lead,
+        generator=g,
+        relu=model.modulus_channels,
+        codes=codes,
     ):
-        yield streamer.push(S.float()).float()
-    yield streamer.flush().float()
+        y = streamer.push(S.float()).float()
+        y, skip = y[:, skip:], max(0, skip - y.shape[-1])
+        yield y
+    y = streamer.flush().float()
+    yield y[:, skip:]
