@@ -682,3 +682,19 @@ def test_bf16_autocast_only_on_a_cpu_that_has_it(monkeypatch: pytest.MonkeyPatch
         assert (a @ a).dtype == torch.bfloat16
     with objective.amp_context(cpu, False):
         assert (a @ a).dtype == torch.float32
+
+
+def test_mm_term_divides_by_the_chosen_channel_statistic(tmp_path: Path) -> None:
+    cfg = tiny()
+    tr, te = clips()
+    f = training.prepare_features(cfg, tr, te, cache_dir=tmp_path, context=(2, 0))
+    assert cfg.loss.mm_norm == "rms"  # the reference code's L_MM
+    torch.testing.assert_close(objective.Objective(cfg, f).mm.rms, f.sk_rms)
+    cfg.loss.mm_norm = "mean"  # eq. (5)'s and the paper's reported distances' divisor
+    torch.testing.assert_close(objective.Objective(cfg, f).mm.rms, f.sk_mean_abs)
+    # On the tones, the top channels are sparse: RMS well above the mean, so "mean" weighs
+    # them more.
+    assert bool((f.sk_rms > 1.05 * f.sk_mean_abs).any())
+    cfg.loss.mm_norm = "median"
+    with pytest.raises(ValueError, match="mm_norm"):
+        cfg.validate()

@@ -161,6 +161,9 @@ class LossConfig:
     weight times a phase-blind fine-resolution spectral term (``mmsin.losses.SpectrumLoss``,
     STFT magnitudes at windows of ``spectral_ffts`` samples) to the reconstruction loss: not in
     the paper; the ``pitched`` preset uses it (docs/model.md, "The 64 Hz grid").
+    ``mm_norm``: the per-channel divisor of L_MM, ``"rms"`` (the reference code: each channel's
+    RMS over the training set) or ``"mean"`` (its mean |S_K|, the normalisation of eq. 5 and of
+    the paper's reported eq. 6 distances; the ``pitched`` preset, docs/training.md).
     """
 
     kind: str = "inv+mm"
@@ -171,9 +174,11 @@ class LossConfig:
     mm_batch: int = 128
     spectral: float = 0.0
     spectral_ffts: list[int] = field(default_factory=lambda: [8192, 2048, 512])
+    mm_norm: str = "rms"
 
     def validate(self) -> None:
         _choice("loss.kind", self.kind, LOSS_KINDS)
+        _choice("loss.mm_norm", self.mm_norm, ("rms", "mean"))
         _require(self.spectral >= 0, "loss.spectral", self.spectral, "must be >= 0")
         _require(
             bool(self.spectral_ffts) and min(self.spectral_ffts) >= 16,
@@ -355,6 +360,7 @@ def _pitched() -> Config:
     )
     cfg.loss.spectral = 1.0
     cfg.loss.spectral_ffts = [2048, 512]
+    cfg.loss.mm_norm = "mean"
     return cfg
 
 

@@ -79,7 +79,10 @@ class Objective(nn.Module):
         for p in scalogram.parameters():
             p.requires_grad_(False)
         self.rec = ReconstructionLoss(scalogram, feats.sk_mean_abs)
-        self.mm = MomentMatchingLoss(scalogram, feats.sk_mean, feats.sk_rms)
+        # L_MM's divisor: the reference's RMS, or the mean |S_K| of eq. (5) and of the paper's
+        # reported distances, which weighs sparse channels (the top octave) as the paper did.
+        mm_norm = feats.sk_mean_abs if cfg.loss.mm_norm == "mean" else feats.sk_rms
+        self.mm = MomentMatchingLoss(scalogram, feats.sk_mean, mm_norm)
         self.register_buffer("wave_power", feats.wave_power.clone())
         self.spectrum = SpectrumLoss(cfg.loss.spectral_ffts)
 
