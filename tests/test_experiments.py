@@ -104,6 +104,8 @@ def test_given_models_are_matched_to_their_training_data() -> None:
     assert (
         model is given[ex.NOTES][0] and shared.data_size(ctx, model) == "full"
     )  # shipped notes: nsynth-like full
+    # the demo evaluates them on the small sets (it never builds the full ones)
+    assert shared.data_size(ex.Context(eval_size="small"), model) == "small"
     # nothing is trained when models are given: a missing data set is an error ...
     piano_only = ex.Context(model=("piano",), progress=False)
     with pytest.raises(ValueError, match="pitch_interpolation needs a model trained on"):

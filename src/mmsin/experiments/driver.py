@@ -343,6 +343,8 @@ def demo(ctx: Context | None = None, *, pretrained: bool = True) -> Path:
     :func:`reproduce`).
     """
     ctx = ctx or Context(preset="small", n_examples=2, n_pairs=8, n_samples=4)
+    if ctx.eval_size is None and ctx.preset != "paper":
+        ctx.eval_size = "small"  # the shipped models too: never build the full sets here
     from mmsin import data
 
     t0 = time.perf_counter()

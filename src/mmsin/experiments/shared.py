@@ -89,6 +89,9 @@ class Context:
     steps: dict[str, int] = field(default_factory=dict)
     #: runs trained (not reused) in this invocation
     trained_now: list[str] = field(default_factory=list)
+    #: look-alike size given models are evaluated on (None: the size each was trained on; the
+    #: demo: "small", so that it never builds the full sets)
+    eval_size: str | None = None
     #: ``time.perf_counter()`` when the invocation began (the demo: before building data and
     #: training); the combined report gives the wall time since then
     started: float | None = None
@@ -383,8 +386,9 @@ def model_for(
 
 
 def data_size(ctx: Context, model: Any) -> str:
-    """The data size a model was trained at (look-alikes: 'small' or 'full')."""
-    return str(model.config.data.size or _size(ctx))
+    """The look-alike size to evaluate a model on ('small' or 'full'): ``ctx.eval_size`` when
+    set, else the size the model was trained at."""
+    return str(ctx.eval_size or model.config.data.size or _size(ctx))
 
 
 def loss_parts(model: Any) -> Any:
