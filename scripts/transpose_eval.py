@@ -1,4 +1,4 @@
-"""Transposition in the embedding (issue 18): how exact T_k is on S_J, and how well G plays it.
+"""Transposition in the embedding: how exact T_k is on S_J, and how well G plays it.
 
 Two measurements, both for K in --semitones (default -12 -7 -5 -1 +1 +5 +7 +12):
 
@@ -43,11 +43,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmsin.evaluation.timbre import PARTIAL_FMAX
+
 DEFAULT_K = (-12, -7, -5, -1, 1, 5, 7, 12)
 FS = 4096
-#: Partials above this are not compared: the first-order bank stops at 1697 Hz (its top band
-#: reaches 1746 Hz) and 2048 Hz is Nyquist.
-PARTIAL_FMAX = 1800.0
 #: Phase-vocoder settings (librosa 0.11's defaults, named so that the table says what ran).
 PV_SETTINGS = {"n_fft": 2048, "hop_length": 512, "res_type": "soxr_hq", "bins_per_octave": 12}
 
@@ -64,35 +63,10 @@ def harmonic_tone(f0: float, ratio: float, seconds: float, partials: int) -> np.
 
 
 def partial_levels(x: np.ndarray, f0: float, n: int = 8) -> np.ndarray:
-    """Peak magnitude (dB) within +-40 cents of h f0, h = 1..n (NaN where h f0 > PARTIAL_FMAX).
+    """Levels of partials 1..n (dB): :func:`mmsin.evaluation.partial_levels` at 4096 Hz."""
+    from mmsin.evaluation import partial_levels as levels
 
-    Hann window over the signal after its first 0.1 s, zero-padded 8 times.
-    """
-    seg = x[int(0.1 * FS) :]
-    nfft = 8 * len(seg)
-    mag = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), nfft))
-    freqs = np.fft.rfftfreq(nfft, 1 / FS)
-    out = np.full(n, np.nan)
-    if not np.isfinite(f0):
-        return out
-    for h in range(1, n + 1):
-        f = h * f0
-        if f > PARTIAL_FMAX:
-            break
-        band = (freqs >= f * 2 ** (-40 / 1200)) & (freqs <= f * 2 ** (40 / 1200))
-        out[h - 1] = 20 * np.log10(mag[band].max() + 1e-12)
-    return out
-
-
-def timbre_distance(ref: np.ndarray, out: np.ndarray) -> float:
-    """Median |difference| (dB) of relative partial levels (each minus its energy total)."""
-    ok = np.isfinite(ref) & np.isfinite(out)
-    if ok.sum() < 2:
-        return math.nan
-    a, b = ref[ok], out[ok]
-    a = a - 10 * np.log10(np.sum(10 ** (a / 10)))
-    b = b - 10 * np.log10(np.sum(10 ** (b / 10)))
-    return float(np.median(np.abs(a - b)))
+    return levels(x, f0, FS, n=n, fmax=PARTIAL_FMAX)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -152,7 +126,7 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
     """f0 error (cents) and timbre distance (dB) of G(T_K S_J x) and of the phase vocoder."""
     import librosa
 
-    from mmsin.evaluation import cents, median_f0
+    from mmsin.evaluation import cents, median_f0, timbre_distance
 
     pick = [i for i, m in enumerate(clips.meta) if 45 <= int(m["pitch"]) <= 76]
     pick = [i for i in pick if int(clips.meta[i]["pitch"]) % step == 0]

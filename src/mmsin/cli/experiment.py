@@ -14,6 +14,7 @@ EXPERIMENT_NAMES = (
     "moment_matching",
     "pitch_interpolation",
     "waveform_interpolation",
+    "transposition",
     "scattering",
 )
 

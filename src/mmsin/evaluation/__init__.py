@@ -112,6 +112,7 @@ from mmsin.evaluation.spectra import (
     simultaneous_partials,
     spectral_flatness,
 )
+from mmsin.evaluation.timbre import PARTIAL_FMAX, partial_levels, timbre_distance
 
 __all__ = [
     "CREPE_FMAX",
@@ -127,6 +128,7 @@ __all__ = [
     "PAPER_SPREAD",
     "PAPER_TABLE1",
     "PARTIAL_FLOOR_DB",
+    "PARTIAL_FMAX",
     "PERIODICITY_MIN",
     "SMOOTH_TAPS",
     "SPECTRUM_PAD",
@@ -160,6 +162,7 @@ __all__ = [
     "music_figures",
     "note_fidelity",
     "onset_rate",
+    "partial_levels",
     "perceptual_error",
     "periodic_share",
     "pitch_track",
@@ -171,5 +174,6 @@ __all__ = [
     "spectral_flatness",
     "spread",
     "summarize_real_notes",
+    "timbre_distance",
     "time_averaged",
 ]

@@ -35,6 +35,7 @@ from mmsin.experiments.shared import (
     trained_model,
 )
 from mmsin.experiments.table1 import table1
+from mmsin.experiments.transposition import transposition
 from mmsin.experiments.waveform_interpolation import waveform_interpolation
 
 __all__ = [
@@ -67,6 +68,7 @@ PRETRAINED_EXPERIMENTS = (
     "pitch_interpolation",
     "generation",
     "waveform_interpolation",
+    "transposition",
 )
 
 
@@ -77,6 +79,7 @@ EXPERIMENTS: dict[str, Callable[[Context], Outcome]] = {
     "moment_matching": moment_matching,
     "pitch_interpolation": pitch_interpolation,
     "waveform_interpolation": waveform_interpolation,
+    "transposition": transposition,
     "scattering": scattering_overview,
 }
 
