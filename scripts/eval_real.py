@@ -75,7 +75,7 @@ def _heldout(cache: Path) -> Any:
     import dataclasses
 
     from mmsin.data import load_clips
-    from mmsin.data.build import NSYNTH_SIZES, build_nsynth_like
+    from mmsin.data.nsynth_like import NSYNTH_SIZES, build_nsynth_like
 
     spec = dataclasses.replace(NSYNTH_SIZES["small"], velocities=(100,), per_family=1)
     root = build_nsynth_like(cache / "heldout-notes", "small", progress=False, spec=spec)

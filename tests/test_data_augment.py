@@ -21,7 +21,7 @@ from mmsin.data.augment import (
     pitch_bend,
     reverb_ir,
 )
-from mmsin.data.build import NSYNTH_SIZES, build_nsynth_like
+from mmsin.data.nsynth_like import NSYNTH_SIZES, build_nsynth_like
 from mmsin.data.render import Synth, find_soundfonts, render_note
 
 FS = 16000

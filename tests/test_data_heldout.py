@@ -11,15 +11,9 @@ import pytest
 
 from mmsin import evaluation as ev
 from mmsin.data import DataError, load_clips
-from mmsin.data.build import (
-    DEFAULT_RANGE,
-    HELDOUT_INSTRUMENTS,
-    NSYNTH_SIZES,
-    PROGRAM_RANGES,
-    _nsynth_plan,
-    build_nsynth_like,
-)
 from mmsin.data.info import describe, format_description
+from mmsin.data.instruments import DEFAULT_RANGE, HELDOUT_INSTRUMENTS, PROGRAM_RANGES
+from mmsin.data.nsynth_like import NSYNTH_SIZES, _nsynth_plan, build_nsynth_like
 from mmsin.data.render import find_soundfonts, read_presets
 
 FONTS = {f.name: f for f in find_soundfonts()}

@@ -12,14 +12,16 @@ import pytest
 import torch
 
 from mmsin.data import load_clips
-from mmsin.data.build import (
-    BeethovenSize,
-    NSynthSize,
-    build_beethoven_like,
-    build_nsynth_like,
+from mmsin.data.beethoven_like import BeethovenSize, build_beethoven_like
+from mmsin.data.nsynth_like import NSynthSize, build_nsynth_like
+from mmsin.data.render import (
+    Synth,
     distinct_instruments,
+    f0_cents_error,
+    find_soundfonts,
+    read_presets,
+    render_note,
 )
-from mmsin.data.render import Synth, f0_cents_error, find_soundfonts, read_presets, render_note
 
 FONTS = {f.name: f for f in find_soundfonts()}
 needs_fonts = pytest.mark.skipif(

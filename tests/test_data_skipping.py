@@ -25,14 +25,9 @@ import soundfile as sf
 
 from mmsin.data import DataError, load_clips
 from mmsin.data import build as data_build
-from mmsin.data.build import (
-    FLUTE_PROGRAMS,
-    MIDI_DIR,
-    BeethovenSize,
-    NSynthSize,
-    build_beethoven_like,
-    build_nsynth_like,
-)
+from mmsin.data.beethoven_like import MIDI_DIR, BeethovenSize, build_beethoven_like
+from mmsin.data.instruments import FLUTE_PROGRAMS
+from mmsin.data.nsynth_like import NSynthSize, build_nsynth_like
 from mmsin.data.render import Synth, find_soundfonts
 
 FONTS = {f.name: f for f in find_soundfonts()}
@@ -53,8 +48,10 @@ def broken_font(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_package_build_is_the_function_after_the_module_import() -> None:
-    # Importing mmsin.data.build (as this file does) must not replace mmsin.data.build().
+    # Importing the module mmsin.data.build (as the builders do) must not replace the package
+    # function mmsin.data.build().
     import mmsin.data
+    import mmsin.data.build
 
     assert callable(mmsin.data.build) and mmsin.data.build is data_build
     with pytest.raises(ValueError, match="kind 'nope'"):
@@ -127,8 +124,7 @@ def midi_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("schoenberg_opus19_movement2", "bach_bwv846"):
         shutil.copy(MIDI_DIR / f"{name}.mid", folder)
     (folder / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
-    # The module, not the package function of the same name (``mmsin.data.build``).
-    monkeypatch.setattr(sys.modules["mmsin.data.build"], "MIDI_DIR", folder)
+    monkeypatch.setattr(sys.modules["mmsin.data.beethoven_like"], "MIDI_DIR", folder)
     return folder
 
 

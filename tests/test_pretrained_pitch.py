@@ -18,7 +18,7 @@ import torch
 
 from mmsin import evaluation as ev
 from mmsin.data import load_clips
-from mmsin.data.build import NSYNTH_SIZES, build_nsynth_like
+from mmsin.data.nsynth_like import NSYNTH_SIZES, build_nsynth_like
 from mmsin.data.render import find_soundfonts
 from mmsin.model import MMSIN
 

@@ -3,7 +3,7 @@
 Sound-font notes are resampled from a few root samples tuned to A440; real instruments are
 detuned by a few cents and recorded in a room. Two augmentations bring the nsynth-like
 training notes closer to that, and only the training notes (the build never augments the
-test velocity or the held-out instruments, see :func:`mmsin.data.build.build_nsynth_like`):
+test velocity or the held-out instruments, see :func:`mmsin.data.nsynth_like.build_nsynth_like`):
 
 * **Detuning** by a uniform random amount in +-``max_detune_cents``, rendered by fluidsynth as a
   pitch bend held through the note (the sampler resamples the recording, so every partial moves
