@@ -121,7 +121,7 @@ def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
     """G(ReLU(L^-1 z)), z ~ N(0, I) drawn from ``seed`` in blocks of ``NOISE_FRAMES`` frames
     (so that long generations stream): the VAR recursion written out here,
     S[n] = b + sum_m A_m S[n-m] + Sigma^(1/2) z[n] from zero past frames, the first ``warmup``
-    frames dropped, then the model's generator in eval mode."""
+    frames dropped after the generator (eval mode) has run on the last of them."""
     import torch
 
     from mmsin.model import MMSIN
@@ -145,11 +145,15 @@ def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
     for n in range(warm + frames):
         pred = b + sum(S[:, :, M + n - m] @ A[m - 1].T for m in range(1, M + 1))
         S[:, :, M + n] = pred + z[:, :, n] @ root
+    # G runs on the last ``lead`` warm-up frames too (its past span), their output dropped
+    lead = model.generation_lead(warm)
+    kept = S[:, :, M + warm - lead :]
     mask = model.modulus_channels.numpy()[None, :, None]  # S_J's non-negative channels
-    X = np.where(mask, np.maximum(S[:, :, M + warm :], 0.0), S[:, :, M + warm :])  # eq. (1)
+    X = np.where(mask, np.maximum(kept, 0.0), kept)  # eq. (1)
     model.generator.eval()
     with torch.no_grad():
-        return model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()
+        y = model.generator(torch.as_tensor(X, dtype=torch.float32)).numpy()
+    return y[:, lead * model.hop :]
 
 
 @pytest.mark.parametrize(

@@ -328,6 +328,8 @@ class MMSIN(nn.Module):
         -------
         Tensor, shape (batch, frames * 2^J), float32, at ``fs`` Hz.
         """
+        if frames < 1 or batch < 1:
+            raise ValueError(f"need frames >= 1 and batch >= 1, got {frames}, {batch}")
         w = self._config.whitening.warmup if warmup is None else int(warmup)
         lead = self.generation_lead(w)
         S = self.sample_scattering(frames + lead, batch, seed, warmup=w - lead, codes=codes)
