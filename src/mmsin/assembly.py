@@ -48,16 +48,17 @@ def build_scalogram(cfg: Config) -> Any:
 
 def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -> Any:
     """The causal generator G of ``cfg.generator`` for ``in_channels`` = k_J S_J channels: the
-    paper's :class:`~mmsin.generator.CausalGenerator`, for ``head = "oscillators"`` the
-    :class:`~mmsin.oscillators.OscillatorGenerator`, for ``head = "partials"`` the
-    :class:`~mmsin.partials.PartialGenerator`. ``norm`` (k_J,): S_J's per-channel normaliser
-    (G sees S_J / norm); the partials head needs it to read S_J's first order back as a
-    scalogram, the others ignore it."""
-    from mmsin.generator import CausalGenerator
+    paper's :class:`~mmsin.generators.conv.CausalGenerator`, for ``head = "oscillators"`` the
+    :class:`~mmsin.generators.oscillators.OscillatorGenerator`, for ``head = "partials"`` the
+    :class:`~mmsin.generators.partials.PartialGenerator` (``frequencies = "free"``: the
+    :class:`~mmsin.generators.free_partials.FreePartialGenerator`). ``norm`` (k_J,): S_J's
+    per-channel normaliser (G sees S_J / norm); the partials heads need it to read S_J's first
+    order back as a scalogram, the others ignore it."""
+    from mmsin.generators.conv import CausalGenerator
 
     g = cfg.generator
     if g.head == "partials":
-        from mmsin.partials import PartialGenerator, first_order_frontend
+        from mmsin.generators.partials import PartialGenerator, first_order_frontend
 
         s = cfg.scattering
         if g.frequencies == "fixed" and g.per_octave % s.Q:
@@ -82,8 +83,8 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
         }
         gen: Any
         if g.frequencies == "free":
-            from mmsin.free_partials import FreePartialGenerator
-            from mmsin.partials import peak_calibration
+            from mmsin.generators.free_partials import FreePartialGenerator
+            from mmsin.generators.partials import peak_calibration
 
             gen = FreePartialGenerator(
                 in_channels,
@@ -102,7 +103,7 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
             gen.set_input_norm(norm)
         return gen
     if g.head == "oscillators":
-        from mmsin.oscillators import OscillatorGenerator
+        from mmsin.generators.oscillators import OscillatorGenerator
 
         return OscillatorGenerator(
             in_channels,

@@ -60,7 +60,7 @@ class MMSIN(nn.Module):
         Mean |S_J| per channel over the training set.
     var : mmsin.whitening.VAR
         The whitening L and its inverse, fitted on normalised frames.
-    generator : mmsin.generator.CausalGenerator
+    generator : mmsin.generators.conv.CausalGenerator
         G, ``(batch, k_J, frames) -> (batch, frames * 2^J)``.
     """
 
