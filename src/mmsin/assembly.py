@@ -14,11 +14,14 @@ and loading a model never imports the training loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from mmsin.config import Config
+
+if TYPE_CHECKING:
+    from mmsin.generators.base import GeneratorHead
 
 __all__ = [
     "build_generator",
@@ -53,7 +56,18 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
     :class:`~mmsin.generators.partials.PartialGenerator` (``frequencies = "free"``: the
     :class:`~mmsin.generators.free_partials.FreePartialGenerator`). ``norm`` (k_J,): S_J's
     per-channel normaliser (G sees S_J / norm); the partials heads need it to read S_J's first
-    order back as a scalogram, the others ignore it."""
+    order back as a scalogram, the others ignore it.
+
+    Every head built here satisfies :class:`mmsin.generators.base.GeneratorHead` (checked)."""
+    from mmsin.generators.base import GeneratorHead
+
+    gen = _build_head(cfg, in_channels, norm)
+    if not isinstance(gen, GeneratorHead):  # a new head missing part of the contract
+        raise TypeError(f"{type(gen).__name__} does not satisfy GeneratorHead")
+    return gen
+
+
+def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
     from mmsin.generators.conv import CausalGenerator
 
     g = cfg.generator
@@ -151,12 +165,13 @@ def _construct_var(cls: Any, M: int, C: int, state: dict[str, Tensor]) -> nn.Mod
         return cls(M, C)  # type: ignore[no-any-return]
 
 
-def context_frames(cfg: Config, generator: Any) -> tuple[int, int]:
+def context_frames(cfg: Config, generator: GeneratorHead) -> tuple[int, int]:
     """Frames of S_J fed to G before and after each training segment, so that every output
     block the loss sees has all the frames it depends on: before = ``train.context_frames``
     (default: the generator's past span, receptive field - 1 - look-ahead), after = the
-    generator's look-ahead in frames (0 for the paper's causal generator)."""
-    before, after = getattr(generator, "frame_span", (int(generator.receptive_field) - 1, 0))
+    generator's look-ahead in frames (0 for the paper's causal generator); both from
+    ``generator.frame_span``."""
+    before, after = generator.frame_span
     if cfg.train.context_frames is not None:
         before = cfg.train.context_frames
     return int(before), int(after)

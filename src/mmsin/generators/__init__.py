@@ -1,9 +1,12 @@
 """The generator G and its heads: S_J frames in, a waveform out (paper section 3).
 
-:func:`mmsin.assembly.build_generator` builds the head a config names. The package re-exports
-every public name of its modules, so ``from mmsin.generators import X`` works whatever module
-holds X. Modules, network -> controls -> signal:
+Every head satisfies one contract, :class:`~mmsin.generators.base.GeneratorHead` (``hop``,
+``frame_span``, ``receptive_field``, ``latency``, ``layers``, ``flops_per_frame``, ``stream``),
+and :func:`mmsin.assembly.build_generator` builds the head a config names. The package
+re-exports every public name of its modules, so ``from mmsin.generators import X`` works
+whatever module holds X. Modules, network -> controls -> signal:
 
+- ``base``: the protocols (:class:`GeneratorHead`, :class:`Streamer`, :class:`ReadsInputNorm`).
 - ``conv``: the paper's G, :class:`CausalGenerator` (J x zero insertion, causal conv, BN,
   ReLU), its :class:`GeneratorStreamer`, and the timing convention (``aligned_target``).
 - ``synthesis``: pure signal processing, no parameters: oscillator sums, block phases, band
@@ -13,11 +16,15 @@ holds X. Modules, network -> controls -> signal:
 - ``partials``: 2-D layers over log-frequency driving oscillators tied to S_J's first-order
   bins (``head = "partials"``, ``frequencies = "fixed"``), with :class:`PartialStreamer`.
 - ``free_partials``: the same network with free frequencies and noise bands (``frequencies =
-  "free"``, the shipped models); ``partials_stream``: its stateful streamer.
+  "free"``, the ``pitched`` preset, the shipped ``notes`` model); ``partials_stream``: its
+  stateful streamer.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from mmsin.generators.base import GeneratorHead, ReadsInputNorm, Streamer
 from mmsin.generators.conv import (
     CausalGenerator,
     GeneratorStreamer,
@@ -57,13 +64,16 @@ __all__ = [
     "Controls",
     "FreePartialGenerator",
     "FreePartialStreamer",
+    "GeneratorHead",
     "GeneratorStreamer",
     "OscillatorGenerator",
     "OscillatorStreamer",
     "PartialGenerator",
     "PartialStreamer",
     "PeakCalibration",
+    "ReadsInputNorm",
     "State",
+    "Streamer",
     "aligned_target",
     "band_noise",
     "band_noise_tables",
@@ -80,3 +90,14 @@ __all__ = [
     "sum_oscillators",
     "synthesize_bank",
 ]
+
+if TYPE_CHECKING:  # pragma: no cover
+
+    def _every_head_satisfies_the_protocol(
+        conv: CausalGenerator,
+        oscillators: OscillatorGenerator,
+        partials: PartialGenerator,
+        free: FreePartialGenerator,
+    ) -> tuple[GeneratorHead, ...]:
+        """Checked by mypy, never run: each head is a GeneratorHead, signatures included."""
+        return conv, oscillators, partials, free
