@@ -22,13 +22,13 @@ fs = 4096 Hz (one frame = 1024 samples = 0.25 s), with random weights and BatchN
   per frame, separately from the network.
 
 The shipped generator (the ``pitched`` preset's partials head with free frequencies,
-:class:`mmsin.free_partials.FreePartialGenerator`): the shipped ``notes`` model's weights
+:class:`mmsin.generators.free_partials.FreePartialGenerator`): the shipped ``notes`` model's weights
 (float16 upcast at load; a random ``pitched`` generator if no model is found, said in the
 row's notes), on random S_J-shaped frames (the cost does not depend on them: every oscillator
 is synthesised, silent or not). Rows:
 
 - ``pitched-stream-b1``: batch-1 streaming, one frame per push, with the cached state
-  (:mod:`mmsin.partials_stream`); target >= 300x on one thread. The peer is the previous
+  (:mod:`mmsin.generators.partials_stream`); target >= 300x on one thread. The peer is the previous
   streamer, which re-ran the controls over the last ``frame_span`` frames at every push
   (:class:`RerenderStreamer`, kept here to compare; checked equal to the cached one).
 - ``pitched-stream-b1-8frames``: the same with 8 frames per push.
@@ -55,7 +55,7 @@ if str(ROOT / "src") not in sys.path:
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from mmsin.generator import CausalGenerator  # noqa: E402
+from mmsin.generators.conv import CausalGenerator  # noqa: E402
 from mmsin.whitening import VAR  # noqa: E402
 
 FS = 4096

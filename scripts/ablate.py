@@ -164,7 +164,7 @@ def fidelity(y: np.ndarray, notes: NoteSet, fs: int) -> dict[str, float]:
 def fit_direct(cfg: Config, train: NoteSet, steps: int, seed: int = 0) -> tuple[Any, ...]:
     """Fit G(S_J x) to a few clips with L_inv alone (or MSE); returns what evaluation needs."""
     from mmsin.assembly import build_generator, build_scalogram, build_scattering
-    from mmsin.generator import aligned_target
+    from mmsin.generators.conv import aligned_target
     from mmsin.losses import ReconstructionLoss, SpectrumLoss, scalogram_statistics, waveform_mse
 
     torch.manual_seed(seed)

@@ -46,7 +46,7 @@ def test_scalogram_forward_and_backward_on_cuda_equal_cpu(wavelet: str) -> None:
 
 
 def test_generator_streaming_on_cuda_equals_whole_sequence() -> None:
-    from mmsin.generator import CausalGenerator
+    from mmsin.generators.conv import CausalGenerator
 
     G = CausalGenerator(40, J=5, c1=4).eval()
     S = torch.rand(2, 40, 9)

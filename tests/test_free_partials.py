@@ -1,8 +1,9 @@
-"""The free-frequency partials generator (mmsin.free_partials, mmsin.synthesis): partials come
-back at the frequency of the original (detuned and stretched ones included) against an FFT
-peak of the input, the calibration against the wavelets' responses, silent oscillators, the
-noise branch, the closed-form phase against a running sum, causality, streaming, the training
-zero state, transposition equivariance and a round trip through training and a checkpoint."""
+"""The free-frequency partials generator (mmsin.generators.free_partials,
+mmsin.generators.synthesis): partials come back at the frequency of the original (detuned and
+stretched ones included) against an FFT peak of the input, the calibration against the wavelets'
+responses, silent oscillators, the noise branch, the closed-form phase against a running sum,
+causality, streaming, the training zero state, transposition equivariance and a round trip through
+training and a checkpoint."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 import torch
 
 from mmsin.config import override, preset
-from mmsin.free_partials import FreePartialGenerator
-from mmsin.partials import first_order_frontend, peak_calibration
+from mmsin.generators.free_partials import FreePartialGenerator
+from mmsin.generators.partials import first_order_frontend, peak_calibration
+from mmsin.generators.synthesis import band_noise_tables, block_phases, sum_oscillators
 from mmsin.scattering import TimeFrequencyScattering
-from mmsin.synthesis import band_noise_tables, block_phases, sum_oscillators
 
 FS = 4096
 
@@ -282,7 +283,7 @@ def test_a_transposed_note_moves_the_controls_by_one_bin(sj: TimeFrequencyScatte
 
 def test_preset_builds_it_and_old_configs_keep_the_fixed_head() -> None:
     from mmsin.assembly import build_generator
-    from mmsin.partials import PartialGenerator
+    from mmsin.generators.partials import PartialGenerator
 
     g = build_generator(preset("pitched"), 973)
     assert isinstance(g, FreePartialGenerator)

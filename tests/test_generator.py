@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mmsin.generator import CausalGenerator, aligned_target, channel_schedule
+from mmsin.generators.conv import CausalGenerator, aligned_target, channel_schedule
 
 SETTINGS = [  # (J, kernel_size, look_ahead)
     (3, 7, 0),  # the paper's causal generator (small J)

@@ -1,5 +1,5 @@
-"""The oscillator-bank generator (mmsin.oscillators): synthesis against a naive numpy reference,
-exact frequencies, causality against the gradient support, streaming against forward."""
+"""The oscillator-bank generator (mmsin.generators.oscillators): synthesis against a naive numpy
+reference, exact frequencies, causality against the gradient support, streaming against forward."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmsin.config import override, preset
-from mmsin.oscillators import OscillatorGenerator, oscillator_frequencies
+from mmsin.generators.oscillators import OscillatorGenerator, oscillator_frequencies
 
 
 def _naive_synthesis(env: np.ndarray, omega: np.ndarray, h: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The partials generator (mmsin.partials): its front end against S_J's ``time`` variant, its
-shared network's transposition equivariance, causality, streaming, the training zero state, and
+"""The partials generator (mmsin.generators.partials): its front end against S_J's ``time`` variant,
+its shared network's transposition equivariance, causality, streaming, the training zero state, and
 a model that round-trips through a checkpoint."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmsin.config import override, preset
-from mmsin.partials import PartialGenerator, first_order_frontend
+from mmsin.generators.partials import PartialGenerator, first_order_frontend
 from mmsin.scattering import TimeFrequencyScattering
 
 

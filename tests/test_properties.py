@@ -200,7 +200,7 @@ def test_folder_extract_count_and_length(lengths: list[int], seconds: float, see
 
 
 # ------------------------------------------------------------------------------------------
-# mmsin.scattering and mmsin.generator: output shapes for arbitrary lengths and batches
+# mmsin.scattering and mmsin.generators.conv: output shapes for arbitrary lengths and batches
 
 
 @settings(max_examples=12, deadline=None, derandomize=True)
@@ -232,7 +232,7 @@ def test_scalogram_shape(batch: int, time: int, K: int) -> None:
     J=st.integers(1, 5),
 )
 def test_generator_output_length(batch: int, frames: int, channels: int, J: int) -> None:
-    gen_cls = _need("mmsin.generator", "CausalGenerator")
+    gen_cls = _need("mmsin.generators.conv", "CausalGenerator")
     g = _cached(gen_cls, channels, J=J).eval()
     with torch.no_grad():
         y = g(torch.randn(batch, channels, frames))

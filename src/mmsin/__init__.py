@@ -2,7 +2,7 @@
 
 The data path, top to bottom::
 
-    io -> scattering (S_J, S_K) -> whitening (VAR L, L^-1) -> generator (causal CNN)
+    io -> scattering (S_J, S_K) -> whitening (VAR L, L^-1) -> generators (G: the heads)
        -> losses -> training -> experiments / evaluation -> cli
 
 Heavy submodules are imported lazily so that ``import mmsin`` stays fast.

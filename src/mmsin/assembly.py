@@ -14,11 +14,14 @@ and loading a model never imports the training loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from mmsin.config import Config
+
+if TYPE_CHECKING:
+    from mmsin.generators.base import GeneratorHead
 
 __all__ = [
     "build_generator",
@@ -48,16 +51,28 @@ def build_scalogram(cfg: Config) -> Any:
 
 def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -> Any:
     """The causal generator G of ``cfg.generator`` for ``in_channels`` = k_J S_J channels: the
-    paper's :class:`~mmsin.generator.CausalGenerator`, for ``head = "oscillators"`` the
-    :class:`~mmsin.oscillators.OscillatorGenerator`, for ``head = "partials"`` the
-    :class:`~mmsin.partials.PartialGenerator`. ``norm`` (k_J,): S_J's per-channel normaliser
-    (G sees S_J / norm); the partials head needs it to read S_J's first order back as a
-    scalogram, the others ignore it."""
-    from mmsin.generator import CausalGenerator
+    paper's :class:`~mmsin.generators.conv.CausalGenerator`, for ``head = "oscillators"`` the
+    :class:`~mmsin.generators.oscillators.OscillatorGenerator`, for ``head = "partials"`` the
+    :class:`~mmsin.generators.partials.PartialGenerator` (``frequencies = "free"``: the
+    :class:`~mmsin.generators.free_partials.FreePartialGenerator`). ``norm`` (k_J,): S_J's
+    per-channel normaliser (G sees S_J / norm); the partials heads need it to read S_J's first
+    order back as a scalogram, the others ignore it.
+
+    Every head built here satisfies :class:`mmsin.generators.base.GeneratorHead` (checked)."""
+    from mmsin.generators.base import GeneratorHead
+
+    gen = _build_head(cfg, in_channels, norm)
+    if not isinstance(gen, GeneratorHead):  # a new head missing part of the contract
+        raise TypeError(f"{type(gen).__name__} does not satisfy GeneratorHead")
+    return gen
+
+
+def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
+    from mmsin.generators.conv import CausalGenerator
 
     g = cfg.generator
     if g.head == "partials":
-        from mmsin.partials import PartialGenerator, first_order_frontend
+        from mmsin.generators.partials import PartialGenerator, first_order_frontend
 
         s = cfg.scattering
         if g.frequencies == "fixed" and g.per_octave % s.Q:
@@ -82,8 +97,8 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
         }
         gen: Any
         if g.frequencies == "free":
-            from mmsin.free_partials import FreePartialGenerator
-            from mmsin.partials import peak_calibration
+            from mmsin.generators.free_partials import FreePartialGenerator
+            from mmsin.generators.partials import peak_calibration
 
             gen = FreePartialGenerator(
                 in_channels,
@@ -102,7 +117,7 @@ def build_generator(cfg: Config, in_channels: int, norm: Tensor | None = None) -
             gen.set_input_norm(norm)
         return gen
     if g.head == "oscillators":
-        from mmsin.oscillators import OscillatorGenerator
+        from mmsin.generators.oscillators import OscillatorGenerator
 
         return OscillatorGenerator(
             in_channels,
@@ -150,12 +165,13 @@ def _construct_var(cls: Any, M: int, C: int, state: dict[str, Tensor]) -> nn.Mod
         return cls(M, C)  # type: ignore[no-any-return]
 
 
-def context_frames(cfg: Config, generator: Any) -> tuple[int, int]:
+def context_frames(cfg: Config, generator: GeneratorHead) -> tuple[int, int]:
     """Frames of S_J fed to G before and after each training segment, so that every output
     block the loss sees has all the frames it depends on: before = ``train.context_frames``
     (default: the generator's past span, receptive field - 1 - look-ahead), after = the
-    generator's look-ahead in frames (0 for the paper's causal generator)."""
-    before, after = getattr(generator, "frame_span", (int(generator.receptive_field) - 1, 0))
+    generator's look-ahead in frames (0 for the paper's causal generator); both from
+    ``generator.frame_span``."""
+    before, after = generator.frame_span
     if cfg.train.context_frames is not None:
         before = cfg.train.context_frames
     return int(before), int(after)

@@ -49,7 +49,8 @@ LOSS_KINDS = ("mse", "inv", "inv+mm")
 SCATTERING_VARIANTS = ("paper", "joint-real", "time")
 WAVELETS = ("gammatone", "morlet")
 #: Generator output stages: the paper's zero-insertion layers down to the waveform, or a trunk
-#: of those layers driving a bank of fixed oscillators (mmsin.oscillators, docs/model.md).
+#: of those layers driving a bank of fixed oscillators (mmsin.generators.oscillators,
+#: docs/model.md).
 GENERATOR_HEADS = ("conv", "oscillators", "partials")
 #: Default moment-matching weight lambda (eq. 4's L = L_inv + lambda L_MM). The paper does not
 #: publish it; docs/training.md records how this value was chosen.
@@ -104,16 +105,17 @@ class GeneratorConfig:
     ``head``: ``"conv"`` is the paper's G (J upsampling layers down to the waveform);
     ``"oscillators"`` keeps ``trunk_layers`` of those layers (``hidden`` channels inside) and
     ends in a bank of fixed oscillators, ``per_octave`` per octave from ``fmin`` Hz, whose
-    amplitudes the trunk outputs (mmsin.oscillators; why in docs/model.md). ``"partials"``
-    reads S_J's first order back as a scalogram, runs a network shared across log-frequency
-    (``freq_depth`` 2-D layers of ``freq_channels`` channels, kernels ``freq_kernel`` bins by 3
-    frames, plus ``context`` per-frame channels from all of S_J) and drives ``per_octave / Q``
-    oscillators per bin from ``fmin`` Hz, with a gain trunk of ``trunk_layers`` paper layers of
-    ``hidden`` channels (mmsin.partials). ``frequencies``: ``"fixed"`` (those oscillators sit
-    at fixed frequencies) or ``"free"`` (one oscillator per bin at the frequency and amplitude
-    read from the peaks of the scalogram, refined by the network, plus ``noise_bands`` octave
-    bands of filtered noise; mmsin.free_partials). ``c1`` is used by ``"conv"`` only; the other
-    fields by the heads that name them.
+    amplitudes the trunk outputs (mmsin.generators.oscillators; why in docs/model.md).
+    ``"partials"`` reads S_J's first order back as a scalogram, runs a network shared across
+    log-frequency (``freq_depth`` 2-D layers of ``freq_channels`` channels, kernels
+    ``freq_kernel`` bins by 3 frames, plus ``context`` per-frame channels from all of S_J) and
+    drives ``per_octave / Q`` oscillators per bin from ``fmin`` Hz, with a gain trunk of
+    ``trunk_layers`` paper layers of ``hidden`` channels (mmsin.generators.partials).
+    ``frequencies``: ``"fixed"`` (those oscillators sit at fixed frequencies) or ``"free"`` (one
+    oscillator per bin at the frequency and amplitude read from the peaks of the scalogram,
+    refined by the network, plus ``noise_bands`` octave bands of filtered noise;
+    mmsin.generators.free_partials). ``c1`` is used by ``"conv"`` only; the other fields by the
+    heads that name them.
     """
 
     kernel_size: int = 7

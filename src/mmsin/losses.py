@@ -238,11 +238,10 @@ class SpectrumLoss(nn.Module):
 
     (b: the examples of the batch) over resolutions r (Hann windows of ``n_fft`` samples, hop
     ``n_fft / 4``; a window longer than the signal is cut to the signal's length). With the
-    oscillator generator
-    (:mod:`mmsin.oscillators`) a window of 2 s resolves neighbouring oscillators (a quarter of
-    a semitone apart) where S_K's bands (a semitone wide) do not, so the gradient reaches the
-    oscillator at a partial's frequency rather than its neighbours (docs/model.md, "The 64 Hz
-    grid"). Like L_inv it ignores phase.
+    oscillator generator (:mod:`mmsin.generators.oscillators`) a window of 2 s resolves neighbouring
+    oscillators (a quarter of a semitone apart) where S_K's bands (a semitone wide) do not, so the
+    gradient reaches the oscillator at a partial's frequency rather than its neighbours
+    (docs/model.md, "The 64 Hz grid"). Like L_inv it ignores phase.
 
     Parameters
     ----------

@@ -60,8 +60,9 @@ class MMSIN(nn.Module):
         Mean |S_J| per channel over the training set.
     var : mmsin.whitening.VAR
         The whitening L and its inverse, fitted on normalised frames.
-    generator : mmsin.generator.CausalGenerator
-        G, ``(batch, k_J, frames) -> (batch, frames * 2^J)``.
+    generator : nn.Module
+        G, ``(batch, k_J, frames) -> (batch, frames * 2^J)``: one of the heads of
+        :mod:`mmsin.generators`, all satisfying :class:`mmsin.generators.base.GeneratorHead`.
     """
 
     norm: Tensor

@@ -170,7 +170,7 @@ def _segments(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Cut normalised S_J frames (B, C, F) and signals (B, time) into training segments; the
     third tensor is each segment's number of context frames before its clip's start."""
-    from mmsin.generator import aligned_target
+    from mmsin.generators.conv import aligned_target
 
     _, C, F = S.shape
     hop = 2**J

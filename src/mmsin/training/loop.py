@@ -34,6 +34,7 @@ from mmsin import paths
 from mmsin.assembly import build_generator, build_scattering, context_frames, restore_var
 from mmsin.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from mmsin.config import Config
+from mmsin.generators.base import ReadsInputNorm
 from mmsin.scattering import nonnegative_channels
 from mmsin.training.code_chains import CodeChains
 from mmsin.training.distributed import (
@@ -210,7 +211,7 @@ def _train(
     feats = _features_from_rank0(
         cfg, train_clips, test_clips, context_frames(cfg, generator), cache_dir, progress, d
     )
-    if hasattr(generator, "set_input_norm"):  # the partials head reads S_J's scale
+    if isinstance(generator, ReadsInputNorm):  # the partials heads read S_J's scale
         generator.set_input_norm(feats.norm)
     if state is not None:
         check_same_data(state, feats, ckpt_path)

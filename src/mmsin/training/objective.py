@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from mmsin.assembly import build_scalogram
 from mmsin.config import Config
+from mmsin.generators.base import GeneratorHead
 from mmsin.training.features import Features
 
 __all__ = [
@@ -105,12 +106,14 @@ def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
     non-zero, and that response would reach the clip's first blocks. Inside this context every
     layer's output is zeroed before each example's start, so the next layer sees there the
     zeros it sees before time 0 when decoding. (``pad`` = None or all zero: nothing changes.)
+    The layers are the head's ``layers`` (:class:`mmsin.generators.base.GeneratorHead`).
     """
-    module = getattr(generator, "module", generator)  # DDP wraps the generator
-    layers = getattr(module, "layers", None)
-    if pad is None or layers is None or not bool((pad > 0).any()):
+    module: nn.Module = getattr(generator, "module", generator)  # DDP wraps the generator
+    if pad is None or not bool((pad > 0).any()):
         yield
         return
+    if not isinstance(module, GeneratorHead):
+        raise TypeError(f"zero_state needs a generator head, got {type(module).__name__}")
     state: dict[str, int] = {}
 
     def remember_width(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -124,7 +127,7 @@ def zero_state(generator: nn.Module, pad: Tensor | None) -> Iterator[None]:
         return out * keep.to(out.dtype)
 
     handles = [module.register_forward_pre_hook(remember_width)]
-    handles += [layer.register_forward_hook(mask) for layer in layers]
+    handles += [layer.register_forward_hook(mask) for layer in module.layers]
     try:
         yield
     finally:

@@ -3,7 +3,7 @@
 Why (docs/model.md, section 6): the paper's G ends in zero-insertion layers whose output, for
 a steady note, is periodic with the period of its 64 Hz layer, and the phase-blind L_inv gives
 no pull towards an off-grid partial. An oscillator bank fixes the grid (``oscillators`` head,
-:mod:`mmsin.oscillators`) but a generic trunk that must learn, note by note, which of 293
+:mod:`mmsin.generators.oscillators`) but a generic trunk that must learn, note by note, which of 293
 oscillators to drive does not generalise to pitches it was not trained on. This head builds
 both facts into the architecture:
 
@@ -28,8 +28,8 @@ both facts into the architecture:
    and n (block n stands for the 2^J samples up to frame n: docs/model.md, section 1), then
    multiplied by exp(g), a gain with the attack and decay inside the frame, computed at
    fs / 2^(J - trunk_layers) by a small trunk of the paper's layers
-   (:class:`mmsin.generator.CausalGenerator`, one output channel); the envelopes drive the
-   bank as in :func:`mmsin.oscillators.synthesize_bank`.
+   (:class:`mmsin.generators.conv.CausalGenerator`, one output channel); the envelopes drive the
+   bank as in :func:`mmsin.generators.oscillators.synthesize_bank`.
 
 Causal: block n depends on frames n - lo .. n only (``frame_span``). Zero state: every layer
 (front end, context, 2-D layers, trunk) is listed in ``layers``, so the training loop's zero
@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmsin.generator import CausalGenerator
-from mmsin.oscillators import carrier_tables, envelope_frame_span, synthesize_bank
+from mmsin.generators.conv import CausalGenerator
+from mmsin.generators.oscillators import carrier_tables, envelope_frame_span, synthesize_bank
 
 __all__ = [
     "PartialGenerator",

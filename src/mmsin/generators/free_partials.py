@@ -1,8 +1,8 @@
 """The partials generator with free frequencies (``generator.frequencies = "free"``, the
 ``pitched`` preset): every partial at the frequency the encoder locates it at.
 
-Why (docs/model.md, section 6): the fixed-frequency partials head (:mod:`mmsin.partials`) puts
-four oscillators in each semitone bin of u, so a partial that falls between two of them comes
+Why (docs/model.md, section 6): the fixed-frequency partials head (:mod:`mmsin.generators.partials`)
+puts four oscillators in each semitone bin of u, so a partial that falls between two of them comes
 back as a beating pair, a detuned or stretched (inharmonic) partial cannot be represented, and
 unused oscillators keep a floor. Phase-blind losses give weak gradients in frequency, so the
 frequency is not left to them: it is read from the embedding itself.
@@ -12,7 +12,8 @@ frequency is not left to them: it is read from the embedding itself.
    local maximum b of u along the bins, a parabola through log u at b - 1, b, b + 1 has its
    vertex at d in [-1/2, 1/2] bins and a level v; the tone's frequency and amplitude follow
    from d by polynomials fitted once on the wavelets' closed-form responses
-   (:func:`mmsin.partials.peak_calibration`: 0.2 cents median over a sweep of pure tones).
+   (:func:`mmsin.generators.partials.peak_calibration`: 0.2 cents median over a sweep of pure
+   tones).
    One oscillator per bin, active only where its bin is a peak above the silence level eps:
    every other oscillator is exactly silent.
 2. **The network refines amplitudes only**: the shared 2-D network (transposition-equivariant,
@@ -22,17 +23,18 @@ frequency is not left to them: it is read from the embedding itself.
    Frequencies are not learned (they carry no gradient).
 3. **Time**: amplitudes and frequencies are interpolated linearly across each block between
    frames n - 1 and n, the phase integrated sample by sample in closed form
-   (:mod:`mmsin.synthesis`), restarted at a fixed offset after a silent frame, and carried
-   across streaming pushes. The gain trunk of the fixed head (attack and decay inside a frame)
-   multiplies the sum.
+   (:mod:`mmsin.generators.synthesis`), restarted at a fixed offset after a silent frame, and
+   carried across streaming pushes. The gain trunk of the fixed head (attack and decay inside a
+   frame) multiplies the sum.
 4. **Noise**: ``noise_bands`` octave bands of fixed noise (a table read by absolute sample
    position, so streams equal whole sequences), gains per frame from S_J by a 1 x 1 layer,
    started near silence (exp(-9)). An octave of noise cannot stand in for a partial.
 
-Timing: the controls of block n depend on frames n - lo .. n (``frame_span``, as the fixed
-head's); the phase is a state carried from the last silence, so a frame can change the phase
-(not the amplitudes) of later blocks. Streaming (:class:`mmsin.partials_stream.FreePartialStreamer`)
-keeps that state and every layer's cached past, so a push computes its new frames only.
+Timing: the controls of block n depend on frames n - lo .. n (``frame_span``, as the fixed head's);
+the phase is a state carried from the last silence, so a frame can change the phase (not the
+amplitudes) of later blocks. Streaming
+(:class:`mmsin.generators.partials_stream.FreePartialStreamer`) keeps that state and every layer's
+cached past, so a push computes its new frames only.
 """
 
 from __future__ import annotations
@@ -45,13 +47,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsin.partials import (
+from mmsin.generators.partials import (
     PartialGenerator,
     PeakCalibration,
     _FreqLayer,
     _phase_offsets,
 )
-from mmsin.synthesis import (
+from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,
     block_phases,
@@ -62,7 +64,7 @@ from mmsin.synthesis import (
 )
 
 if TYPE_CHECKING:
-    from mmsin.partials_stream import FreePartialStreamer
+    from mmsin.generators.partials_stream import FreePartialStreamer
 
 __all__ = ["Controls", "FreePartialGenerator", "State"]
 
@@ -155,14 +157,14 @@ class FreePartialGenerator(PartialGenerator):
 
     Parameters
     ----------
-    in_channels, frontend, bin_hz, J : as :class:`mmsin.partials.PartialGenerator`.
+    in_channels, frontend, bin_hz, J : as :class:`mmsin.generators.partials.PartialGenerator`.
     calibration : PeakCalibration
-        :func:`mmsin.partials.peak_calibration`'s polynomials.
+        :func:`mmsin.generators.partials.peak_calibration`'s polynomials.
     noise_bands : int
         Octave bands of the noise branch (0: none).
     **kwargs
-        The shared network, trunk and limits, as :class:`~mmsin.partials.PartialGenerator`
-        (``per_bin`` is 1 here).
+        The shared network, trunk and limits, as
+        :class:`~mmsin.generators.partials.PartialGenerator` (``per_bin`` is 1 here).
 
     Notes
     -----
@@ -361,7 +363,7 @@ class FreePartialGenerator(PartialGenerator):
 
     def stream(self, batch_size: int) -> FreePartialStreamer:  # type: ignore[override]
         """A streaming generator with cached state: push frames, get the matching samples
-        (eval mode only; :mod:`mmsin.partials_stream`)."""
-        from mmsin.partials_stream import FreePartialStreamer
+        (eval mode only; :mod:`mmsin.generators.partials_stream`)."""
+        from mmsin.generators.partials_stream import FreePartialStreamer
 
         return FreePartialStreamer(self, batch_size)

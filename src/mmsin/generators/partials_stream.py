@@ -12,7 +12,7 @@ What a push of k frames must compute, and what it keeps (docs/model.md, section 
   only. A kt x kf Conv2d on one output frame equals a Conv1d along frequency over the kt input
   frames stacked as channels (tap-major), which runs several times faster at batch 1 than
   Conv2d on a (kf + F - 1) x kt patch; k frames go through it as a batch of k.
-- **The gain trunk** (the paper's layers): :class:`mmsin.generator.GeneratorStreamer`, which
+- **The gain trunk** (the paper's layers): :class:`mmsin.generators.conv.GeneratorStreamer`, which
   keeps each layer's pending overlap-add sums.
 - **The synthesis**: the previous frame's controls and the running phases (``State``), and the
   absolute sample position (the noise tables are read by it).
@@ -29,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmsin.free_partials import Controls, FreePartialGenerator, State
-from mmsin.generator import GeneratorStreamer
-from mmsin.partials import _FreqLayer
+from mmsin.generators.conv import GeneratorStreamer
+from mmsin.generators.free_partials import Controls, FreePartialGenerator, State
+from mmsin.generators.partials import _FreqLayer
 
 __all__ = ["CachedFreqLayer", "FreePartialStreamer"]
 
 
 class CachedFreqLayer:
-    """One :class:`mmsin.partials._FreqLayer` applied to new frames only.
+    """One :class:`mmsin.generators.partials._FreqLayer` applied to new frames only.
 
     Parameters
     ----------

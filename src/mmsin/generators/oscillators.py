@@ -10,7 +10,7 @@ replaced by oscillators: a sinusoid at any frequency is available by constructio
 gradient reaches its amplitude directly, since S_K's channel at that frequency sees it.
 
 Structure. A trunk of ``m`` of the paper's layers (zero insertion, causal convolution, BatchNorm,
-ReLU; the last linear), :class:`mmsin.generator.CausalGenerator` with explicit channels, maps
+ReLU; the last linear), :class:`mmsin.generators.conv.CausalGenerator` with explicit channels, maps
 frames (one every 2^J samples) to ``2 N`` envelope channels at rate fs / h, h = 2^(J-m). Each
 pair (a_k, b_k) drives oscillator k at the fixed frequency f_k = fmin 2^(k / per_octave)
 (``per_octave = 48``: a quarter of a semitone apart, so every partial lies within 12.5 cents of
@@ -23,7 +23,7 @@ where a_k(s), b_k(s) interpolate the envelopes linearly and causally: for s = i 
 sample s needs envelope samples i - 1 and i only. ``s`` counts output samples from the start of
 the sequence given to ``forward`` (the carriers' phases are fixed by position, not learned).
 
-Timing is the paper's, as in :mod:`mmsin.generator`: block n of the output (samples
+Timing is the paper's, as in :mod:`mmsin.generators.conv`: block n of the output (samples
 n 2^J .. (n+1) 2^J - 1) stands for x[(n-1) 2^J + 1 .. n 2^J] and, with no look-ahead, depends
 on frames n - lo .. n only (``frame_span``): the generator is causal. The synthesis is computed
 block-wise: cos(w (i h + u)) = cos(w i h) cos(w u) - sin(w i h) sin(w u), so the envelopes are
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mmsin.generator import CausalGenerator, GeneratorStreamer
+from mmsin.generators.conv import CausalGenerator, GeneratorStreamer
 
 __all__ = [
     "OscillatorGenerator",
@@ -84,7 +84,7 @@ def envelope_frame_span(trunk: CausalGenerator) -> tuple[int, int]:
 
     Block n's samples use envelope samples n 2^L - 1 .. (n + 1) 2^L - 1 (the linear
     interpolation reaches one sample back); envelope sample i needs the inputs
-    ceil((i - p) / 2) .. floor((i + a) / 2) of each layer (mmsin.generator), composed over the
+    ceil((i - p) / 2) .. floor((i + a) / 2) of each layer (mmsin.generators.conv), composed over the
     layers. The result does not depend on n.
     """
     p, a, m = trunk.past, trunk.look_ahead, 2 ** len(trunk.layers)
@@ -139,7 +139,7 @@ class OscillatorGenerator(nn.Module):
     hidden : int
         Channels of the trunk's inner layers.
     kernel_size, look_ahead : int
-        As in :class:`mmsin.generator.CausalGenerator` (paper: 7 and 0).
+        As in :class:`mmsin.generators.conv.CausalGenerator` (paper: 7 and 0).
     fs : float
         Sample rate in Hz (fixes the oscillators' frequencies).
     per_octave, fmin, fmax_ratio : see :func:`oscillator_frequencies`.
@@ -285,7 +285,7 @@ class OscillatorGenerator(nn.Module):
 class OscillatorStreamer:
     """Frame-by-frame generation equal to :meth:`OscillatorGenerator.forward`.
 
-    The trunk streams as the paper's G does (:class:`mmsin.generator.GeneratorStreamer`); the
+    The trunk streams as the paper's G does (:class:`mmsin.generators.conv.GeneratorStreamer`); the
     synthesis keeps the last envelope sample and the number of envelope samples seen.
     ``push``/``flush``/``reset`` behave as the paper's streamer's.
     """
