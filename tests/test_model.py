@@ -163,6 +163,19 @@ def test_loading_a_model_to_generate_imports_no_training_code() -> None:
     assert not unwanted, f"loading a model imported training code: {sorted(unwanted)}"
 
 
+def test_packing_in_float16_keeps_large_batchnorm_statistics(trained: Path, tmp_path: Path) -> None:
+    """A BatchNorm running variance above float16's range (3.6e6 in the full-piano model's
+    first trunk layer) is stored as it is: cast, it became inf and silenced its channels."""
+    m = MMSIN.load(trained)
+    bn = next(mod for mod in m.generator.modules() if isinstance(mod, torch.nn.BatchNorm1d))
+    bn.running_var.mul_(1e6)
+    packed = MMSIN.load(m.save(tmp_path / "half.pt", half=True))
+    back = next(mod for mod in packed.generator.modules() if isinstance(mod, torch.nn.BatchNorm1d))
+    torch.testing.assert_close(back.running_var, bn.running_var, rtol=1e-6, atol=0)
+    x = torch.randn(1, 4 * m.hop)
+    torch.testing.assert_close(packed(x), m(x), rtol=2e-2, atol=2e-2 * float(m(x).abs().max()))
+
+
 def test_a_packed_model_whitens_and_unwhitens_exactly() -> None:
     """A shipped (float16-packed) model: its VAR's covariance roots are inverses again after
     loading, so L^-1 L is the identity (the roots are re-inverted at load)."""

@@ -443,10 +443,18 @@ class MMSIN(nn.Module):
 
 
 def _floats(state: dict[str, Tensor], dtype: torch.dtype | None) -> dict[str, Tensor]:
-    """``state`` with its floating-point tensors cast to ``dtype`` (None: unchanged)."""
+    """``state`` with its floating-point tensors cast to ``dtype`` (None: unchanged). A tensor
+    that the cast would overflow (a BatchNorm running variance above float16's 65504, as the
+    piano model's first trunk layer has) keeps its own dtype: an inf there silences channels."""
     if dtype is None:
         return dict(state)
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            cast = v.to(dtype)
+            v = cast if bool(torch.isfinite(cast).all() or not torch.isfinite(v).all()) else v
+        out[k] = v
+    return out
 
 
 def pretrained_names() -> list[str]:
