@@ -45,9 +45,10 @@ def _without_mm(ctx: Context, dataset: str) -> tuple[Any, dict[str, Any]] | None
     """A model of ``dataset`` trained with L_inv alone: given, or trained in this invocation."""
     if ctx.model:
         return given_by_loss(ctx, dataset).get("inv")
-    from mmsin.experiments.shared import trained_model
+    from mmsin.experiments.shared import run_config, trained_model
 
-    if any(name.endswith("-inv") for name in ctx.runs):
+    # Run names end in a hash of the config ("small-piano-inv-1a2b3c4d"): ask for the name.
+    if run_config(ctx, dataset, "inv").name in ctx.runs:
         return trained_model(ctx, dataset, "inv")
     return None
 

@@ -100,16 +100,22 @@ def scattering_frames(
     key = frames_key(cfg, fingerprint)
     path, record = folder / f"sj-{key}.npy", folder / f"sj-{key}.json"
     n = audio.shape[0]
-    done = 0
-    if path.is_file() and record.is_file():
-        try:
-            done = int(json.loads(record.read_text())["done"])
-        except (ValueError, KeyError, TypeError):
-            done = 0
+    done = _clips_done(path, record)
     if done >= n:
         return np.load(path, mmap_mode="r")
     with _locked(folder / f"sj-{key}.lock"):  # a second process waits, then finds it done
         return _compute(cfg, audio, path, record, chunk, batch, progress, label)
+
+
+def _clips_done(path: Path, record: Path) -> int:
+    """Clips of the frame file already computed, from its record (0 when either is missing or
+    the record is unreadable)."""
+    if not (path.is_file() and record.is_file()):
+        return 0
+    try:
+        return int(json.loads(record.read_text())["done"])
+    except (ValueError, KeyError, TypeError):
+        return 0
 
 
 @contextlib.contextmanager
@@ -139,12 +145,7 @@ def _compute(
     label: str,
 ) -> np.ndarray:
     n = audio.shape[0]
-    done = 0
-    if path.is_file() and record.is_file():
-        try:
-            done = int(json.loads(record.read_text())["done"])
-        except (ValueError, KeyError, TypeError):
-            done = 0
+    done = _clips_done(path, record)
     if done >= n:
         return np.load(path, mmap_mode="r")
     scattering = build_scattering(cfg).eval()
