@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,6 +42,60 @@ def test_run_config_names_hash_the_whole_config() -> None:
     assert c.name != a.name and c.train.epochs == 3  # another config is another run
     assert d.loss.kind == "mse" and d.name.startswith("small-piano-mse-")
     assert a.data.source == "beethoven-like" and a.data.size == "small"
+
+
+def test_presets_per_data_set_train_the_shipped_head_beside_the_papers_g() -> None:
+    pytest.importorskip("mmsin.config")
+    ctx = ex.Context(preset="small", presets={ex.NOTES: "pitched"}, overrides=("train.epochs=6",))
+    notes = ex.run_config(ctx, ex.NOTES, "inv+mm")
+    piano = ex.run_config(ctx, ex.PIANO, "mse")
+    assert notes.name.startswith("pitched-notes-invmm-") and notes.generator.head == "partials"
+    assert notes.generator.frequencies == "free" and notes.loss.spectral > 0
+    assert piano.name.startswith("small-piano-mse-") and piano.generator.head == "conv"
+    assert notes.train.epochs == piano.train.epochs == 6 and notes.data.size == "small"
+    assert ex.run_config(ex.Context(preset="small"), ex.NOTES, "inv+mm").generator.head == "conv"
+
+
+def test_demo_trains_the_shipped_preset_on_notes_at_demo_scale(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mmsin.experiments import driver
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(driver, "build_lookalike", lambda ctx, kind: None)
+    monkeypatch.setattr(driver, "model_available", lambda: True)
+    monkeypatch.setattr(
+        driver,
+        "train_all",
+        lambda ctx: seen.update(cfg={d: ex.run_config(ctx, d, l) for d, l in ex.TRAININGS}),
+    )
+    monkeypatch.setattr(driver, "reproduce", lambda ctx, pretrained: tmp_path / "report.html")
+    driver.demo(ex.Context(progress=False))
+    heads = {d: c.generator.head for d, c in seen["cfg"].items()}
+    assert heads == {ex.NOTES: "partials", ex.PIANO: "conv"}
+    assert {c.train.epochs for c in seen["cfg"].values()} == {driver.DEMO_EPOCHS}
+    # a user's epochs win, and the paper preset is the paper's everywhere
+    driver.demo(ex.Context(progress=False, overrides=("train.epochs=2",)))
+    assert {c.train.epochs for c in seen["cfg"].values()} == {2}
+    driver.demo(ex.Context(preset="paper", progress=False))
+    assert {c.generator.head for c in seen["cfg"].values()} == {"conv"}
+
+
+def test_describe_run_names_generator_loss_data_and_steps() -> None:
+    pytest.importorskip("mmsin.config")
+    ctx = ex.Context(preset="small", presets={ex.NOTES: "pitched"})
+    cfg = ex.run_config(ctx, ex.NOTES, "inv+mm")
+    ctx.models = {cfg.name: (None, {"config": cfg.to_dict()})}
+    text = ex.describe_run(ctx, cfg.name, 102)
+    assert text == (
+        f"{cfg.name} (pitched preset: partials generator, free frequencies; inv+mm on "
+        "nsynth-like small; 102 steps)"
+    )
+    piano = ex.run_config(ctx, ex.PIANO, "mse")
+    ctx.models[piano.name] = (None, {"config": piano.to_dict()})
+    assert "(small preset: the paper's G; mse on beethoven-like small; 5 steps)" in (
+        ex.describe_run(ctx, piano.name, 5)
+    )
 
 
 def test_results_json_and_report_written(tmp_path: Path) -> None:

@@ -140,10 +140,12 @@ def register(subparsers: Any) -> None:
         "demo",
         help="the whole story at small scale (data, models, experiments, report)",
         description=(
-            "Build the small embedded data sets, train the small models (notes: inv+mm; "
-            "piano: mse, inv, inv+mm), run every experiment, rerun the inference experiments with "
-            "the shipped pretrained models (trained longer on a GPU) for comparison, and write "
-            "the report; prints the report's path at the end. Meant for a laptop CPU."
+            "Build the small embedded data sets, train four models at demo scale (notes: "
+            "inv+mm with the pitched preset, what ships; piano: mse, inv and inv+mm with the "
+            "paper's literal G, the small preset: Table 1), run every experiment, rerun the "
+            "inference experiments with the shipped pretrained models for comparison, and "
+            "write the report; prints the report's path at the end. Meant for a laptop CPU "
+            "(about 10 minutes on 2 cores)."
         ),
     )
     _common(d, demo=True)

@@ -1,4 +1,4 @@
-"""The embedding of a real note: the waveform, its scalogram S_K and its scattering S_J."""
+"""The embedding of a note: the waveform, its scalogram S_K and its scattering S_J."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ __all__ = ["scattering_overview"]
 
 
 def scattering_overview(ctx: Context) -> Outcome:
-    """A real instrument note, its scalogram S_K and its scattering S_J (the embedding)."""
+    """A test note of nsynth-like (a sampled instrument rendered by fluidsynth), its scalogram
+    S_K and its scattering S_J (the embedding)."""
     from mmsin.scattering import Scalogram, TimeFrequencyScattering
 
     name = "scattering"
@@ -49,9 +50,11 @@ def scattering_overview(ctx: Context) -> Outcome:
         title=f"{label}: time-frequency scattering S_J (2^J = 1024)",
         channel_label="S_J channel",
     )
-    section = report.Section("The embedding of a real note").add(
+    section = report.Section("The embedding of a note").add(
         report.Paragraph(
-            f"{label}: {x.size / fs:.1f} s at {fs} Hz; S_K has {sk.shape[0]} "
+            f"{label}, a note of nsynth-like's test split (a sampled instrument rendered from "
+            f"MIDI by fluidsynth, not a recording): {x.size / fs:.1f} s at {fs} Hz; S_K has "
+            f"{sk.shape[0]} "
             f"channels, S_J {sj.shape[0]} channels x {sj.shape[1]} frames."
         ),
         report.Figure(f1, "Scalogram S_K (log scale)"),
