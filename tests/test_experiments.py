@@ -31,6 +31,55 @@ def test_pairs_are_same_instrument_and_velocity_five_semitones_apart() -> None:
     assert note_pairs(meta, interval=1) == [(5, 1)]
 
 
+def test_classify_midpoint_by_interval() -> None:
+    from mmsin.experiments.pitch_interpolation import classify_midpoint
+
+    def hz(m: float) -> float:
+        return float(440.0 * 2 ** ((m - 69) / 12))
+
+    # a fourth (the paper's Fig. 6): a quarter of the interval is 125 cents
+    assert classify_midpoint(hz(62.5), [hz(62.5)], True, 60, 65) == "intermediate"
+    assert classify_midpoint(hz(63.6), [hz(63.6)], True, 60, 65) == "intermediate"
+    assert classify_midpoint(hz(63.8), [hz(63.8)], True, 60, 65) == "elsewhere"
+    assert classify_midpoint(hz(60.3), [hz(60.3)], True, 60, 65) == "one note"
+    assert classify_midpoint(hz(60.0), [hz(60.0), hz(65.0)], False, 60, 65) == "chord"
+    # two fundamentals, only one of them a note of the pair: not a chord of the two
+    assert classify_midpoint(hz(60.0), [hz(60.0), hz(67.0)], False, 60, 65) == "one note"
+    assert classify_midpoint(float("nan"), [], True, 60, 65) == "elsewhere"
+    # a semitone: 25 cents each way, for the midpoint and for the notes
+    assert classify_midpoint(hz(60.6), [hz(60.6)], True, 60, 61) == "intermediate"
+    assert classify_midpoint(hz(60.2), [hz(60.2)], True, 60, 61) == "one note"
+    assert classify_midpoint(hz(60.35), [hz(60.35)], True, 60, 61) == "intermediate"
+    assert classify_midpoint(hz(61.5), [hz(61.5)], True, 60, 61) == "elsewhere"
+    # a fifth: 175 cents around the midpoint, 50 around the notes
+    assert classify_midpoint(hz(65.2), [hz(65.2)], True, 62, 69) == "intermediate"
+    assert classify_midpoint(hz(68.6), [hz(68.6)], True, 62, 69) == "one note"
+
+
+def test_original_f0_tracks_each_original_once_per_invocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mmsin import evaluation as ev
+
+    calls: list[float] = []
+
+    def fake_f0(y: np.ndarray, fs: float, model: str = "tiny") -> float:
+        calls.append(float(np.abs(y).max()))
+        return 100.0 + len(calls)
+
+    monkeypatch.setattr(ev, "median_f0", fake_f0)
+    ctx = ex.Context(progress=False)
+    x = np.stack([np.full(64, 0.5), np.zeros(64), np.full(64, -2.0)])
+    where = (ex.NOTES, "heldout", "small")
+    a = shared.original_f0(ctx, where, x, [0, 1, 2], 4096)
+    b = shared.original_f0(ctx, where, x, [2, 0], 4096)
+    assert calls == [1.0, 1.0]  # peak-normalised; the silent clip is never tracked
+    assert a[0] == 101.0 and np.isnan(a[1]) and a[2] == 102.0
+    assert list(b) == [102.0, 101.0]
+    shared.original_f0(ctx, (ex.NOTES, "test", "small"), x, [0], 4096)  # another split
+    assert len(calls) == 3
+
+
 def test_run_config_names_hash_the_whole_config() -> None:
     pytest.importorskip("mmsin.config")
     ctx = ex.Context(preset="small")
@@ -125,7 +174,7 @@ def test_unknown_experiment_and_cli_registration() -> None:
     parser = build_parser()
     args = parser.parse_args(["experiment", "table1", "--set", "train.epochs=2"])
     assert args.name == "table1" and args.set == ["train.epochs=2"] and args.preset == "small"
-    assert parser.parse_args(["demo"]).pairs == 8
+    assert parser.parse_args(["demo"]).pairs == 2
     with pytest.raises(SystemExit):
         parser.parse_args(["experiment", "nope"])
 

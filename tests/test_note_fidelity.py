@@ -33,6 +33,19 @@ def test_the_reconstruction_is_compared_with_its_original() -> None:
     assert fid.grid[0] > 0.99 and fid.grid_original[0] < 0.01
 
 
+def test_given_original_f0_is_used_as_is() -> None:
+    """A caller that tracked the originals already passes their f0: the originals are not
+    tracked again, and the given f0 decides what counts as tracked and kept."""
+    d4 = float(midi_to_hz(62))
+    recon, orig = _tone(d4, 1.0, phase_seed=3)[None], _tone(d4, 1.0)[None]
+    fid = note_fidelity(recon, orig, FS, [62], f0_original=np.array([d4]))
+    assert fid.f0_original.tolist() == [d4] and fid.kept.tolist() == [True]
+    off = note_fidelity(recon, orig, FS, [62], f0_original=np.array([d4 * 2 ** (3 / 12)]))
+    assert off.tracked.tolist() == [False]  # 300 cents from the nominal pitch
+    with pytest.raises(ValueError, match="one f0_original per clip"):
+        note_fidelity(recon, orig, FS, [62], f0_original=np.array([d4, d4]))
+
+
 @pytest.mark.slow
 def test_kept_pitch_lost_pitch_and_the_grid() -> None:
     midi = [62, 62, 67]

@@ -85,7 +85,13 @@ def _common(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of noise codes and pair choice")
     p.add_argument("--examples", type=int, default=2 if demo else 4, help="examples shown")
-    p.add_argument("--pairs", type=int, default=8 if demo else 12, help="interpolation pairs")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=2 if demo else 12,
+        help="pitch-interpolation pairs per interval (1, 3, 5, 7 semitones) and "
+        "waveform-interpolation pairs",
+    )
     p.add_argument("--samples", type=int, default=4 if demo else 6, help="generated samples")
     p.add_argument(
         "--crepe", default="tiny", choices=("tiny", "full"), help="CREPE pitch-tracker size"

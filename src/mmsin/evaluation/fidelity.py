@@ -61,6 +61,7 @@ def note_fidelity(
     *,
     crepe_model: str = "tiny",
     grid_k: int = 6,
+    f0_original: np.ndarray | None = None,
 ) -> NoteFidelity:
     """Does each reconstruction keep its note's pitch and harmonics, and avoid the grid?
 
@@ -70,6 +71,9 @@ def note_fidelity(
         Reconstructions and their originals, aligned, same length.
     midi : sequence of n floats
         Nominal pitch of each note.
+    f0_original : ndarray (n,), optional
+        The originals' f0 when already tracked (the same CREPE median f0 of each peak-normalised
+        clip: a caller judging several models on the same notes tracks them once).
     """
     a, b = np.atleast_2d(_np(x_hat)), np.atleast_2d(_np(x))
     if a.shape != b.shape:
@@ -87,7 +91,11 @@ def note_fidelity(
             return np.full(y.shape[0], np.nan)
         return np.atleast_1d(harmonic_to_noise_ratio(y, fs, nominal))
 
-    f_ref = np.array([f0(y) for y in b])
+    if f0_original is not None and np.shape(f0_original) != (b.shape[0],):
+        raise ValueError(
+            f"need one f0_original per clip ({b.shape[0]}), got {np.shape(f0_original)}"
+        )
+    f_ref = np.array([f0(y) for y in b]) if f0_original is None else np.asarray(f0_original, float)
     f_hat = np.array([f0(y) for y in a])
     grid, grid_ref = grid_share_or_nan(a, fs, grid_k), grid_share_or_nan(b, fs, grid_k)
     with np.errstate(invalid="ignore"):

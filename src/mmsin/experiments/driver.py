@@ -70,11 +70,13 @@ PRETRAINED_LABEL = (
 #: The demo's scale: epochs of every training it runs (unless ``--set train.epochs=N``), and
 #: which preset trains which data set: the preset that ships on the notes, beside the paper's
 #: literal generator (``small``) on the piano set, whose three losses make Table 1.
-DEMO_EPOCHS = 6
+DEMO_EPOCHS = 4
 DEMO_PRESETS = {NOTES: "pitched"}
-#: The demo judges every DEMO_REAL_EVERY-th recorded note (8 of 72) and pitch-tracks
-#: DEMO_F0 reconstructed test notes.
+#: The demo judges every DEMO_REAL_EVERY-th recorded note (8 of 72), the note fidelity of
+#: every DEMO_FIDELITY_EVERY-th test and held-out note, and pitch-tracks DEMO_F0 reconstructed
+#: test notes.
 DEMO_REAL_EVERY = 9
+DEMO_FIDELITY_EVERY = 6
 DEMO_F0 = 12
 
 #: Experiments rerun with the shipped models by :func:`reproduce` (inference only).
@@ -392,13 +394,14 @@ def demo(ctx: Context | None = None, *, pretrained: bool = True) -> Path:
     ``pretrained``: also run the inference experiments with the shipped models (see
     :func:`reproduce`).
     """
-    ctx = ctx or Context(preset="small", n_examples=2, n_pairs=8, n_samples=4)
+    ctx = ctx or Context(preset="small", n_examples=2, n_pairs=2, n_samples=4)
     if ctx.eval_size is None and ctx.preset != "paper":
         ctx.eval_size = "small"  # the shipped models too: never build the full sets here
     if ctx.preset == "small":
         ctx.presets = {**DEMO_PRESETS, **ctx.presets}
         ctx.real_every = DEMO_REAL_EVERY if ctx.real_every else 0
         ctx.n_f0 = min(ctx.n_f0, DEMO_F0)
+        ctx.fidelity_every = max(ctx.fidelity_every, DEMO_FIDELITY_EVERY)
     if not any(o.split("=")[0].strip() == "train.epochs" for o in ctx.overrides):
         ctx.overrides = (*ctx.overrides, f"train.epochs={DEMO_EPOCHS}")
     from mmsin import data

@@ -33,6 +33,7 @@ from mmsin.experiments.shared import (
     load_split,
     loss_parts,
     model_for,
+    original_f0,
     out_folder,
     reconstruct,
     wav,
@@ -83,17 +84,26 @@ def reconstruction(ctx: Context) -> Outcome:
             "grid_share": {str(k): float(np.median(v)) for k, v in grid.items()},
             "grid_share_original": {str(k): float(np.median(v)) for k, v in grid_ref.items()},
         }
+        where = (dataset, split, data_size(ctx, model))
         if "pitch" in test.meta[0]:
+            idx = np.arange(0, x.shape[0], max(1, ctx.fidelity_every))
             fid = ev.note_fidelity(
-                x_hat, x_ref, model.fs, [c["pitch"] for c in test.meta], crepe_model=ctx.crepe_model
+                x_hat[idx],
+                x_ref[idx],
+                model.fs,
+                [test.meta[i]["pitch"] for i in idx],
+                crepe_model=ctx.crepe_model,
+                f0_original=original_f0(ctx, where, x_ref, idx, model.fs),
             )
             m["fidelity"] = fid.summary()
+            m["fidelity_notes"] = int(idx.size)
         if label == "notes":
             errs = []
-            for i in range(min(x.shape[0], ctx.n_f0)):
-                f_ref = ev.median_f0(x_ref[i], model.fs, model=ctx.crepe_model)
+            n = min(x.shape[0], ctx.n_f0)
+            f_refs = original_f0(ctx, where, x_ref, range(n), model.fs)
+            for i in range(n):
                 f_hat = ev.median_f0(x_hat[i], model.fs, model=ctx.crepe_model)
-                errs.append(ev.cents(f_hat, f_ref))
+                errs.append(ev.cents(f_hat, f_refs[i]))
             errs_arr = np.asarray(errs, dtype=float)
             m["f0_cents_abs_median"] = float(np.nanmedian(np.abs(errs_arr)))
             m["f0_within_50_cents"] = float(np.mean(np.abs(errs_arr) < 50))

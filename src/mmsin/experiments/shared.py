@@ -40,6 +40,7 @@ __all__ = [
     "load_split",
     "loss_parts",
     "model_for",
+    "original_f0",
     "out_folder",
     "reconstruct",
     "run_config",
@@ -95,6 +96,12 @@ class Context:
     #: look-alike size given models are evaluated on (None: the size each was trained on; the
     #: demo: "small", so that it never builds the full sets)
     eval_size: str | None = None
+    #: the reconstruction experiment judges note fidelity (CREPE, HNR) on every
+    #: fidelity_every-th test and held-out note (the demo: a representative subset)
+    fidelity_every: int = 1
+    #: numbers of the original clips, computed once per invocation and shared by every model
+    #: judged on them (key: what, data set, split, size, clip, length, tracker)
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: ``time.perf_counter()`` when the invocation began (the demo: before building data and
     #: training); the combined report gives the wall time since then
     started: float | None = None
@@ -439,6 +446,26 @@ def reconstruct(
     ]
     x_hat = np.concatenate(outs)
     return x_hat, x[:, : x_hat.shape[1]]
+
+
+def original_f0(
+    ctx: Context, where: tuple[str, str, str], x: np.ndarray, indices: Any, fs: float
+) -> np.ndarray:
+    """CREPE median f0 (``ctx.crepe_model``) of the peak-normalised original clips
+    ``x[indices]`` of ``where`` = (data set, split, size), each tracked once per invocation
+    (``ctx.memo``): the model sets of one run are judged against the same originals."""
+    from mmsin import evaluation as ev
+
+    out = []
+    for i in np.asarray(indices, dtype=int):
+        key = ("f0", *where, int(i), int(x.shape[-1]), ctx.crepe_model)
+        if key not in ctx.memo:
+            peak = float(np.abs(x[i]).max())
+            ctx.memo[key] = (
+                ev.median_f0(x[i] / peak, fs, model=ctx.crepe_model) if peak > 0 else float("nan")
+            )
+        out.append(ctx.memo[key])
+    return np.asarray(out, dtype=np.float64)
 
 
 def generated(model: Any, n: int, frames: int, seed: int) -> np.ndarray:
