@@ -118,7 +118,7 @@ def test_demo_trains_the_shipped_preset_on_notes_at_demo_scale(
         "train_all",
         lambda ctx: seen.update(cfg={d: ex.run_config(ctx, d, l) for d, l in ex.TRAININGS}),
     )
-    monkeypatch.setattr(driver, "reproduce", lambda ctx, pretrained: tmp_path / "report.html")
+    monkeypatch.setattr(driver, "reproduce", lambda ctx, **kw: tmp_path / "report.html")
     driver.demo(ex.Context(progress=False))
     heads = {d: c.generator.head for d, c in seen["cfg"].items()}
     assert heads == {ex.NOTES: "partials", ex.PIANO: "conv"}
@@ -269,6 +269,15 @@ def test_reproduce_reruns_inference_experiments_with_pretrained_models_apart(
     page = ex.reproduce(ex.Context(results_root=tmp_path, progress=False), names, pretrained=False)
     assert [m for _, m in seen] == [(), (), ()]
     assert "pretrained" not in json.loads((page.parent / "results.json").read_text())
+    # pretrained_only (the demo's transposition): run with the shipped models only
+    seen.clear()
+    ex.reproduce(ctx, names, pretrained_only=("pitch_interpolation",))
+    assert seen == [
+        ("reconstruction", ()),
+        ("table1", ()),
+        ("reconstruction", ("notes", "piano")),
+        ("pitch_interpolation", ("notes", "piano")),
+    ]
 
 
 def test_report_header_gives_the_wall_time_of_the_whole_run(
