@@ -231,7 +231,7 @@ COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "pitch_interpolation",
         ("summary", "latent", "single_and_near"),
-        "pitch midpoint G((Z1+Z2)/2): one fundamental and within 125 cents",
+        "pitch midpoint G((Z1+Z2)/2): one fundamental near the intermediate pitch (all intervals)",
     ),
     (
         "pitch_interpolation",
@@ -241,14 +241,24 @@ COMPARED: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         "pitch_interpolation",
         ("summary", "latent", "at_an_endpoint"),
-        "pitch midpoint G((Z1+Z2)/2): f0 within 50 cents of one of the two notes",
+        "pitch midpoint G((Z1+Z2)/2): f0 at one of the two notes",
     ),
     (
         "pitch_interpolation",
         ("summary", "signal", "single_and_near"),
-        "pitch midpoint (x1+x2)/2: one fundamental and within 125 cents",
+        "pitch midpoint (x1+x2)/2: one fundamental near the intermediate pitch (all intervals)",
     ),
     ("generation", ("grid_share_64hz", "generated"), "generation: energy on the 64 Hz grid"),
+    (
+        "pitch_interpolation",
+        ("summary", "by_interval", "1", "latent", "intermediate"),
+        "pitch midpoint G((Z1+Z2)/2), 1 semitone apart: at the intermediate pitch",
+    ),
+    (
+        "pitch_interpolation",
+        ("summary", "by_interval", "5", "latent", "chord"),
+        "pitch midpoint G((Z1+Z2)/2), 5 semitones apart: a chord of the two notes",
+    ),
     (
         "pitch_interpolation",
         ("summary", "latent", "elsewhere"),
