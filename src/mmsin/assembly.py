@@ -83,7 +83,14 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
         if g.look_ahead:
             raise ValueError("the partials head is causal: generator.look_ahead must be 0")
         sj = build_scattering(cfg)
-        matrix, hz = first_order_frontend(sj)
+        matrix: Any
+        if s.variant == "joint-real":  # order 1 is a modulus: u is read back by a network
+            from mmsin.generators.partials import LearnedFrontend, joint_first_order
+
+            channels, operator, hz = joint_first_order(sj)
+            matrix = LearnedFrontend(channels, operator, eps=1e-4)
+        else:
+            matrix, hz = first_order_frontend(sj)
         shared: dict[str, Any] = {
             "fs": s.fs,
             "channels": g.freq_channels,

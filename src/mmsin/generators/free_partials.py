@@ -183,7 +183,7 @@ class FreePartialGenerator(PartialGenerator):
     def __init__(
         self,
         in_channels: int,
-        frontend: np.ndarray,
+        frontend: np.ndarray | nn.Module,
         bin_hz: np.ndarray,
         J: int = 10,
         *,

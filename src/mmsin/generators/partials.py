@@ -52,10 +52,12 @@ from mmsin.generators.conv import CausalGenerator
 from mmsin.generators.oscillators import carrier_tables, envelope_frame_span, synthesize_bank
 
 __all__ = [
+    "LearnedFrontend",
     "PartialGenerator",
     "PartialStreamer",
     "PeakCalibration",
     "first_order_frontend",
+    "joint_first_order",
     "peak_calibration",
 ]
 
@@ -102,12 +104,145 @@ def first_order_frontend(scattering: Any) -> tuple[np.ndarray, np.ndarray]:
         matrix[:, order1] = np.linalg.pinv(M)
     else:
         raise ValueError(
-            f"the partials head reads S_J's first order as a scalogram, which the "
-            f"{scattering.variant!r} variant does not allow (its order 1 is a modulus); use "
-            f"scattering.variant 'paper' or 'time', or generator.head 'conv'/'oscillators'"
+            f"no exact map from S_J's first order back to the scalogram for the "
+            f"{scattering.variant!r} variant (its order 1 is a modulus): use "
+            f"LearnedFrontend (mmsin.assembly does for 'joint-real')"
         )
     order = np.argsort(hz)
     return matrix[order], hz[order]
+
+
+def joint_first_order(scattering: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``joint-real`` order 1 of a steady sound as a function of its scalogram u.
+
+    For u constant in time, order-1 channel c (window w, Fourier bin k) is
+    ``|sum_p atoms[k, p] u[windows[w, p]]|`` (phi_J of a constant modulus).
+
+    Returns
+    -------
+    channels : ndarray (n_order1,) int
+        The order-1 channels of S_J.
+    operator : ndarray (n_order1, n1) complex
+        order1 = |operator @ u|, u's bins in increasing frequency.
+    hz : ndarray (n1,)
+        The bins' centre frequencies, increasing.
+    """
+    from mmsin.scattering.timefrequency import fourier_atoms, frequency_windows
+
+    if scattering.variant != "joint-real":
+        raise ValueError(
+            f"joint_first_order needs the 'joint-real' variant, got {scattering.variant!r}"
+        )
+    meta = scattering.meta()
+    fam = scattering.family
+    n1, P = len(fam.lambda1), scattering.P
+    hz = np.asarray(fam.xi1, dtype=np.float64) * scattering.fs / (2 * math.pi)
+    channels = np.flatnonzero(meta["order"] == 1)
+    windows, atoms = frequency_windows(n1, P), fourier_atoms(P, P // 2 + 1)
+    A = np.zeros((channels.size, n1), dtype=np.complex128)
+    for r, c in enumerate(channels):
+        idx = windows[int(meta["window"][c])]
+        ok = idx >= 0
+        np.add.at(A[r], idx[ok], atoms[int(meta["fourier_bin"][c])][ok])
+    order = np.argsort(hz)
+    return channels, A[:, order], hz[order]
+
+
+class LearnedFrontend(nn.Module):
+    """S_J / norm frames -> log(1 + u / eps) where order 1 is a modulus (``joint-real``).
+
+    The ``joint-real`` order 1, |h_xi * u| over half-overlapping windows of P bins, keeps 119
+    moduli of the 108 bins of u (J = 10, Q = P = 12): no fixed matrix reads u back (the best
+    linear map leaves 61 % error on harmonic tones, docs/experiments.md). A per-frame MLP does:
+    log(order1 / s + 1e-4) (s: the frame's largest order-1 value, so that the map is
+    scale-free) -> ``hidden`` -> ``hidden`` -> log(u / s + 1e-4). :meth:`pretrain` fits it on
+    synthetic harmonic tones and two-note mixtures (u from the wavelets' closed-form responses),
+    and training refines it with the generator.
+    """
+
+    ready: Tensor
+    channels: Tensor
+
+    def __init__(
+        self, channels: np.ndarray, operator: np.ndarray, eps: float, hidden: int = 512
+    ) -> None:
+        super().__init__()
+        self.register_buffer(
+            "channels", torch.as_tensor(channels, dtype=torch.long), persistent=False
+        )
+        self.operator = np.asarray(operator)
+        self.num_bins = int(self.operator.shape[1])
+        self.eps = float(eps)
+        n = len(channels)
+        self.net = nn.Sequential(
+            nn.Conv1d(n, hidden, 1),
+            nn.GELU(),
+            nn.Conv1d(hidden, hidden, 1),
+            nn.GELU(),
+            nn.Conv1d(hidden, self.num_bins, 1),
+        )
+        # saved with the weights: a loaded model is never pretrained again
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+
+    def log_u(self, order1: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, n_order1, T) moduli -> (B, n1, T) log(u / s + 1e-4), and s (B, 1, T)."""
+        s = order1.amax(dim=1, keepdim=True).clamp_min(1e-12)
+        return self.net(torch.log(order1 / s + 1e-4)), s
+
+    def forward(self, raw: Tensor) -> Tensor:
+        v, s = self.log_u(raw[:, self.channels])
+        u = s * F.relu(torch.exp(v) - 1e-4)
+        return torch.log1p(u / self.eps)
+
+    def pretrain(self, scattering: Any, steps: int = 3000, seed: int = 0) -> float:
+        """Fit the MLP on synthetic steady sounds; returns the held-out relative error of u."""
+        fs = float(scattering.fs)
+        rng = np.random.default_rng(seed)
+        grid = 20.0 * 2.0 ** (np.arange(0.0, 12 * np.log2(0.5 * fs / 20.0), 1 / 20) / 12)
+        fam = scattering.family
+        order = np.argsort(np.asarray(fam.xi1))
+        H = 0.5 * np.stack(
+            [np.abs(scattering._psi1(int(i)).transfer(2 * math.pi * grid / fs)) for i in order]
+        )
+        level = np.sqrt(H.sum(1) / H.sum(1).max())
+
+        def tone(f0: float, slope: float, inharm: float) -> np.ndarray:
+            h = np.arange(1, 64)
+            f = f0 * h * np.sqrt(1 + inharm * h**2)
+            keep = f < 0.48 * fs
+            a = h[keep] ** (-slope) * np.exp(0.5 * rng.standard_normal(int(keep.sum())))
+            i = np.clip(np.searchsorted(grid, f[keep]), 0, grid.size - 1)
+            return np.sqrt(((H[:, i] * a) ** 2).sum(1))
+
+        us: list[np.ndarray] = []
+        while len(us) < 20000:
+            u = tone(
+                27.5 * 2 ** rng.uniform(0, 6.2), rng.uniform(0.3, 2.5), 10 ** rng.uniform(-6, -3)
+            )
+            if rng.random() < 0.3:
+                other = tone(27.5 * 2 ** rng.uniform(0, 6.2), rng.uniform(0.3, 2.5), 1e-5)
+                u = np.sqrt(u**2 + (rng.uniform(0.2, 1) * other) ** 2)
+            u = u + rng.uniform(0, 0.02) * u.max() * rng.random() * level
+            if np.isfinite(u).all() and u.max() > 0:
+                us.append(u / u.max())
+        U = torch.tensor(np.array(us), dtype=torch.float32)
+        X = torch.tensor(np.abs(np.array(us) @ self.operator.T), dtype=torch.float32)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(self.net.parameters(), lr=1e-3)
+        n_fit = 18000
+        for _ in range(steps):
+            i = torch.randint(0, n_fit, (256,), generator=gen)
+            v, s = self.log_u(X[i, :, None])
+            loss = ((v[..., 0] - torch.log(U[i] / s[..., 0] + 1e-4)) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            v, s = self.log_u(X[n_fit:, :, None])
+            est = (s * F.relu(torch.exp(v) - 1e-4))[..., 0]
+            err = ((est - U[n_fit:]).norm(dim=1) / U[n_fit:].norm(dim=1)).median()
+        self.ready.fill_(True)
+        return float(err)
 
 
 @dataclass(frozen=True)
@@ -270,8 +405,9 @@ class PartialGenerator(nn.Module):
     ----------
     in_channels : int
         k_J, channels of the S_J frames.
-    frontend : ndarray (n1, in_channels)
-        :func:`first_order_frontend`'s matrix (u = matrix @ S_J).
+    frontend : ndarray (n1, in_channels) or LearnedFrontend
+        :func:`first_order_frontend`'s matrix (u = matrix @ S_J), or a module that reads u
+        (``joint-real``: :class:`LearnedFrontend`).
     bin_hz : ndarray (n1,)
         Increasing centre frequencies of u's bins (Hz).
     J : int
@@ -310,7 +446,7 @@ class PartialGenerator(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        frontend: np.ndarray,
+        frontend: np.ndarray | nn.Module,
         bin_hz: np.ndarray,
         J: int = 10,
         *,
@@ -330,11 +466,18 @@ class PartialGenerator(nn.Module):
         max_amplitude: float = 4.0,
     ) -> None:
         super().__init__()
-        frontend = np.asarray(frontend, dtype=np.float64)
+        module: nn.Module | None = None
+        matrix = np.zeros((0, in_channels))
+        if isinstance(frontend, nn.Module):
+            module = frontend
+            n_bins = int(getattr(module, "num_bins"))  # noqa: B009
+        else:
+            matrix = np.asarray(frontend, dtype=np.float64)
+            if matrix.ndim != 2 or matrix.shape[1] != in_channels:
+                raise ValueError(f"frontend must be (bins, {in_channels}), got {matrix.shape}")
+            n_bins = int(matrix.shape[0])
         bin_hz = np.asarray(bin_hz, dtype=np.float64)
-        if frontend.ndim != 2 or frontend.shape[1] != in_channels:
-            raise ValueError(f"frontend must be (bins, {in_channels}), got {frontend.shape}")
-        if bin_hz.shape != (frontend.shape[0],) or not np.all(np.diff(bin_hz) > 0):
+        if bin_hz.shape != (n_bins,) or not np.all(np.diff(bin_hz) > 0):
             raise ValueError("bin_hz must give one increasing frequency per frontend row")
         for name, v in (("per_bin", per_bin), ("channels", channels), ("depth", depth)):
             if v < 1:
@@ -349,7 +492,7 @@ class PartialGenerator(nn.Module):
         self.J = int(J)
         self.fs = float(fs)
         self.per_bin = int(per_bin)
-        self.num_bins = int(frontend.shape[0])
+        self.num_bins = n_bins
         self.trunk_layers = int(trunk_layers)
         self.eps = float(eps)
         self.log_max = math.log(max_amplitude / eps)
@@ -369,7 +512,7 @@ class PartialGenerator(nn.Module):
         # place that builds this generator passes it (mmsin.assembly.build_generator).
         self.register_buffer("input_norm", torch.ones(self.in_channels), persistent=False)
 
-        self.frontend = _Frontend(frontend, eps)
+        self.frontend = module if module is not None else _Frontend(matrix, eps)
         self.context = _Context(self.in_channels, context) if context > 0 else None
         chans = [1 + max(context, 0)] + [int(channels)] * depth
         self.freq_layers = nn.ModuleList(

@@ -146,6 +146,22 @@ def train(
         teardown_distributed(d)
 
 
+def _pretrain_frontend(cfg: Config, generator: nn.Module) -> None:
+    """A learned front end (``joint-real`` partials heads) not yet fitted is fitted on synthetic
+    tones before the first step (:meth:`mmsin.generators.partials.LearnedFrontend.pretrain`)."""
+    from mmsin.generators.partials import LearnedFrontend
+
+    fe = getattr(generator, "frontend", None)
+    if isinstance(fe, LearnedFrontend) and not bool(fe.ready):
+        t0 = time.perf_counter()
+        err = fe.pretrain(build_scattering(cfg), seed=cfg.train.seed)
+        log.info(
+            "learned front end fitted on synthetic tones in %.0f s: held-out error of u %.1f %%",
+            time.perf_counter() - t0,
+            100 * err,
+        )
+
+
 def init_generator(generator: nn.Module, source: str | os.PathLike[str]) -> tuple[int, int]:
     """Copy the generator weights of the model ``source`` (a shipped name, run folder or
     checkpoint) into ``generator`` wherever a parameter or buffer has the same name and shape:
@@ -208,6 +224,8 @@ def _train(
     generator = build_generator(cfg, in_channels)
     if init is not None and state is None:
         init_generator(generator, init)
+    if state is None:
+        _pretrain_frontend(cfg, generator)
     feats = _features_from_rank0(
         cfg, train_clips, test_clips, context_frames(cfg, generator), cache_dir, progress, d
     )
