@@ -51,10 +51,12 @@ def test_learned_frontend_reads_u_back_after_pretraining() -> None:
     assert not bool(fe.ready)
     err = fe.pretrain(joint, steps=300, seed=1)
     assert bool(fe.ready) and err < 0.6  # median relative error of u on held-out tones
+    assert not any(p.requires_grad for p in fe.parameters())  # fixed once fitted
     # a loaded front end is ready: training never fits it again
     other = LearnedFrontend(channels, operator, eps=1e-4, hidden=64)
+    assert all(p.requires_grad for p in other.parameters())
     other.load_state_dict(fe.state_dict())
-    assert bool(other.ready)
+    assert bool(other.ready) and not any(p.requires_grad for p in other.parameters())
     raw = torch.zeros(1, joint.num_channels, 3)
     raw[:, torch.as_tensor(channels)] = torch.as_tensor(
         np.abs(operator @ np.ones(operator.shape[1])), dtype=torch.float32

@@ -155,9 +155,10 @@ class LearnedFrontend(nn.Module):
     moduli of the 108 bins of u (J = 10, Q = P = 12): no fixed matrix reads u back (the best
     linear map leaves 61 % error on harmonic tones, docs/experiments.md). A per-frame MLP does:
     log(order1 / s + 1e-4) (s: the frame's largest order-1 value, so that the map is
-    scale-free) -> ``hidden`` -> ``hidden`` -> log(u / s + 1e-4). :meth:`pretrain` fits it on
-    synthetic harmonic tones and two-note mixtures (u from the wavelets' closed-form responses),
-    and training refines it with the generator.
+    scale-free) -> ``hidden`` -> ``hidden`` -> log(u / s + 1e-4), at most log(16). :meth:`pretrain`
+    fits it on synthetic harmonic tones and two-note mixtures (u from the wavelets' closed-form
+    responses) and then fixes it (no gradient: the moment-matching pass feeds it VAR frames
+    unlike any tone, whose gradients blew the first trainings up).
     """
 
     ready: Tensor
@@ -183,6 +184,12 @@ class LearnedFrontend(nn.Module):
         )
         # saved with the weights: a loaded model is never pretrained again
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        self.register_load_state_dict_post_hook(LearnedFrontend._after_load)
+
+    @staticmethod
+    def _after_load(module: nn.Module, keys: Any) -> None:
+        if isinstance(module, LearnedFrontend) and bool(module.ready):  # fitted: fixed
+            module.net.requires_grad_(False)
 
     def log_u(self, order1: Tensor) -> tuple[Tensor, Tensor]:
         """(B, n_order1, T) moduli -> (B, n1, T) log(u / s + 1e-4), and s (B, 1, T)."""
@@ -191,7 +198,9 @@ class LearnedFrontend(nn.Module):
 
     def forward(self, raw: Tensor) -> Tensor:
         v, s = self.log_u(raw[:, self.channels])
-        u = s * F.relu(torch.exp(v) - 1e-4)
+        # no bin of u exceeds its windows' order-1 value / the smallest Hann tap (1/13 at
+        # P = 12): frames unlike any tone (the VAR's, in the moment-matching pass) stay bounded
+        u = s * F.relu(torch.exp(torch.clamp(v, max=math.log(16.0))) - 1e-4)
         return torch.log1p(u / self.eps)
 
     def pretrain(self, scattering: Any, steps: int = 3000, seed: int = 0) -> float:
@@ -242,6 +251,7 @@ class LearnedFrontend(nn.Module):
             est = (s * F.relu(torch.exp(v) - 1e-4))[..., 0]
             err = ((est - U[n_fit:]).norm(dim=1) / U[n_fit:].norm(dim=1)).median()
         self.ready.fill_(True)
+        self.net.requires_grad_(False)
         return float(err)
 
 
