@@ -166,6 +166,27 @@ BREAKAGES = (
             "tests/test_real_notes.py::test_onsets_of_real_recordings_padded_with_silence",
         ),
     ),
+    Breakage(
+        "joint-order1-window-misaligned",
+        "the joint-real order-1 operator the learned front end inverts pairs each window's "
+        "taps with the Hann atoms shifted by one bin",
+        '        idx = windows[int(meta["window"][c])]\n        ok = idx >= 0\n        '
+        "np.add.at(A[r]",
+        '        idx = np.roll(windows[int(meta["window"][c])], 1)\n        ok = idx >= 0\n'
+        "        np.add.at(A[r]",
+        (
+            "tests/test_learned_frontend.py::"
+            "test_joint_order_one_is_the_modulus_of_the_windowed_scalogram",
+        ),
+    ),
+    Breakage(
+        "learned-frontend-trained-on",
+        "the learned front end stays trainable after its fit (the moment-matching pass then "
+        "blows it up)",
+        "        self.ready.fill_(True)\n        self.net.requires_grad_(False)",
+        "        self.ready.fill_(True)",
+        ("tests/test_learned_frontend.py::test_learned_frontend_reads_u_back_after_pretraining",),
+    ),
 )
 
 
