@@ -59,7 +59,7 @@ def test_classify_midpoint_by_interval() -> None:
 def test_original_f0_tracks_each_original_once_per_invocation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mmsin import evaluation as ev
+    from mmsin.evaluation import fidelity
 
     calls: list[float] = []
 
@@ -67,7 +67,7 @@ def test_original_f0_tracks_each_original_once_per_invocation(
         calls.append(float(np.abs(y).max()))
         return 100.0 + len(calls)
 
-    monkeypatch.setattr(ev, "median_f0", fake_f0)
+    monkeypatch.setattr(fidelity, "median_f0", fake_f0)
     ctx = ex.Context(progress=False)
     x = np.stack([np.full(64, 0.5), np.zeros(64), np.full(64, -2.0)])
     where = (ex.NOTES, "heldout", "small")

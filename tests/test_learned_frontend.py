@@ -65,25 +65,20 @@ def test_learned_frontend_reads_u_back_after_pretraining() -> None:
 
 
 def test_training_fits_an_unready_frontend_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mmsin.config import override, preset
     from mmsin.training import loop
 
-    cfg = override(
-        preset("pitched"),
-        ["scattering.variant=joint-real", "scattering.J=7", "scattering.Q=4", "scattering.P=4"],
-    )
     joint = TimeFrequencyScattering(J=J, Q=Q, P=P, variant="joint-real", fs=FS)
     channels, operator, _ = joint_first_order(joint)
-    calls: list[int] = []
+    calls: list[tuple[object, int]] = []
 
     def fake(self: LearnedFrontend, scattering: object, steps: int = 0, seed: int = 0) -> float:
-        calls.append(seed)
+        calls.append((scattering, seed))
         self.ready.fill_(True)
         return 0.0
 
     monkeypatch.setattr(LearnedFrontend, "pretrain", fake)
     gen = torch.nn.Module()
     gen.frontend = LearnedFrontend(channels, operator, eps=1e-4, hidden=8)
-    loop._pretrain_frontend(cfg, gen)
-    loop._pretrain_frontend(cfg, gen)
-    assert calls == [cfg.train.seed]
+    loop._pretrain_frontend(joint, gen, 7)
+    loop._pretrain_frontend(joint, gen, 7)
+    assert calls == [(joint, 7)]

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from mmsin.evaluation.fidelity import (
     NoteFidelity,
+    normalised_f0,
     note_fidelity,
 )
 from mmsin.evaluation.grid import (
@@ -160,6 +161,7 @@ __all__ = [
     "moment_matching_distance",
     "multi_resolution_stft_distance",
     "music_figures",
+    "normalised_f0",
     "note_fidelity",
     "onset_rate",
     "partial_levels",

@@ -53,6 +53,12 @@ class NoteFidelity:
         }
 
 
+def normalised_f0(y: np.ndarray, fs: float, crepe_model: str = "tiny") -> float:
+    """CREPE's median f0 of the clip ``y`` scaled to unit peak; NaN for a silent clip."""
+    peak = np.abs(y).max()
+    return median_f0(y / peak, fs, model=crepe_model) if peak > 0 else float("nan")
+
+
 def note_fidelity(
     x_hat: Tensor | np.ndarray,
     x: Tensor | np.ndarray,
@@ -82,10 +88,6 @@ def note_fidelity(
     if nominal.shape != (a.shape[0],):
         raise ValueError(f"need one pitch per clip ({a.shape[0]}), got {nominal.shape}")
 
-    def f0(y: np.ndarray) -> float:
-        peak = np.abs(y).max()
-        return median_f0(y / peak, fs, model=crepe_model) if peak > 0 else float("nan")
-
     def hnr(y: np.ndarray) -> np.ndarray:
         if y.shape[-1] < _min_samples(fs, 2.0):  # too short for the +-2 Hz bands
             return np.full(y.shape[0], np.nan)
@@ -95,8 +97,12 @@ def note_fidelity(
         raise ValueError(
             f"need one f0_original per clip ({b.shape[0]}), got {np.shape(f0_original)}"
         )
-    f_ref = np.array([f0(y) for y in b]) if f0_original is None else np.asarray(f0_original, float)
-    f_hat = np.array([f0(y) for y in a])
+    f_ref = (
+        np.array([normalised_f0(y, fs, crepe_model) for y in b])
+        if f0_original is None
+        else np.asarray(f0_original, float)
+    )
+    f_hat = np.array([normalised_f0(y, fs, crepe_model) for y in a])
     grid, grid_ref = grid_share_or_nan(a, fs, grid_k), grid_share_or_nan(b, fs, grid_k)
     with np.errstate(invalid="ignore"):
         tracked = np.abs(np.asarray(cents(f_ref, nominal))) <= 50

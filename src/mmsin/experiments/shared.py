@@ -460,10 +460,7 @@ def original_f0(
     for i in np.asarray(indices, dtype=int):
         key = ("f0", *where, int(i), int(x.shape[-1]), ctx.crepe_model)
         if key not in ctx.memo:
-            peak = float(np.abs(x[i]).max())
-            ctx.memo[key] = (
-                ev.median_f0(x[i] / peak, fs, model=ctx.crepe_model) if peak > 0 else float("nan")
-            )
+            ctx.memo[key] = ev.normalised_f0(x[i], fs, ctx.crepe_model)
         out.append(ctx.memo[key])
     return np.asarray(out, dtype=np.float64)
 

@@ -59,6 +59,7 @@ __all__ = [
     "first_order_frontend",
     "joint_first_order",
     "peak_calibration",
+    "wavelet_responses",
 ]
 
 
@@ -208,11 +209,7 @@ class LearnedFrontend(nn.Module):
         fs = float(scattering.fs)
         rng = np.random.default_rng(seed)
         grid = 20.0 * 2.0 ** (np.arange(0.0, 12 * np.log2(0.5 * fs / 20.0), 1 / 20) / 12)
-        fam = scattering.family
-        order = np.argsort(np.asarray(fam.xi1))
-        H = 0.5 * np.stack(
-            [np.abs(scattering._psi1(int(i)).transfer(2 * math.pi * grid / fs)) for i in order]
-        )
+        H = 0.5 * wavelet_responses(scattering, grid)
         level = np.sqrt(H.sum(1) / H.sum(1).max())
 
         def tone(f0: float, slope: float, inharm: float) -> np.ndarray:
@@ -268,6 +265,14 @@ class PeakCalibration:
     top_reach: float  # semitones above the top bin's centre that rise stands for
 
 
+def wavelet_responses(scattering: Any, f: np.ndarray) -> np.ndarray:
+    """|psi_hat_b(f)| of every first-order wavelet b at the frequencies ``f`` (Hz), shape
+    (n1, len(f)), rows in increasing centre frequency (the scalogram u's bins)."""
+    order = np.argsort(np.asarray(scattering.family.xi1))
+    omega = 2 * math.pi * np.asarray(f, dtype=np.float64) / float(scattering.fs)
+    return np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
+
+
 def peak_calibration(
     scattering: Any,
     hz: np.ndarray,
@@ -303,17 +308,14 @@ def peak_calibration(
     -------
     PeakCalibration
     """
-    fam = scattering.family
     fs = float(scattering.fs)
     fmax_hz = max(fmax_ratio * fs, hz[-1] * 2 ** (0.5 / 12))
-    order = np.argsort(np.asarray(fam.xi1))
     lo = max(int(np.searchsorted(hz, fmin)), 1)
     hi = len(hz) - 2
     if hi - lo < 3:
         raise ValueError(f"too few first-order bins above fmin = {fmin} Hz to calibrate peaks")
     f = hz[lo] * 2.0 ** (np.arange(0.0, np.log2(hz[hi] / hz[lo]) * 12, 1 / 97) / 12)
-    omega = 2 * math.pi * f / fs
-    H = np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
+    H = wavelet_responses(scattering, f)
     log_u = np.log(0.5 * H + 1e-30)  # (n1, G): unit-amplitude sines
     b = np.argmax(log_u, axis=0)
     ok = (b > 0) & (b < len(hz) - 1)
@@ -331,9 +333,7 @@ def peak_calibration(
     # The rise grows with the frequency only up to where both responses fall alike (about
     # half a semitone above the top bin at J = 10, Q = 12): tones above are put there.
     f_top = hz[top] * 2.0 ** (np.arange(-1.0, 12 * np.log2(fmax_hz / hz[top]), 1 / 97) / 12)
-    H_top = np.stack(
-        [np.abs(scattering._psi1(int(i)).transfer(2 * math.pi * f_top / fs)) for i in order]
-    )
+    H_top = wavelet_responses(scattering, f_top)
     lt = np.log(0.5 * H_top + 1e-30)
     rise = lt[top] - lt[top - 1]
     last = int(np.argmax(rise))

@@ -146,7 +146,7 @@ def train(
         teardown_distributed(d)
 
 
-def _pretrain_frontend(cfg: Config, generator: nn.Module) -> None:
+def _pretrain_frontend(scattering: nn.Module, generator: nn.Module, seed: int) -> None:
     """A learned front end (``joint-real`` partials heads) not yet fitted is fitted on synthetic
     tones before the first step (:meth:`mmsin.generators.partials.LearnedFrontend.pretrain`)."""
     from mmsin.generators.partials import LearnedFrontend
@@ -154,7 +154,7 @@ def _pretrain_frontend(cfg: Config, generator: nn.Module) -> None:
     fe = getattr(generator, "frontend", None)
     if isinstance(fe, LearnedFrontend) and not bool(fe.ready):
         t0 = time.perf_counter()
-        err = fe.pretrain(build_scattering(cfg), seed=cfg.train.seed)
+        err = fe.pretrain(scattering, seed=seed)
         log.info(
             "learned front end fitted on synthetic tones in %.0f s: held-out error of u %.1f %%",
             time.perf_counter() - t0,
@@ -220,12 +220,13 @@ def _train(
 
     # Model first (its receptive field sets the segment context), seeded identically on every
     # rank so that DDP starts from the same weights.
-    in_channels = int(build_scattering(cfg).num_channels)
+    scattering = build_scattering(cfg)
+    in_channels = int(scattering.num_channels)
     generator = build_generator(cfg, in_channels)
     if init is not None and state is None:
         init_generator(generator, init)
     if state is None:
-        _pretrain_frontend(cfg, generator)
+        _pretrain_frontend(scattering, generator, cfg.train.seed)
     feats = _features_from_rank0(
         cfg, train_clips, test_clips, context_frames(cfg, generator), cache_dir, progress, d
     )
