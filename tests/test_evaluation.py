@@ -116,6 +116,23 @@ def test_crepe_f0_of_a_sine_within_a_few_cents(f0: float) -> None:
     assert abs(ev.cents(measured, f0)) < 15.0
 
 
+def test_crepe_tracks_are_the_same_in_every_process() -> None:
+    """torchcrepe's weighted-argmax decoder dithers its bin pitches once per process from
+    numpy's global random state; a fresh process (the decoder's weights not yet made) with
+    another random state must still give the same track, to the bit."""
+    from mmsin.evaluation.pitch import _import_torchcrepe
+
+    decode = _import_torchcrepe().decode.weighted_argmax
+    y = 0.5 * np.sin(2 * np.pi * 880.0 * T) + 0.2 * np.sin(2 * np.pi * 1760.0 * T)
+    tracks = []
+    for seed in (1, 2):
+        if hasattr(decode, "weights"):
+            del decode.weights  # as in a new process
+        np.random.seed(seed)
+        tracks.append(ev.pitch_track(y, FS).f0)
+    np.testing.assert_array_equal(tracks[0], tracks[1])
+
+
 def test_crepe_f0_of_a_harmonic_tone_and_noise() -> None:
     rng = np.random.default_rng(6)
     f0 = ev.midi_to_hz(57)

@@ -222,3 +222,33 @@ def test_build_real_notes_from_files_with_known_onsets(tmp_path) -> None:
     stamp = (root / "build.json").stat().st_mtime_ns
     build_real_notes(tmp_path / "real", archive=src, progress=False)  # cached
     assert (root / "build.json").stat().st_mtime_ns == stamp
+
+
+def test_cached_analyses_are_reused_only_where_crepe_computes_alike(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The originals' analyses come back from the cache for the same audio on the same
+    machine, and are recomputed when CREPE's output on the probe tone differs (another
+    machine's arithmetic), not only when the audio does."""
+    from mmsin.evaluation import real_notes as rn
+
+    calls: list[int] = []
+
+    def fake(y, fs, midi, *, crepe_model="tiny"):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return rn.OriginalAnalysis(
+            f0=np.full(4, 440.0), periodicity=np.ones(4), f0_median=440.0,
+            partials_hz=np.full(rn.N_PARTIALS, np.nan), partials_db=np.zeros(rn.N_PARTIALS),
+        )  # fmt: skip
+
+    probe = [np.array([261.6, 0.9])]
+    monkeypatch.setattr(rn, "analyse_original", fake)
+    monkeypatch.setattr(rn, "_crepe_probe", lambda model: probe[0])
+    x = np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32)
+    cache = tmp_path / "orig.npz"
+    first = rn.analyse_originals(x, FS, [60.0, 61.0], cache=cache)
+    again = rn.analyse_originals(x, FS, [60.0, 61.0], cache=cache)
+    assert len(calls) == 2 and again[1].f0_median == first[1].f0_median == 440.0
+    probe[0] = np.array([261.7, 0.9])  # CREPE 0.7 cents apart on this "machine"
+    rn.analyse_originals(x, FS, [60.0, 61.0], cache=cache)
+    assert len(calls) == 4

@@ -26,12 +26,23 @@ CREPE_FMAX = 2006.0
 _CREPE_FS = 16000
 
 
+#: The pitch of CREPE's bin 0 in cents above 10 Hz (torchcrepe.convert.bins_to_cents).
+_CREPE_CENTS_0 = 1997.3794084376191
+
+
 def _import_torchcrepe() -> types.ModuleType:
     # torchcrepe imports torchaudio only to read files, which we never do; torchaudio has no
     # release for current torch, so a placeholder module satisfies the import.
     sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
     import torchcrepe
 
+    # The weighted-argmax decoder averages the bins' pitches in cents with weights it makes
+    # once per process, each pitch dithered by a triangular draw of +-20 cents from numpy's
+    # global random state (torchcrepe.convert.dither): every process then reads the same note
+    # several cents apart (seen: 879 to 884 Hz for one 880 Hz note in four runs), so a track
+    # cached by one run and compared with another's drifts. The bins' exact pitches instead.
+    cents = torchcrepe.CENTS_PER_BIN * torch.arange(torchcrepe.PITCH_BINS) + _CREPE_CENTS_0
+    torchcrepe.decode.weighted_argmax.weights = cents[None, :, None]
     return torchcrepe
 
 

@@ -382,6 +382,16 @@ def as_record(m: RealNoteMetrics) -> dict[str, Any]:
     return {f.name: clean(getattr(m, f.name)) for f in fields(m)}
 
 
+def _crepe_probe(crepe_model: str) -> np.ndarray:
+    """CREPE's f0 and periodicity on a fixed 0.5 s stretched tone (a fingerprint of its
+    arithmetic on this machine)."""
+    fs = 4096
+    t = np.arange(fs // 2) / fs
+    y = sum(0.5**k * np.sin(2 * np.pi * 331.7 * k * (1 + 3e-4 * k * k) * t) for k in (1, 2, 3))
+    track = pitch_track(np.asarray(y), fs, model=crepe_model)
+    return np.concatenate([track.f0, track.periodicity])
+
+
 def analyse_originals(
     x: np.ndarray,
     fs: float,
@@ -391,11 +401,17 @@ def analyse_originals(
     cache: str | os.PathLike[str] | None = None,
 ) -> list[OriginalAnalysis]:
     """:func:`analyse_original` of every clip of ``x`` (n, time), cached in the ``.npz`` file
-    ``cache`` (keyed by a hash of the audio, rate, pitches and CREPE model: a different set
-    recomputes)."""
+    ``cache`` (keyed by a hash of the audio, rate, pitches, CREPE model and CREPE's output on a
+    probe tone: a different set, or a machine where CREPE's arithmetic differs, recomputes).
+
+    Why the probe: CREPE's per-frame f0 moves by up to 5 cents between machines on the same
+    audio (seen: the same 72 real notes, 2 days apart, medians 3 cents apart), so a track
+    cached on one machine and compared with reconstructions tracked on another reports
+    errors that neither made."""
     x = np.asarray(x, dtype=np.float32)
+    probe = np.round(_crepe_probe(crepe_model), 6).tobytes()
     key = hashlib.sha256(
-        x.tobytes() + repr((float(fs), [float(m) for m in midi], crepe_model)).encode()
+        x.tobytes() + repr((float(fs), [float(m) for m in midi], crepe_model)).encode() + probe
     ).hexdigest()
     path = Path(cache) if cache is not None else None
     if path is not None and path.is_file():
