@@ -17,6 +17,7 @@ import torch
 from mmsin.config import override, preset
 from mmsin.generators.free_partials import FreePartialGenerator
 from mmsin.generators.partials import first_order_frontend, peak_calibration
+from mmsin.generators.peaks import ResponseTable, response_table
 from mmsin.generators.synthesis import band_noise_tables, block_phases, sum_oscillators
 from mmsin.scattering import TimeFrequencyScattering
 
@@ -29,8 +30,13 @@ def sj() -> TimeFrequencyScattering:
 
 
 def _generator(
-    sj: TimeFrequencyScattering, context: int = 0, noise_bands: int = 0, **kw: object
+    sj: TimeFrequencyScattering,
+    context: int = 0,
+    noise_bands: int = 0,
+    refine_rounds: int = 2,
+    **kw: object,
 ) -> FreePartialGenerator:
+    """The head as shipped (partials located with their neighbours' shares removed)."""
     matrix, hz = first_order_frontend(sj)
     torch.manual_seed(0)
     args: dict = {"channels": 6, "depth": 2, "trunk_hidden": 4, "context": context, **kw}
@@ -41,9 +47,20 @@ def _generator(
         J=10,
         calibration=peak_calibration(sj, hz),
         noise_bands=noise_bands,
+        responses=_responses(sj),
+        refine_rounds=refine_rounds,
         **args,
     )
     return g.eval()
+
+
+_TABLES: dict[int, ResponseTable] = {}
+
+
+def _responses(sj: TimeFrequencyScattering) -> ResponseTable:
+    if id(sj) not in _TABLES:
+        _TABLES[id(sj)] = response_table(sj, first_order_frontend(sj)[1])
+    return _TABLES[id(sj)]
 
 
 def _partials(f0: float, stretch: float = 0.0, n: int = 6, seconds: float = 5.0) -> np.ndarray:
@@ -316,7 +333,8 @@ def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type:
     kw = {"train_clips": train_clips, "test_clips": test_clips, "progress": False}
     result = train(cfg, tmp_path / "run", cache_dir=tmp_path / "cache", tensorboard=False, **kw)
     losses = result.history["train_loss"]
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    # six noisy steps from an estimate that is already close: the last two below the first two
+    assert np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < np.mean(losses[:2])
     model = MMSIN.load(result.checkpoint)
     assert isinstance(model.generator, FreePartialGenerator)
     x = torch.tensor(test_clips.audio[:1])

@@ -44,6 +44,8 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "onset-floor-from-the-note",
         "joint-order1-window-misaligned",
         "learned-frontend-trained-on",
+        "peaks-neighbours-not-removed",
+        "peaks-add-in-magnitude",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

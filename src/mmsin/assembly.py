@@ -106,6 +106,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
         if g.frequencies == "free":
             from mmsin.generators.free_partials import FreePartialGenerator
             from mmsin.generators.partials import peak_calibration
+            from mmsin.generators.peaks import response_table
 
             gen = FreePartialGenerator(
                 in_channels,
@@ -114,6 +115,8 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 J=s.J,
                 calibration=peak_calibration(sj, hz, g.fmin),
                 noise_bands=g.noise_bands,
+                responses=response_table(sj, hz),
+                refine_rounds=g.peak_rounds,
                 **shared,
             )
         else:

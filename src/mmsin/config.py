@@ -114,7 +114,9 @@ class GeneratorConfig:
     ``frequencies``: ``"fixed"`` (those oscillators sit at fixed frequencies) or ``"free"`` (one
     oscillator per bin at the frequency and amplitude read from the peaks of the scalogram,
     refined by the network, plus ``noise_bands`` octave bands of filtered noise;
-    mmsin.generators.free_partials). ``c1`` is used by ``"conv"`` only; the other fields by the
+    mmsin.generators.free_partials); ``peak_rounds`` passes locate each of those partials with
+    its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks).
+    ``c1`` is used by ``"conv"`` only; the other fields by the
     heads that name them.
     """
 
@@ -132,6 +134,7 @@ class GeneratorConfig:
     context: int = 4
     frequencies: str = "fixed"
     noise_bands: int = 6
+    peak_rounds: int = 2
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -148,6 +151,7 @@ class GeneratorConfig:
         _require(self.context >= 0, "generator.context", self.context, ">= 0")
         _choice("generator.frequencies", self.frequencies, ("fixed", "free"))
         _require(self.noise_bands >= 0, "generator.noise_bands", self.noise_bands, ">= 0")
+        _require(self.peak_rounds >= 0, "generator.peak_rounds", self.peak_rounds, ">= 0")
 
 
 @dataclass

@@ -51,8 +51,10 @@ from mmsin.generators.partials import (
     PartialGenerator,
     PeakCalibration,
     _FreqLayer,
+    _Frontend,
     _phase_offsets,
 )
+from mmsin.generators.peaks import ResponseTable, refine_peaks
 from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,
@@ -162,6 +164,12 @@ class FreePartialGenerator(PartialGenerator):
         :func:`mmsin.generators.partials.peak_calibration`'s polynomials.
     noise_bands : int
         Octave bands of the noise branch (0: none).
+    responses : ResponseTable, optional
+        :func:`mmsin.generators.peaks.response_table` of the bank: with it, each partial is
+        located with its neighbours' shares removed (:func:`~mmsin.generators.peaks.refine_peaks`);
+        without it, by the plain parabola.
+    refine_rounds : int
+        Refinement passes (0: the plain parabola).
     **kwargs
         The shared network, trunk and limits, as
         :class:`~mmsin.generators.partials.PartialGenerator` (``per_bin`` is 1 here).
@@ -175,6 +183,8 @@ class FreePartialGenerator(PartialGenerator):
     semitones_poly: Tensor
     log_gain_poly: Tensor
     top_semitones_poly: Tensor
+    response_log: Tensor
+    response_shift: Tensor
     top_log_gain_poly: Tensor
     bin_hz: Tensor
     phase_offset: Tensor
@@ -189,6 +199,8 @@ class FreePartialGenerator(PartialGenerator):
         *,
         calibration: PeakCalibration,
         noise_bands: int = 6,
+        responses: ResponseTable | None = None,
+        refine_rounds: int = 2,
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -211,6 +223,15 @@ class FreePartialGenerator(PartialGenerator):
             poly = torch.tensor(np.asarray(getattr(calibration, name), dtype=np.float64))
             self.register_buffer(f"{name}_poly", poly, persistent=False)
         self.top_rise = float(calibration.top_rise)
+        if refine_rounds < 0:
+            raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
+        self.refine_rounds = int(refine_rounds) if responses is not None else 0
+        self.responses = responses
+        if responses is not None:
+            self.register_buffer(
+                "response_log", torch.tensor(responses.log_response), persistent=False
+            )
+            self.register_buffer("response_shift", torch.tensor(responses.shift), persistent=False)
         offsets = torch.tensor(_phase_offsets(self.num_oscillators), dtype=torch.float64)
         self.register_buffer("phase_offset", offsets, persistent=False)
         # the network's output: one log-gain per bin, zero at first (the estimate as it is)
@@ -273,7 +294,14 @@ class FreePartialGenerator(PartialGenerator):
         raw = frames * self.input_norm.to(frames)[:, None]
         lu = self.frontend(raw)  # log(1 + u / eps), (B, F, T)
         with torch.no_grad():
-            u = self.eps * torch.expm1(lu)  # ReLU(u), read back from the front end's output
+            if isinstance(self.frontend, _Frontend):
+                # u in float64 straight from S_J: the refinement subtracts shares of u from
+                # u, so float32 rounding (which differs with the number of frames in a call)
+                # would part a stream from the whole sequence
+                m = self.frontend.matrix.double()
+                u = torch.relu(torch.einsum("fc,bct->bft", m, raw.double()))
+            else:
+                u = self.eps * torch.expm1(lu)  # ReLU(u), read back from the front end
             # floored two decades below the silence level: a silent neighbour bounds the
             # parabola instead of sending it to log(0)
             log_u = torch.log(torch.clamp(u, min=0.01 * self.eps))
@@ -288,6 +316,22 @@ class FreePartialGenerator(PartialGenerator):
             semis[:, -1] = polyval(self.top_semitones_poly, rise)
             top_gain = torch.clamp(polyval(self.top_log_gain_poly, rise), max=2.0)
             est[:, -1] = log_u[:, -1] + top_gain.to(est)
+            if self.refine_rounds and self.responses is not None:
+                peak, semis, est = refine_peaks(
+                    u,
+                    peak,
+                    semis,
+                    est,
+                    table=self.response_log,
+                    shift=self.response_shift,
+                    reach=self.responses.reach,
+                    step=self.responses.step,
+                    semis_poly=self.semitones_poly,
+                    gain_poly=self.log_gain_poly,
+                    floor=floor,
+                    rounds=self.refine_rounds,
+                )
+            est = est.to(lu.dtype)
             semis = semis[:, self.keep_bins]
             hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
