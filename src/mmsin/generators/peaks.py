@@ -123,38 +123,35 @@ def _shares(
     puts in bin j + n, n = -reach .. reach; zero where j holds no partial or j + n is outside.
 
     log_a, semis : (B, F, T); active : (B, F, T) bool; table : (F, L); shift : (F, 2 reach + 1).
+    Returns (2 reach + 1, B, F, T).
     """
     F, L = table.shape
-    out = []
-    for i, n in enumerate(range(-reach, reach + 1)):
-        # offset of partial j from the centre of bin j + n, in table steps
-        s = semis - shift[:, i][None, :, None]  # (B, F, T); NaN where j + n is outside
-        pos = torch.nan_to_num((s + reach) / step, nan=-1.0)
-        inside = active & (pos >= 0) & (pos <= L - 1)
-        pos = pos.clamp(0, L - 1 - 1e-9)
-        i0 = pos.floor().long()
-        frac = (pos - i0).to(table.dtype)
-        rows = (torch.arange(F, device=table.device) + n).clamp(0, F - 1)
-        flat = table[rows]  # (F, L): row j holds bin j + n's response
-        base = rows.new_tensor(np.arange(F) * L)[None, :, None]
-        v0 = flat.reshape(-1)[(base + i0).reshape(-1)].reshape(i0.shape)
-        v1 = flat.reshape(-1)[(base + (i0 + 1).clamp(max=L - 1)).reshape(-1)].reshape(i0.shape)
-        log_c = (1 - frac) * v0 + frac * v1 + log_a.to(table.dtype)
-        out.append(torch.where(inside, torch.exp(log_c), torch.zeros_like(log_c)))
-    return torch.stack(out)
+    n = torch.arange(-reach, reach + 1, device=table.device)
+    # offset of partial j from the centre of bin j + n, in table steps (NaN: j + n outside)
+    s = semis[None] - shift.T.to(semis)[:, None, :, None]
+    pos = torch.nan_to_num((s + reach) / step, nan=-1.0)
+    inside = active[None] & (pos >= 0) & (pos <= L - 1)
+    pos = pos.clamp(0, L - 1 - 1e-9)
+    i0 = pos.floor().long()
+    frac = (pos - i0).to(table.dtype)
+    rows = (torch.arange(F, device=table.device)[None, :] + n[:, None]).clamp(0, F - 1)
+    base = (rows * L)[:, None, :, None]  # row j + n of the table, flattened
+    flat = table.reshape(-1)
+    v0 = flat[base + i0]
+    v1 = flat[base + (i0 + 1).clamp(max=L - 1)]
+    log_c = (1 - frac) * v0 + frac * v1 + log_a.to(table.dtype)[None]
+    return torch.where(inside, torch.exp(log_c), torch.zeros_like(log_c))
 
 
 def _power_by_bin(c: Tensor, reach: int) -> Tensor:
     """sum_j c_bj^2 per bin b (B, F, T) from the shares c[n, :, j] put in bin j + n."""
-    F = c.shape[2]
-    P = torch.zeros_like(c[0])
-    for i, n in enumerate(range(-reach, reach + 1)):
-        sq = c[i] ** 2
-        if n >= 0:
-            P[:, n:] += sq[:, : F - n]
-        else:
-            P[:, :n] += sq[:, -n:]
-    return P
+    N, B, F, T = c.shape
+    n = torch.arange(-reach, reach + 1, device=c.device)
+    # bin j + n of every share (clamped where outside: those shares are 0)
+    target = (torch.arange(F, device=c.device)[None, :] + n[:, None]).clamp(0, F - 1)
+    P = torch.zeros(B, F, T, dtype=c.dtype, device=c.device)
+    src = (c**2).permute(1, 0, 2, 3).reshape(B, N * F, T)
+    return P.index_add_(1, target.reshape(-1), src)
 
 
 def _vertex(
