@@ -198,8 +198,10 @@ BREAKAGES = (
     Breakage(
         "peaks-add-in-magnitude",
         "two partials' shares of a bin added in magnitude, not in power",
-        "        sq = c[i] ** 2\n",
-        "        sq = c[i] * c.sum(0)\n",
+        "    src = (c**2).permute(1, 3, 0, 2).reshape(B, T, N * F)\n"
+        "    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2)\n",
+        "    src = c.permute(1, 3, 0, 2).reshape(B, T, N * F)\n"
+        "    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2) ** 2\n",
         ("tests/test_peaks.py::test_weak_partial_next_to_a_strong_one_is_located",),
     ),
 )
