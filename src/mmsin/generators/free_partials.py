@@ -15,7 +15,9 @@ frequency is not left to them: it is read from the embedding itself.
    (:func:`mmsin.generators.partials.peak_calibration`: 0.2 cents median over a sweep of pure
    tones).
    One oscillator per bin, active only where its bin is a peak above the silence level eps:
-   every other oscillator is exactly silent.
+   every other oscillator is exactly silent. With ``responses`` (the shipped head), each
+   partial is then located again with its neighbours' shares of u taken out, and partials the
+   peaks missed are found (:mod:`mmsin.generators.peaks`).
 2. **The network refines amplitudes only**: the shared 2-D network (transposition-equivariant,
    as in the fixed head) outputs one log-gain o per bin, zero at initialisation and bounded by
    2 tanh(. / 2) (+-17 dB), so the untrained generator is the estimate itself;
