@@ -204,6 +204,13 @@ BREAKAGES = (
         "    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2) ** 2\n",
         ("tests/test_peaks.py::test_weak_partial_next_to_a_strong_one_is_located",),
     ),
+    Breakage(
+        "peaks-top-rise-with-skirts",
+        "the top bin's partial keeps the plain rise, the skirts of partials below left in",
+        "            at = peak[:, -1] & (rise > 0)\n",
+        "            at = peak[:, -1] & False\n",
+        ("tests/test_peaks.py::test_top_partial_read_with_the_skirt_below_removed",),
+    ),
 )
 
 

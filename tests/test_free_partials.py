@@ -16,8 +16,8 @@ import torch
 
 from mmsin.config import override, preset
 from mmsin.generators.free_partials import FreePartialGenerator
-from mmsin.generators.partials import first_order_frontend, peak_calibration
-from mmsin.generators.peaks import ResponseTable, response_table
+from mmsin.generators.partials import first_order_frontend
+from mmsin.generators.peaks import ResponseTable, peak_calibration, response_table
 from mmsin.generators.synthesis import band_noise_tables, block_phases, sum_oscillators
 from mmsin.scattering import TimeFrequencyScattering
 

@@ -46,6 +46,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "learned-frontend-trained-on",
         "peaks-neighbours-not-removed",
         "peaks-add-in-magnitude",
+        "peaks-top-rise-with-skirts",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmsin.generators.partials import first_order_frontend, wavelet_responses
+from mmsin.generators.partials import first_order_frontend
+from mmsin.generators.peaks import wavelet_responses
 from mmsin.scattering import TimeFrequencyScattering
 from test_free_partials import _generator
 
@@ -85,3 +86,16 @@ def test_a_partial_that_is_no_peak_of_u_is_found(sj: TimeFrequencyScattering) ->
     assert _nearest_cents(plain, 810.0) > 50
     assert _nearest_cents(refined, 810.0) < 10, refined
     assert len(refined) == 2, refined
+
+
+def test_top_partial_read_with_the_skirt_below_removed(sj: TimeFrequencyScattering) -> None:
+    """The top bin (1697 Hz) has no bin above: its partial is located by its rise over the bin
+    below, where a partial four semitones down and five times stronger adds its skirt. The
+    plain rise then reads 1750 Hz more than 50 cents flat; with that skirt taken out of both
+    bins, within 5 cents."""
+    x = _two(1400.0, 0.5, 1750.0, 0.1)
+    plain = _located(_generator(sj, refine_rounds=0), sj, x)
+    refined = _located(_generator(sj), sj, x)
+    assert _nearest_cents(plain, 1750.0) > 50, plain
+    assert _nearest_cents(refined, 1750.0) < 5, refined
+    assert _nearest_cents(refined, 1400.0) < 3, refined

@@ -105,8 +105,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
         gen: Any
         if g.frequencies == "free":
             from mmsin.generators.free_partials import FreePartialGenerator
-            from mmsin.generators.partials import peak_calibration
-            from mmsin.generators.peaks import response_table
+            from mmsin.generators.peaks import peak_calibration, response_table
 
             gen = FreePartialGenerator(
                 in_channels,

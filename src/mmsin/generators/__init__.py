@@ -40,14 +40,9 @@ from mmsin.generators.oscillators import (
     oscillator_frequencies,
     synthesize_bank,
 )
-from mmsin.generators.partials import (
-    PartialGenerator,
-    PartialStreamer,
-    PeakCalibration,
-    first_order_frontend,
-    peak_calibration,
-)
+from mmsin.generators.partials import PartialGenerator, PartialStreamer, first_order_frontend
 from mmsin.generators.partials_stream import CachedFreqLayer, FreePartialStreamer
+from mmsin.generators.peaks import PeakCalibration, peak_calibration
 from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,

@@ -12,7 +12,7 @@ frequency is not left to them: it is read from the embedding itself.
    local maximum b of u along the bins, a parabola through log u at b - 1, b, b + 1 has its
    vertex at d in [-1/2, 1/2] bins and a level v; the tone's frequency and amplitude follow
    from d by polynomials fitted once on the wavelets' closed-form responses
-   (:func:`mmsin.generators.partials.peak_calibration`: 0.2 cents median over a sweep of pure
+   (:func:`mmsin.generators.peaks.peak_calibration`: 0.2 cents median over a sweep of pure
    tones).
    One oscillator per bin, active only where its bin is a peak above the silence level eps:
    every other oscillator is exactly silent. With ``responses`` (the shipped head), each
@@ -51,12 +51,11 @@ from torch import Tensor, nn
 
 from mmsin.generators.partials import (
     PartialGenerator,
-    PeakCalibration,
     _FreqLayer,
     _Frontend,
     _phase_offsets,
 )
-from mmsin.generators.peaks import ResponseTable, refine_peaks
+from mmsin.generators.peaks import PeakCalibration, ResponseTable, refine_peaks
 from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,
@@ -163,7 +162,7 @@ class FreePartialGenerator(PartialGenerator):
     ----------
     in_channels, frontend, bin_hz, J : as :class:`mmsin.generators.partials.PartialGenerator`.
     calibration : PeakCalibration
-        :func:`mmsin.generators.partials.peak_calibration`'s polynomials.
+        :func:`mmsin.generators.peaks.peak_calibration`'s polynomials.
     noise_bands : int
         Octave bands of the noise branch (0: none).
     responses : ResponseTable, optional
@@ -332,6 +331,7 @@ class FreePartialGenerator(PartialGenerator):
                     gain_poly=self.log_gain_poly,
                     floor=floor,
                     rounds=self.refine_rounds,
+                    top=(self.top_semitones_poly, self.top_log_gain_poly, self.top_rise),
                 )
             est = est.to(lu.dtype)
             semis = semis[:, self.keep_bins]

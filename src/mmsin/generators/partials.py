@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,16 +49,14 @@ from torch import Tensor, nn
 
 from mmsin.generators.conv import CausalGenerator
 from mmsin.generators.oscillators import carrier_tables, envelope_frame_span, synthesize_bank
+from mmsin.generators.peaks import wavelet_responses
 
 __all__ = [
     "LearnedFrontend",
     "PartialGenerator",
     "PartialStreamer",
-    "PeakCalibration",
     "first_order_frontend",
     "joint_first_order",
-    "peak_calibration",
-    "wavelet_responses",
 ]
 
 
@@ -250,100 +247,6 @@ class LearnedFrontend(nn.Module):
         self.ready.fill_(True)
         self.net.requires_grad_(False)
         return float(err)
-
-
-@dataclass(frozen=True)
-class PeakCalibration:
-    """Polynomials (highest power first) of :func:`peak_calibration`."""
-
-    semitones: np.ndarray  # in d: semitones from a peak bin's centre to the tone
-    log_gain: np.ndarray  # in d: log(amplitude) - the parabola's vertex level
-    top_semitones: np.ndarray  # in the top bin's rise r: semitones from its centre
-    top_log_gain: np.ndarray  # in r: log(amplitude) - log u_top
-    residual_cents: float  # median error of the frequency fit over the sweep
-    top_rise: float  # the largest rise the top bin's fit covers
-    top_reach: float  # semitones above the top bin's centre that rise stands for
-
-
-def wavelet_responses(scattering: Any, f: np.ndarray) -> np.ndarray:
-    """|psi_hat_b(f)| of every first-order wavelet b at the frequencies ``f`` (Hz), shape
-    (n1, len(f)), rows in increasing centre frequency (the scalogram u's bins)."""
-    order = np.argsort(np.asarray(scattering.family.xi1))
-    omega = 2 * math.pi * np.asarray(f, dtype=np.float64) / float(scattering.fs)
-    return np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
-
-
-def peak_calibration(
-    scattering: Any,
-    hz: np.ndarray,
-    fmin: float = 27.5,
-    fmax_ratio: float = 0.46,
-    degree: int = 5,
-) -> PeakCalibration:
-    """How a pure tone's peak in u maps to its frequency and amplitude (the free oscillators'
-    estimate), from the first-order wavelets' closed-form frequency responses.
-
-    A steady sine of amplitude a at frequency f gives u_b = (a / 2) |psi_hat_b(f)| in every
-    bin b (the analytic wavelets see its positive-frequency half; checked against S_J to
-    1e-4). At the bin b that peaks, a parabola through log u at b - 1, b, b + 1 has its vertex
-    at an offset d in [-1/2, 1/2] bins and a level v; over tones swept across the bins, the
-    semitones from the bin's centre frequency to f and log(a) - v are smooth functions of d
-    alone (the bank is constant-Q), fitted here by polynomials.
-
-    Parameters
-    ----------
-    scattering : mmsin.scattering.TimeFrequencyScattering
-    hz : ndarray (n1,)
-        The bins' centre frequencies, increasing (:func:`first_order_frontend`).
-    fmin : float
-        Lowest frequency the fit covers (Hz).
-    degree : int
-        Degree of both polynomials.
-
-    fmax_ratio : float
-        Highest frequency (times fs) an oscillator may take: the top bin, which has no
-        neighbour above, is calibrated up to it by the rise of u from the bin below.
-
-    Returns
-    -------
-    PeakCalibration
-    """
-    fs = float(scattering.fs)
-    fmax_hz = max(fmax_ratio * fs, hz[-1] * 2 ** (0.5 / 12))
-    lo = max(int(np.searchsorted(hz, fmin)), 1)
-    hi = len(hz) - 2
-    if hi - lo < 3:
-        raise ValueError(f"too few first-order bins above fmin = {fmin} Hz to calibrate peaks")
-    f = hz[lo] * 2.0 ** (np.arange(0.0, np.log2(hz[hi] / hz[lo]) * 12, 1 / 97) / 12)
-    H = wavelet_responses(scattering, f)
-    log_u = np.log(0.5 * H + 1e-30)  # (n1, G): unit-amplitude sines
-    b = np.argmax(log_u, axis=0)
-    ok = (b > 0) & (b < len(hz) - 1)
-    g = np.flatnonzero(ok)
-    l0, l1, l2 = log_u[b[g] - 1, g], log_u[b[g], g], log_u[b[g] + 1, g]
-    d = np.clip(0.5 * (l0 - l2) / np.minimum(l0 - 2 * l1 + l2, -1e-12), -0.5, 0.5)
-    level = l1 - 0.25 * (l0 - l2) * d
-    semis = 12 * np.log2(f[g] / hz[b[g]])
-    p_semis = np.polyfit(d, semis, degree)
-    p_gain = np.polyfit(d, -level, degree)
-    residual = float(np.median(np.abs(semis - np.polyval(p_semis, d)))) * 100
-    # The top bin has no neighbour above: a tone between its peak and fmax is located by the
-    # rise r = log u_top - log u_(top-1), a monotone function of its frequency there.
-    top = len(hz) - 1
-    # The rise grows with the frequency only up to where both responses fall alike (about
-    # half a semitone above the top bin at J = 10, Q = 12): tones above are put there.
-    f_top = hz[top] * 2.0 ** (np.arange(-1.0, 12 * np.log2(fmax_hz / hz[top]), 1 / 97) / 12)
-    H_top = wavelet_responses(scattering, f_top)
-    lt = np.log(0.5 * H_top + 1e-30)
-    rise = lt[top] - lt[top - 1]
-    last = int(np.argmax(rise))
-    sel = (np.argmax(lt, axis=0) == top) & (np.arange(len(f_top)) <= last)
-    semis_top = 12 * np.log2(f_top / hz[top])
-    p_top = np.polyfit(rise[sel], semis_top[sel], degree)
-    p_top_gain = np.polyfit(rise[sel], -lt[top, sel], degree)
-    return PeakCalibration(
-        p_semis, p_gain, p_top, p_top_gain, residual, float(rise[last]), float(semis_top[last])
-    )
 
 
 def _phase_offsets(n: int) -> np.ndarray:

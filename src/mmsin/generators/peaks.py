@@ -3,7 +3,7 @@
 
 A lone steady partial of amplitude a at frequency f gives u_b = (a / 2) |psi_hat_b(f)| in every
 bin b, and a parabola through log u at the three bins around its peak locates it to a fraction
-of a cent (:func:`mmsin.generators.partials.peak_calibration`). Two partials a few bins apart
+of a cent (:func:`peak_calibration`). Two partials a few bins apart
 share bins: the wavelet bank is Q = 12 constant-Q, a bin one semitone off still hears a partial
 at -9 dB, two off at -21 dB, so from the 8th harmonic up (partials two semitones apart or
 less) the stronger partial tilts the weaker one's parabola towards itself, by up to 30 cents on
@@ -23,14 +23,19 @@ c_bj = (a_j / 2) |psi_hat_b(f_j)|:
 2. **Discover.** Where the residual ``u_b^2 - sum_j c_bj^2`` is a local maximum, holds most of
    u_b (at least :data:`DISCOVER_SHARE` of its power) and has no partial in the next bin, a
    partial the peaks missed is added, and refined like the others.
+3. **The top bin** has no bin above for a parabola: its partial is located by its rise over
+   the bin below (:class:`PeakCalibration`), now with the other partials' shares taken out
+   of both bins, so that the skirt of a strong partial a few semitones down no longer flattens
+   it (a 1750 Hz partial next to a 1400 Hz one five times stronger: 75 cents flat before).
 
 What it cannot do: where partials lie less than two bins apart (a harmonic series from about
 its 9th partial on), u has about one value per partial or fewer, and no per-frame reading of it
 places each partial; those keep an error of tens of cents. Nor the top bin's fold: its rise
 over the bin below grows only up to 0.63 semitones above the top wavelet (1.76 kHz) and falls
-again. A fit through the top three bins placed lone sines to a cent up to 1.88 kHz, but on the
-real Steinway notes it moved partials near the fold the wrong way (median HNR 1.5 dB lower),
-so the top bin keeps its rise estimate.
+again, so a partial above that is read below it, and near the fold a small error of the rise is
+a large error of frequency. A fit through the top three bins placed lone sines to a cent up to
+1.88 kHz, but on the real Steinway notes it moved partials near the fold the wrong way (median
+HNR 1.5 dB lower), so it is not used.
 
 The responses come from the wavelets' closed form, tabulated once per bin
 (:func:`response_table`); every step is per frame, so the estimate keeps the head's causality,
@@ -54,9 +59,12 @@ from mmsin.generators.synthesis import polyval
 __all__ = [
     "DISCOVER_FLOOR",
     "DISCOVER_SHARE",
+    "PeakCalibration",
     "ResponseTable",
+    "peak_calibration",
     "refine_peaks",
     "response_table",
+    "wavelet_responses",
 ]
 
 #: A residual local maximum becomes a partial when it holds this share of its bin's power.
@@ -65,6 +73,100 @@ DISCOVER_SHARE = 0.5
 #: responses, beyond the table's reach, and a recording's noise floor are not taken for
 #: partials; at -40 dB the real notes' HNR was 0.1 dB lower and their LSD 0.1 dB higher).
 DISCOVER_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class PeakCalibration:
+    """Polynomials (highest power first) of :func:`peak_calibration`."""
+
+    semitones: np.ndarray  # in d: semitones from a peak bin's centre to the tone
+    log_gain: np.ndarray  # in d: log(amplitude) - the parabola's vertex level
+    top_semitones: np.ndarray  # in the top bin's rise r: semitones from its centre
+    top_log_gain: np.ndarray  # in r: log(amplitude) - log u_top
+    residual_cents: float  # median error of the frequency fit over the sweep
+    top_rise: float  # the largest rise the top bin's fit covers
+    top_reach: float  # semitones above the top bin's centre that rise stands for
+
+
+def wavelet_responses(scattering: Any, f: np.ndarray) -> np.ndarray:
+    """|psi_hat_b(f)| of every first-order wavelet b at the frequencies ``f`` (Hz), shape
+    (n1, len(f)), rows in increasing centre frequency (the scalogram u's bins)."""
+    order = np.argsort(np.asarray(scattering.family.xi1))
+    omega = 2 * math.pi * np.asarray(f, dtype=np.float64) / float(scattering.fs)
+    return np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
+
+
+def peak_calibration(
+    scattering: Any,
+    hz: np.ndarray,
+    fmin: float = 27.5,
+    fmax_ratio: float = 0.46,
+    degree: int = 5,
+) -> PeakCalibration:
+    """How a pure tone's peak in u maps to its frequency and amplitude (the free oscillators'
+    estimate), from the first-order wavelets' closed-form frequency responses.
+
+    A steady sine of amplitude a at frequency f gives u_b = (a / 2) |psi_hat_b(f)| in every
+    bin b (the analytic wavelets see its positive-frequency half; checked against S_J to
+    1e-4). At the bin b that peaks, a parabola through log u at b - 1, b, b + 1 has its vertex
+    at an offset d in [-1/2, 1/2] bins and a level v; over tones swept across the bins, the
+    semitones from the bin's centre frequency to f and log(a) - v are smooth functions of d
+    alone (the bank is constant-Q), fitted here by polynomials.
+
+    Parameters
+    ----------
+    scattering : mmsin.scattering.TimeFrequencyScattering
+    hz : ndarray (n1,)
+        The bins' centre frequencies, increasing (:func:`first_order_frontend`).
+    fmin : float
+        Lowest frequency the fit covers (Hz).
+    degree : int
+        Degree of both polynomials.
+
+    fmax_ratio : float
+        Highest frequency (times fs) an oscillator may take: the top bin, which has no
+        neighbour above, is calibrated up to it by the rise of u from the bin below.
+
+    Returns
+    -------
+    PeakCalibration
+    """
+    fs = float(scattering.fs)
+    fmax_hz = max(fmax_ratio * fs, hz[-1] * 2 ** (0.5 / 12))
+    lo = max(int(np.searchsorted(hz, fmin)), 1)
+    hi = len(hz) - 2
+    if hi - lo < 3:
+        raise ValueError(f"too few first-order bins above fmin = {fmin} Hz to calibrate peaks")
+    f = hz[lo] * 2.0 ** (np.arange(0.0, np.log2(hz[hi] / hz[lo]) * 12, 1 / 97) / 12)
+    H = wavelet_responses(scattering, f)
+    log_u = np.log(0.5 * H + 1e-30)  # (n1, G): unit-amplitude sines
+    b = np.argmax(log_u, axis=0)
+    ok = (b > 0) & (b < len(hz) - 1)
+    g = np.flatnonzero(ok)
+    l0, l1, l2 = log_u[b[g] - 1, g], log_u[b[g], g], log_u[b[g] + 1, g]
+    d = np.clip(0.5 * (l0 - l2) / np.minimum(l0 - 2 * l1 + l2, -1e-12), -0.5, 0.5)
+    level = l1 - 0.25 * (l0 - l2) * d
+    semis = 12 * np.log2(f[g] / hz[b[g]])
+    p_semis = np.polyfit(d, semis, degree)
+    p_gain = np.polyfit(d, -level, degree)
+    residual = float(np.median(np.abs(semis - np.polyval(p_semis, d)))) * 100
+    # The top bin has no neighbour above: a tone between its peak and fmax is located by the
+    # rise r = log u_top - log u_(top-1), a monotone function of its frequency there.
+    top = len(hz) - 1
+    # The rise grows with the frequency only up to where both responses fall alike (about
+    # half a semitone above the top bin at J = 10, Q = 12): tones above are put there.
+    f_top = hz[top] * 2.0 ** (np.arange(-1.0, 12 * np.log2(fmax_hz / hz[top]), 1 / 97) / 12)
+    H_top = wavelet_responses(scattering, f_top)
+    lt = np.log(0.5 * H_top + 1e-30)
+    rise = lt[top] - lt[top - 1]
+    last = int(np.argmax(rise))
+    sel = (np.argmax(lt, axis=0) == top) & (np.arange(len(f_top)) <= last)
+    semis_top = 12 * np.log2(f_top / hz[top])
+    p_top = np.polyfit(rise[sel], semis_top[sel], degree)
+    p_top_gain = np.polyfit(rise[sel], -lt[top, sel], degree)
+    return PeakCalibration(
+        p_semis, p_gain, p_top, p_top_gain, residual, float(rise[last]), float(semis_top[last])
+    )
 
 
 @dataclass(frozen=True)
@@ -95,8 +197,6 @@ def response_table(
     step : float
         Table step in semitones.
     """
-    from mmsin.generators.partials import wavelet_responses
-
     hz = np.asarray(hz, dtype=np.float64)
     s = np.arange(-reach, reach + step / 2, step)
     rows = []
@@ -191,6 +291,7 @@ def refine_peaks(
     floor: float,
     rounds: int = 2,
     discover: bool = True,
+    top: tuple[Tensor, Tensor, float] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The partials of u with their neighbours' shares removed (module docstring).
 
@@ -204,11 +305,16 @@ def refine_peaks(
         refined (no parabola there) but their shares are counted.
     table, shift, reach, step : :class:`ResponseTable`'s fields as tensors.
     semis_poly, gain_poly : Tensor
-        :class:`~mmsin.generators.partials.PeakCalibration`'s ``semitones`` and ``log_gain``.
+        :class:`PeakCalibration`'s ``semitones`` and ``log_gain``.
     floor : float
         log of the silence level: a bin with log u at or below it never holds a partial.
     rounds : int
         Refinement passes before and after the discovery pass.
+    top : (Tensor, Tensor, float), optional
+        :class:`PeakCalibration`'s ``top_semitones``, ``top_log_gain`` and ``top_rise``: the
+        top bin's partial is then located again by its rise over the bin below with the other
+        partials' shares taken out of both bins (the plain rise: skirts of partials below and
+        noise in the bin below make a partial near the fold read up to 80 cents flat).
 
     Returns
     -------
@@ -239,6 +345,18 @@ def refine_peaks(
         log_a = log_a.clone()
         semis[:, 1:-1] = torch.where(ok, s_new, semis[:, 1:-1])
         log_a[:, 1:-1] = torch.where(ok, a_new.to(log_a), log_a[:, 1:-1])
+        if top is not None:
+            top_semis, top_gain, top_rise = top
+            # the top bin and the one below, each with the top partial's own share put back
+            l_top = 0.5 * torch.log(torch.clamp(own[:, -1], min=tiny))
+            l_below = 0.5 * torch.log(torch.clamp(rest[:, -2] + c[reach - 1, :, -1] ** 2, min=tiny))
+            rise = l_top - l_below
+            at = peak[:, -1] & (rise > 0)
+            rise = torch.clamp(rise, 0.0, top_rise)
+            s_top = polyval(top_semis, rise)
+            a_top = l_top + torch.clamp(polyval(top_gain, rise), max=2.0)
+            semis[:, -1] = torch.where(at, s_top, semis[:, -1])
+            log_a[:, -1] = torch.where(at, a_top.to(log_a), log_a[:, -1])
         return semis, log_a
 
     for _ in range(rounds):
