@@ -1,8 +1,9 @@
 """Partials located with their neighbours' shares of u removed (mmsin.generators.peaks): the
-power-additive model of two partials in one bin against S_J itself, and, against numpy's FFT
-of the input, a weak partial two bins from a strong one located to a few cents (the plain
-parabola is pulled tens of cents towards the strong one) and a partial that is no local
-maximum of u found at all."""
+power-additive model of two partials in one bin against S_J itself; and, against the known
+frequencies and amplitudes of the sines put in, a weak partial two bins from a strong one
+located to a few cents (the plain parabola is pulled tens of cents towards the strong one), a
+partial that is no local maximum of u found at all, and a partial in the top bin read with the
+skirt of a strong partial below taken out (the plain rise reads it tens of cents flat)."""
 
 from __future__ import annotations
 
