@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,10 +89,15 @@ class PeakCalibration:
     top_reach: float  # semitones above the top bin's centre that rise stands for
 
 
-def wavelet_responses(scattering: Any, f: np.ndarray) -> np.ndarray:
+def wavelet_responses(
+    scattering: Any, f: np.ndarray, bins: Sequence[int] | None = None
+) -> np.ndarray:
     """|psi_hat_b(f)| of every first-order wavelet b at the frequencies ``f`` (Hz), shape
-    (n1, len(f)), rows in increasing centre frequency (the scalogram u's bins)."""
+    (n1, len(f)), rows in increasing centre frequency (the scalogram u's bins); with ``bins``,
+    only those rows (indices in that order), shape (len(bins), len(f))."""
     order = np.argsort(np.asarray(scattering.family.xi1))
+    if bins is not None:
+        order = order[np.asarray(bins, dtype=int)]
     omega = 2 * math.pi * np.asarray(f, dtype=np.float64) / float(scattering.fs)
     return np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
 
@@ -201,7 +207,7 @@ def response_table(
     s = np.arange(-reach, reach + step / 2, step)
     rows = []
     for b in range(len(hz)):
-        H = wavelet_responses(scattering, hz[b] * 2.0 ** (s / 12))[b]
+        H = wavelet_responses(scattering, hz[b] * 2.0 ** (s / 12), bins=[b])[0]
         rows.append(np.log(0.5 * H + 1e-300))
     n = np.arange(-reach, reach + 1)
     idx = np.arange(len(hz))[:, None] + n[None, :]
