@@ -205,8 +205,9 @@ def test_build_real_notes_from_files_with_known_onsets(tmp_path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     onsets = {"A4": 0.2, "Db3": 0.05, "C8": 0.1}  # C8 lies above the kept range
-    for name, onset in onsets.items():
-        save_audio(src / f"Piano.ff.{name}.flac", synthetic_note(44100, onset, 220.0), 44100)
+    for name, onset in onsets.items():  # A4's file with a DC offset, as a recording may have
+        x = synthetic_note(44100, onset, 220.0) + (0.01 if name == "A4" else 0.0)
+        save_audio(src / f"Piano.ff.{name}.flac", x, 44100)
     root = build_real_notes(tmp_path / "real", archive=src, progress=False)
     table = json.loads((root / "nsynth-heldout" / "examples.json").read_text())
     recs = sorted(table.values(), key=lambda r: r["pitch"])
@@ -216,6 +217,7 @@ def test_build_real_notes_from_files_with_known_onsets(tmp_path) -> None:
     assert clips.audio.shape == (2, round(SECONDS * FS))
     for y in clips.audio:  # the onset now lies PRE_ONSET into the clip
         assert detect_onset(y, FS) == pytest.approx(PRE_ONSET, abs=0.0015)
+        assert abs(float(np.mean(y[: round(PRE_ONSET * FS)]))) < 1e-4  # no DC offset left
     for split in ("train", "test", "all"):
         with pytest.raises(DataError):
             load_clips(root, split)

