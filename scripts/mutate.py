@@ -211,6 +211,20 @@ BREAKAGES = (
         "            at = peak[:, -1] & False\n",
         ("tests/test_peaks.py::test_top_partial_read_with_the_skirt_below_removed",),
     ),
+    Breakage(
+        "noise-floor-trunk-gain-kept",
+        "the noise floor's fit forgets that the trunk's gain multiplies the noise",
+        "        y = 0.5 * torch.log(g2 + tiny) - log_gain[:, None]\n",
+        "        y = 0.5 * torch.log(g2 + tiny) + 0 * log_gain[:, None]\n",
+        ("tests/test_noise_floor.py::test_a_fitted_branch_renders_an_unseen_floor_at_its_level",),
+    ),
+    Breakage(
+        "real-notes-dc-kept",
+        "the recorded notes keep their DC offset",
+        "    y = y - y.mean()\n",
+        "    y = y - 0 * y.mean()\n",
+        ("tests/test_real_notes.py::test_build_real_notes_from_files_with_known_onsets",),
+    ),
 )
 
 

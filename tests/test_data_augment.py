@@ -15,9 +15,12 @@ import pytest
 
 from mmsin.data import load_clips
 from mmsin.data.augment import (
+    RUMBLE_HZ,
     AugmentSpec,
+    add_floor,
     apply_reverb,
     draw_augmentation,
+    floor_noise,
     pitch_bend,
     reverb_ir,
 )
@@ -96,6 +99,40 @@ def test_draws_are_seeded_per_note() -> None:
     rooms = [x for x in a if x.rt60 is not None]
     assert 0 < len(rooms) < len(a)
     assert all(0.2 <= x.rt60 <= 1.0 and 0.1 <= x.wet <= 0.4 for x in rooms)  # type: ignore[operator]
+
+
+def test_floor_levels_against_welch() -> None:
+    """Hiss is white at its level re the peak; rumble lies below RUMBLE_HZ at its level
+    (scipy's Welch estimate, an independent reference)."""
+    from scipy.signal import welch
+
+    fs = 16000
+    rng = np.random.default_rng(0)
+    y = floor_noise(8 * fs, fs, 0.5, -60.0, -40.0, rng)
+    f, p = welch(y, fs, nperseg=4096)
+    hiss_psd = 0.5**2 * 10 ** (-60 / 10) / (fs / 2)  # white: its power spread over 0..fs/2
+    np.testing.assert_allclose(np.median(p[(f > 1000) & (f < 7000)]), hiss_psd, rtol=0.15)
+    low = p[f < 2 * RUMBLE_HZ].sum() * (f[1] - f[0])
+    assert 10 * np.log10(low / 0.5**2) == pytest.approx(-40.0, abs=1.0)
+    assert p[(f > 10) & (f < 40)].mean() > 1e3 * p[(f > 500) & (f < 1000)].mean()
+
+
+def test_floor_is_drawn_for_a_share_and_leaves_the_earlier_draws() -> None:
+    names = [f"keyboard_acoustic_{i:03d}-{p:03d}-100" for i in range(4) for p in range(30, 90)]
+    clean = [draw_augmentation(n, AugmentSpec()) for n in names]
+    floored = [draw_augmentation(n, AugmentSpec(floor_share=0.75)) for n in names]
+    assert all(a.hiss_db is None for a in clean)
+    # the detuning and the room are drawn first, as before the floor existed
+    assert [(a.bend, a.rt60, a.wet) for a in clean] == [(b.bend, b.rt60, b.wet) for b in floored]
+    with_floor = [b for b in floored if b.hiss_db is not None]
+    assert 0.6 * len(names) < len(with_floor) < 0.9 * len(names)
+    assert all(-80 <= b.hiss_db <= -50 and -70 <= b.rumble_db <= -40 for b in with_floor)  # type: ignore[operator]
+    x = np.sin(np.arange(16000) * 0.05).astype(np.float32)
+    a = with_floor[0]
+    y1 = add_floor(x, 16000, a, "n", 0)
+    assert np.array_equal(y1, add_floor(x, 16000, a, "n", 0))  # seeded by the note
+    assert not np.array_equal(y1, add_floor(x, 16000, a, "m", 0))
+    np.testing.assert_array_equal(add_floor(x, 16000, clean[0], "n", 0), x)  # no floor: as is
 
 
 @pytest.fixture(scope="module")

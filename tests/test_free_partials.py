@@ -174,9 +174,12 @@ def test_noise_bands_are_an_octave_wide_and_start_near_silence(
     f = np.fft.rfftfreq(2**14, 1 / FS)
     for b in range(6):
         centre = FS / 2 * 2 ** -(b + 0.5)
-        within = spec[b][(f > centre / 2**0.75) & (f < centre * 2**0.75)].sum()
+        lo = centre / 2**0.75 if b < 5 else 0.0  # the lowest band holds all below it too
+        within = spec[b][(f > lo) & (f < centre * 2**0.75)].sum()
         assert within / spec[b].sum() > 0.9  # no band is narrower than ~1.5 octaves of support
         assert spec[b].max() / spec[b].sum() < 0.1  # noise, not a line
+    density = spec[5] / spec[5][(f > 40) & (f < 50)].mean()  # flat from 40 Hz down to 1 Hz
+    assert 0.5 < np.median(density[(f > 1) & (f < 20)]) < 2.0
     g = _generator(sj, noise_bands=6)
     with torch.no_grad():
         gains = g.controls(torch.rand(1, sj.num_channels, 4)).noise
@@ -231,9 +234,10 @@ def test_streaming_at_random_split_points_equals_the_whole_sequence(
     restart), gives the whole sequence's controls (to float rounding: the front end's sums run
     in another order on fewer frames) and waveform (looser: the phase integrates the
     frequencies' rounding, 5e-6 relative, over 40k samples); ``reset`` starts over."""
-    g = _generator(sj, context=2, noise_bands=3)
+    g = _generator(sj, context=2, noise_bands=3, noise_input="log")
     with torch.no_grad():  # the network's log-gain must matter, or its cache goes unchecked
         g.out.conv.weight.normal_(0, 0.3)
+        g.noise.conv.weight.normal_(0, 0.01)  # type: ignore[union-attr]
         g.noise.conv.bias.fill_(-2.0)  # type: ignore[union-attr]
     x = np.stack([_partials(130.0, 2e-4, seconds=10.0), _partials(440.0, seconds=10.0)])
     x[:, 3 * FS : 4 * FS] = 0.0
@@ -310,6 +314,29 @@ def test_preset_builds_it_and_old_configs_keep_the_fixed_head() -> None:
         override(preset("pitched"), ["generator.frequencies=wobbly"]).validate()
 
 
+def test_training_fits_the_noise_floor_once(sj: TimeFrequencyScattering) -> None:
+    """Before the first step, a run fits a log-S_J noise branch that is not yet fitted (and
+    leaves a fitted one, which ``--init`` copied, alone)."""
+    from types import SimpleNamespace
+
+    from mmsin.training.loop import _fit_noise_floor
+
+    g = _generator(sj, noise_bands=6, noise_input="log")
+    rng = np.random.default_rng(0)
+    x = np.stack(
+        [_partials(110.0 * (1 + i)) + 1e-3 * rng.standard_normal(5 * FS) for i in range(4)]
+    )
+    frames = sj(torch.tensor(x, dtype=torch.float32))
+    T = frames.shape[-1]
+    feats = SimpleNamespace(train_frames=frames, train_wave=torch.tensor(x[:, : T * g.hop]))
+    _fit_noise_floor(g, feats)  # type: ignore[arg-type]
+    assert bool(g.noise.fitted)  # type: ignore[union-attr]
+    fitted = g.noise.conv.weight.clone()  # type: ignore[union-attr]
+    feats.train_wave = feats.train_wave * 10
+    _fit_noise_floor(g, feats)  # type: ignore[arg-type]
+    assert torch.equal(g.noise.conv.weight, fitted)  # type: ignore[union-attr]
+
+
 def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A tiny training lowers the loss; the loaded model decodes exactly as the trained one;
     ``init`` starts a new run from its weights."""
@@ -328,6 +355,7 @@ def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type:
         "generator.freq_kernel=3",
         "generator.fmin=40",
         "generator.noise_bands=2",
+        "generator.noise_input=log",
     )
     train_clips, test_clips = tiny_clips()
     kw = {"train_clips": train_clips, "test_clips": test_clips, "progress": False}
@@ -337,6 +365,8 @@ def test_trains_and_round_trips_through_a_checkpoint(tmp_path) -> None:  # type:
     assert np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < np.mean(losses[:2])
     model = MMSIN.load(result.checkpoint)
     assert isinstance(model.generator, FreePartialGenerator)
+    # 2^J = 32 samples per frame is too short for the floor's 512-sample STFT: not fitted
+    assert not bool(model.generator.noise.fitted)  # type: ignore[union-attr]
     x = torch.tensor(test_clips.audio[:1])
     y = model(x)
     assert torch.isfinite(y).all() and float(y.abs().max()) > 0

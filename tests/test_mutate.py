@@ -47,6 +47,8 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "peaks-neighbours-not-removed",
         "peaks-add-in-magnitude",
         "peaks-top-rise-with-skirts",
+        "noise-floor-trunk-gain-kept",
+        "real-notes-dc-kept",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

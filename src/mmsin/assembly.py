@@ -114,6 +114,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 J=s.J,
                 calibration=peak_calibration(sj, hz, g.fmin),
                 noise_bands=g.noise_bands,
+                noise_input=g.noise_input,
                 responses=response_table(sj, hz),
                 refine_rounds=g.peak_rounds,
                 **shared,

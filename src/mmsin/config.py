@@ -113,7 +113,9 @@ class GeneratorConfig:
     ``trunk_layers`` paper layers of ``hidden`` channels (mmsin.generators.partials).
     ``frequencies``: ``"fixed"`` (those oscillators sit at fixed frequencies) or ``"free"`` (one
     oscillator per bin at the frequency and amplitude read from the peaks of the scalogram,
-    refined by the network, plus ``noise_bands`` octave bands of filtered noise;
+    refined by the network, plus ``noise_bands`` octave bands of filtered noise, whose gains
+    read S_J (``noise_input = "sj"``) or log S_J beside the log scalogram (``"log"``, fitted
+    to the training audio's floor before the first step; mmsin.generators.noise_floor);
     mmsin.generators.free_partials); ``peak_rounds`` passes locate each of those partials with
     its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks).
     ``c1`` is used by ``"conv"`` only; the other fields by the
@@ -134,6 +136,7 @@ class GeneratorConfig:
     context: int = 4
     frequencies: str = "fixed"
     noise_bands: int = 6
+    noise_input: str = "sj"
     peak_rounds: int = 2
 
     def validate(self) -> None:
@@ -152,6 +155,7 @@ class GeneratorConfig:
         _choice("generator.frequencies", self.frequencies, ("fixed", "free"))
         _require(self.noise_bands >= 0, "generator.noise_bands", self.noise_bands, ">= 0")
         _require(self.peak_rounds >= 0, "generator.peak_rounds", self.peak_rounds, ">= 0")
+        _choice("generator.noise_input", self.noise_input, ("sj", "log"))
 
 
 @dataclass
@@ -362,7 +366,11 @@ def _pitched() -> Config:
     cfg = _small()
     cfg.name = cfg.preset = "pitched"
     cfg.generator = GeneratorConfig(
-        kernel_size=7, look_ahead=0, head="partials", hidden=64, frequencies="free"
+        kernel_size=7,
+        look_ahead=0,
+        head="partials",
+        hidden=64,
+        frequencies="free",
     )
     cfg.loss.spectral = 1.0
     cfg.loss.spectral_ffts = [2048, 512]

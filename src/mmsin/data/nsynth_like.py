@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from mmsin.data.augment import AugmentSpec, draw_augmentation, reverberate
+from mmsin.data.augment import AugmentSpec, add_floor, draw_augmentation, reverberate
 from mmsin.data.build import (
     _RENDER_ERRORS,
     BUILD_VERSION,
@@ -323,6 +323,7 @@ def build_nsynth_like(
             errors[split].append(err - (aug.detune_cents if aug else 0.0))
             if aug is not None:  # reverb after the pitch check, which wants the dry note
                 x = reverberate(x, NSYNTH_FS, aug, note_str, spec.augment.seed)  # type: ignore[union-attr]
+                x = add_floor(x, NSYNTH_FS, aug, note_str, spec.augment.seed)  # type: ignore[union-attr]
                 x *= min(1.0, 0.99 / max(float(np.max(np.abs(x))), 1e-12))
             save_audio(folders[split] / "audio" / f"{note_str}.wav", x, NSYNTH_FS, subtype="PCM_24")
             examples[split][note_str] = {

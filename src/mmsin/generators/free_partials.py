@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Controls", "FreePartialGenerator", "State"]
 
+NOISE_LOG_EPS = 1e-3  # log S_J's floor in the noise branch's input (S_J / norm is ~1)
 NOISE_TABLE = 2**15  # samples of noise per band before it repeats (8 s at 4096 Hz)
 
 
@@ -137,16 +138,26 @@ class _FreeAmplitude(nn.Module):
 
 
 class _NoiseGains(nn.Module):
-    """Per-frame gains of the noise bands from all of S_J, started near silence."""
+    """Per-frame gains of the noise bands from all of S_J or from the log scalogram, started
+    near silence; ``fitted`` is set once :func:`mmsin.generators.noise_floor.fit_noise_floor`
+    has fitted them to a training set's floor (kept across ``--init``)."""
+
+    fitted: Tensor
 
     def __init__(self, c_in: int, bands: int, log_max: float) -> None:
         super().__init__()
         self.conv = nn.Conv1d(c_in, bands, 1)
         self.log_max = log_max
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.uint8))
         with torch.no_grad():
             self.conv.weight.mul_(0.01)
             assert self.conv.bias is not None
             self.conv.bias.fill_(-9.0)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the flag existed were never fitted
+        state_dict.setdefault(prefix + "fitted", torch.zeros((), dtype=torch.uint8))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, frames: Tensor) -> Tensor:
         # at most exp(0) = 1: one band of unit-RMS noise as loud as a full-scale signal (the
@@ -165,6 +176,11 @@ class FreePartialGenerator(PartialGenerator):
         :func:`mmsin.generators.peaks.peak_calibration`'s polynomials.
     noise_bands : int
         Octave bands of the noise branch (0: none).
+    noise_input : {"sj", "log"}
+        What the noise branch reads: S_J / norm (as trained before 2026-12-06), or
+        log(S_J / norm + NOISE_LOG_EPS) beside the log scalogram log(1 + u / eps), whose 1 x 1
+        layer :func:`~mmsin.generators.noise_floor.fit_noise_floor` fits to a training set's
+        floor.
     responses : ResponseTable, optional
         :func:`mmsin.generators.peaks.response_table` of the bank: with it, each partial is
         located with its neighbours' shares removed (:func:`~mmsin.generators.peaks.refine_peaks`);
@@ -200,6 +216,7 @@ class FreePartialGenerator(PartialGenerator):
         *,
         calibration: PeakCalibration,
         noise_bands: int = 6,
+        noise_input: str = "sj",
         responses: ResponseTable | None = None,
         refine_rounds: int = 2,
         **kwargs: Any,
@@ -244,8 +261,12 @@ class FreePartialGenerator(PartialGenerator):
             self.out.conv.bias.zero_()
         self.amp = _FreeAmplitude(self.log_max, keep)  # type: ignore[assignment]
         self.keep_bins = keep
+        if noise_input not in ("sj", "log"):
+            raise ValueError(f"noise_input must be 'sj' or 'log', got {noise_input!r}")
         self.noise_bands = int(noise_bands)
-        self.noise = _NoiseGains(in_channels, noise_bands, 0.0) if noise_bands else None
+        self.noise_input = noise_input
+        c_noise = in_channels if noise_input == "sj" else in_channels + self.num_bins
+        self.noise = _NoiseGains(c_noise, noise_bands, 0.0) if noise_bands else None
         tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
         self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
 
@@ -339,10 +360,18 @@ class FreePartialGenerator(PartialGenerator):
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
         return lu, est, peak, omega
 
-    def noise_gains(self, frames: Tensor) -> Tensor:
-        """The noise bands' gains per frame (B, noise_bands, T) (each frame's from itself)."""
+    def noise_features(self, frames: Tensor, lu: Tensor) -> Tensor:
+        """What the noise branch reads: ``frames`` (B, in_channels, T), or with
+        ``noise_input = "log"`` the log scalogram ``lu`` (B, F, T) and log(frames + eps),
+        (B, F + in_channels, T)."""
+        if self.noise_input == "sj":
+            return frames
+        return torch.cat([lu, torch.log(torch.relu(frames) + NOISE_LOG_EPS)], dim=1)
+
+    def noise_gains(self, frames: Tensor, lu: Tensor) -> Tensor:
+        """The noise bands' gains per frame (B, noise_bands, T), each frame's from itself."""
         if self.noise is not None:
-            return self.noise(frames)  # type: ignore[no-any-return]
+            return self.noise(self.noise_features(frames, lu))  # type: ignore[no-any-return]
         return frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
 
     def controls(self, frames: Tensor) -> Controls:
@@ -356,7 +385,7 @@ class FreePartialGenerator(PartialGenerator):
             x = layer(x)
         amp = self.amp(self.out(x), est, peak)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames))
+        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames, lu))
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is

@@ -144,7 +144,7 @@ class FreePartialStreamer:
         lu, est, peak, omega = g.estimate(frames)
         amp = g.amp(self._network(frames, lu), est, peak)
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames))
+        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu))
 
     @torch.no_grad()
     def push(self, frames: Tensor) -> Tensor:

@@ -191,7 +191,8 @@ def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> 
     """Fixed noise tables, one per octave band, unit RMS, periodic with period ``length``.
 
     Band b covers about one octave below fs / 2^(b+1) (raised-cosine edges on a log-frequency
-    axis, the bands summing to one): an octave of noise can carry a hammer, breath or bow, but
+    axis, the bands summing to one); the lowest band also holds everything below it, down to
+    0 Hz (a recording's rumble). An octave of noise can carry a hammer, breath or bow, but
     never a partial. White Gaussian noise from ``seed``, shaped in the FFT domain.
 
     Returns
@@ -208,6 +209,8 @@ def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> 
     tables = []
     for c in centres:
         x = np.clip(1 - np.abs(octave - c), 0.0, 1.0)  # triangles, overlapping, sum to 1
+        if c == centres[-1]:
+            x = np.where(octave < c, 1.0, x)
         band = np.fft.irfft(spec * np.sin(0.5 * np.pi * x) ** 2, n=length)
         tables.append(band / max(float(np.sqrt(np.mean(band**2))), 1e-12))
     return np.stack(tables).astype(np.float32)

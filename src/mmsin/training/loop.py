@@ -162,6 +162,34 @@ def _pretrain_frontend(scattering: nn.Module, generator: nn.Module, seed: int) -
         )
 
 
+def _fit_noise_floor(generator: nn.Module, feats: Features) -> None:
+    """A noise branch that reads log S_J and is not yet fitted (a fresh run, or ``--init``
+    from weights without one) is fitted to the training audio's floor before the first step
+    (:func:`mmsin.generators.noise_floor.fit_noise_floor`)."""
+    noise = getattr(generator, "noise", None)
+    if noise is None or getattr(generator, "noise_input", "sj") != "log":
+        return
+    if bool(noise.fitted):
+        return
+    from mmsin.generators.noise_floor import fit_noise_floor
+
+    t0 = time.perf_counter()
+    try:
+        fit = fit_noise_floor(generator, feats.train_frames, feats.train_wave)
+    except ValueError as exc:
+        log.warning("noise floor not fitted (%s); the noise bands start near silence", exc)
+        return
+    log.info(
+        "noise floor fitted on %d training blocks in %.0f s: level error %.1f dB RMS "
+        "(a constant per band: %.1f dB); mean band gains %s dB",
+        fit.rows,
+        time.perf_counter() - t0,
+        fit.residual_db,
+        fit.spread_db,
+        " ".join(f"{v:.0f}" for v in fit.mean_gain_db),
+    )
+
+
 def init_generator(generator: nn.Module, source: str | os.PathLike[str]) -> tuple[int, int]:
     """Copy the generator weights of the model ``source`` (a shipped name, run folder or
     checkpoint) into ``generator`` wherever a parameter or buffer has the same name and shape:
@@ -232,6 +260,8 @@ def _train(
     )
     if isinstance(generator, ReadsInputNorm):  # the partials heads read S_J's scale
         generator.set_input_norm(feats.norm)
+    if state is None:
+        _fit_noise_floor(generator, feats)
     if state is not None:
         check_same_data(state, feats, ckpt_path)
 
