@@ -277,15 +277,20 @@ def test_mixture_codes_follow_the_fitted_frame_power() -> None:
     assert VAR.from_state_dict(old).frame_scales.numel() == 0
 
 
-def test_whitening_examples_in_chunks_equals_one_by_one() -> None:
-    """The whiteness report whitens examples of one length together, a chunk at a time (memory:
-    one call per example fragmented the heap to 24 GB on 12k notes); each example still starts
-    from zero past frames, so the result equals whitening them one by one."""
-    from mmsin.whitening.fit import _whiten_examples
-
+def test_stacked_weight_is_kept_until_a_changes() -> None:
+    """L's stacked weights are built once per state of A (a copy per call fragmented the heap
+    to 24 GB over 12k examples), and rebuilt when A changes in place or is replaced."""
     g = torch.Generator().manual_seed(0)
-    examples = [torch.rand(5, T, generator=g, dtype=torch.float64) for T in (7, 3, 7, 7, 12, 3)]
+    examples = [torch.rand(5, 9, generator=g, dtype=torch.float64) for _ in range(3)]
     var = fit_var(examples, M=2, ridge=1e-3)
-    chunked = _whiten_examples(var, examples, chunk=2)
-    for e, z in zip(examples, chunked, strict=True):
-        torch.testing.assert_close(z, var.whiten(e[None])[0].double(), rtol=0, atol=1e-12)
+    w = var._stacked_weight()
+    assert var._stacked_weight() is w
+    ref = var.A.flip(0).transpose(1, 2).reshape(10, 5)
+    torch.testing.assert_close(w, ref, rtol=0, atol=0)
+    with torch.no_grad():
+        var.A.mul_(0.5)  # in place: the cached weights must follow
+    torch.testing.assert_close(var._stacked_weight(), 0.5 * ref, rtol=0, atol=0)
+    var.load_state_dict({**var.state_dict(), "A": 2 * var.A})
+    torch.testing.assert_close(var._stacked_weight(), ref, rtol=0, atol=0)
+    var.float()
+    assert var._stacked_weight().dtype == torch.float32

@@ -265,25 +265,6 @@ def _solve_var(
     return var
 
 
-def _whiten_examples(var: VAR, examples: list[Tensor], chunk: int = 256) -> list[Tensor]:
-    """Z = L S of each example (C, T_i), float64: examples of one length whitened together,
-    ``chunk`` at a time. One call per example made a 4 M C^2-byte copy of the VAR's weights
-    each time (30 MB at C = 973, M = 4), and glibc, its mmap threshold raised by the first
-    free, served those from a heap that the kept results fragmented: 12,361 examples grew to
-    24 GB and were killed."""
-    out: list[Tensor | None] = [None] * len(examples)
-    by_length: dict[int, list[int]] = {}
-    for i, e in enumerate(examples):
-        by_length.setdefault(int(e.shape[1]), []).append(i)
-    for idx in by_length.values():
-        for k in range(0, len(idx), chunk):
-            part = idx[k : k + chunk]
-            z = var.whiten(torch.stack([examples[i] for i in part]).to(var.A))
-            for i, zi in zip(part, z.to(torch.float64).unbind(0), strict=True):
-                out[i] = zi
-    return [z for z in out if z is not None]
-
-
 def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -> dict[str, Any]:
     """How close Z = L S is to a white N(0, I) sequence, on any set of frames.
 
@@ -310,7 +291,7 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -
         lag-1 and kurtosis statistics.
     """
     examples = _as_examples(S)
-    zs = _whiten_examples(var, examples)  # (C, T_i) each
+    zs = [var.whiten(e[None].to(var.A)).to(torch.float64)[0] for e in examples]  # (C, T_i)
     z = torch.cat(zs, dim=1)  # (C, N)
     N = z.shape[1]
     if N < 3:
