@@ -11,9 +11,8 @@ from scipy.signal import welch
 
 from mmsin.generators.free_partials import FreePartialGenerator
 from mmsin.generators.noise_floor import band_bin_masks, band_floor_levels, fit_noise_floor
-from mmsin.generators.partials import first_order_frontend
-from mmsin.generators.peaks import peak_calibration
 from mmsin.scattering import TimeFrequencyScattering
+from test_free_partials import _generator as _head
 
 FS = 4096
 AMP = 1.0
@@ -49,22 +48,10 @@ def test_band_masks_partition_the_spectrum_and_levels_read_white_noise() -> None
 
 
 def _generator(sj: TimeFrequencyScattering) -> FreePartialGenerator:
-    matrix, hz = first_order_frontend(sj)
-    torch.manual_seed(0)
-    g = FreePartialGenerator(
-        sj.num_channels,
-        matrix,
-        hz,
-        J=10,
-        calibration=peak_calibration(sj, hz),
-        noise_bands=6,
-        noise_input="log",
-        refine_rounds=0,
-        channels=4,
-        depth=1,
-        trunk_hidden=4,
+    """A small head whose noise branch reads log S_J, partials by the plain parabola."""
+    return _head(
+        sj, noise_bands=6, noise_input="log", refine_rounds=0, channels=4, depth=1, trunk_hidden=4
     )
-    return g.eval()
 
 
 def _tone_and_floor(

@@ -366,11 +366,7 @@ def _pitched() -> Config:
     cfg = _small()
     cfg.name = cfg.preset = "pitched"
     cfg.generator = GeneratorConfig(
-        kernel_size=7,
-        look_ahead=0,
-        head="partials",
-        hidden=64,
-        frequencies="free",
+        kernel_size=7, look_ahead=0, head="partials", hidden=64, frequencies="free"
     )
     cfg.loss.spectral = 1.0
     cfg.loss.spectral_ffts = [2048, 512]
