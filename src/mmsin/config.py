@@ -85,16 +85,32 @@ class ScatteringConfig:
 @dataclass
 class WhiteningConfig:
     """The causal VAR(M) whitening L (paper section 4): order M, ridge of the least-squares fit,
-    frames discarded when sampling from noise before the kept ones (the reference uses 600)."""
+    frames discarded when sampling from noise before the kept ones (the reference uses 600).
+
+    ``codes``: the law of the codes z that L_MM's synthetic S_J and ``generate`` draw by
+    default: ``"gaussian"`` (the paper's N(0, I)), ``"mixture"`` (scaled per frame by the
+    training codes' power) or ``"bank"`` (real training codes, :func:`mmsin.whitening.
+    fit_code_bank`), which needs ``bank_clips`` > 0: the training clips whose codes the VAR
+    keeps (int8, C bytes a frame)."""
 
     M: int = 4
     ridge: float = 1e-3
     warmup: int = 600
+    codes: str = "gaussian"
+    bank_clips: int = 0
 
     def validate(self) -> None:
         _require(self.M >= 1, "whitening.M", self.M, "must be >= 1")
         _require(self.ridge >= 0, "whitening.ridge", self.ridge, "must be >= 0")
         _require(self.warmup >= 0, "whitening.warmup", self.warmup, "must be >= 0")
+        _choice("whitening.codes", self.codes, ("gaussian", "mixture", "bank"))
+        _require(self.bank_clips >= 0, "whitening.bank_clips", self.bank_clips, "must be >= 0")
+        _require(
+            self.codes != "bank" or self.bank_clips > 0,
+            "whitening.codes",
+            self.codes,
+            "needs whitening.bank_clips > 0 (the training clips whose codes are kept)",
+        )
 
 
 @dataclass

@@ -305,7 +305,7 @@ class MMSIN(nn.Module):
         seed: int | None = None,
         *,
         warmup: int | None = None,
-        codes: str = "gaussian",
+        codes: str | None = None,
     ) -> Tensor:
         """New audio from Gaussian white noise: G(ReLU(L^-1 z)) (paper eq. 1, Fig. 5).
 
@@ -321,9 +321,11 @@ class MMSIN(nn.Module):
             VAR frames discarded before the kept ones (default ``config.whitening.warmup``);
             the last :meth:`generation_lead` of them also go through G, whose output for them
             is dropped.
-        codes : {"gaussian", "mixture"}
-            The law of z: the paper's N(0, I), or a scale mixture with the training codes'
-            per-frame power (heavy-tailed like real innovations; :meth:`VAR.sample`).
+        codes : {"gaussian", "mixture", "bank"}, optional
+            The law of z: the paper's N(0, I), a scale mixture with the training codes'
+            per-frame power (heavy-tailed like real innovations), or real training codes drawn
+            independently frame by frame (:meth:`VAR.sample`). Default: the law the model's
+            L_MM was trained with (``config.whitening.codes``).
 
         Returns
         -------
@@ -354,10 +356,11 @@ class MMSIN(nn.Module):
         seed: int | None = None,
         *,
         warmup: int | None = None,
-        codes: str = "gaussian",
+        codes: str | None = None,
     ) -> Tensor:
         """Synthetic normalised S_J frames ReLU(L^-1 z), shape (batch, k_J, frames); the ReLU
-        on the non-negative channels only (:attr:`modulus_channels`)."""
+        on the non-negative channels only (:attr:`modulus_channels`); ``codes`` as in
+        :meth:`generate`."""
         if frames < 1 or batch < 1:
             raise ValueError(f"need frames >= 1 and batch >= 1, got {frames}, {batch}")
         g = None
@@ -365,7 +368,12 @@ class MMSIN(nn.Module):
             g = torch.Generator(device=self.var.A.device).manual_seed(int(seed))
         w = self._config.whitening.warmup if warmup is None else int(warmup)
         S = self.var.sample(
-            batch, frames, warmup=w, generator=g, relu=self.modulus_channels, codes=codes
+            batch,
+            frames,
+            warmup=w,
+            generator=g,
+            relu=self.modulus_channels,
+            codes=codes or self._config.whitening.codes,
         )
         return S.float()  # type: ignore[no-any-return]
 

@@ -124,7 +124,7 @@ def generate_blocks(
     seed: int | None = None,
     *,
     warmup: int | None = None,
-    codes: str = "gaussian",
+    codes: str | None = None,
 ) -> Iterator[Tensor]:
     """:meth:`MMSIN.generate` block by block: G(ReLU(L^-1 z)), z ~ N(0, I) (paper eq. 1).
 
@@ -150,7 +150,7 @@ def generate_blocks(
         warmup=w - lead,
         generator=g,
         relu=model.modulus_channels,
-        codes=codes,
+        codes=codes or model.config.whitening.codes,
     ):
         y = streamer.push(S.float()).float()
         y, skip = y[:, skip:], max(0, skip - y.shape[-1])

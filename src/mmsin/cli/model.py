@@ -497,10 +497,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument(
         "--codes",
-        choices=("gaussian", "mixture"),
-        default="gaussian",
+        choices=("gaussian", "mixture", "bank"),
+        default=None,
         help="law of z: gaussian, the paper's N(0, I); mixture, N(0, I) scaled per frame by "
-        "the training codes' frame power (heavy-tailed like real innovations: onsets)",
+        "the training codes' frame power (heavy-tailed like real innovations: onsets); bank, "
+        "real training codes drawn frame by frame from one training clip per 8 s (default: "
+        "the law the model was trained with)",
     )
     g.add_argument(
         "--out", metavar="DIR", help="output folder (default $MMSIN_HOME/results/generated)"

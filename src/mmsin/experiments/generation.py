@@ -1,8 +1,10 @@
 """Paper section 5.2, Fig. 5: music generated from white noise, measured like the data.
 
-Samples G(ReLU(L^-1 z)) with the paper's Gaussian codes z ~ N(0, I) and, when the model's VAR
-holds the training codes' frame power, with scale-mixture codes (heavy-tailed like the real
-innovations: :meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``). Each set (training
+Samples G(ReLU(L^-1 z)) with the codes of the law the model's L_MM was trained with
+(``whitening.codes``) and each other law its VAR holds: the paper's Gaussian codes
+z ~ N(0, I), scale-mixture codes (heavy-tailed like the real innovations) and real training
+codes drawn frame by frame (:meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``,
+``"bank"``). Each set (training
 extracts, test extracts, generated) gets the same figures: the paper's spread sigma and the
 moment-matching distance of eq. (6) to the training set, and the figures of
 :mod:`mmsin.evaluation.music` (periodic frames, onsets, silences, flatness, 64 Hz grid). A model
@@ -70,10 +72,17 @@ def generation(ctx: Context) -> Outcome:
         "test": test.audio[:n_gen],
         "generated": generated(model, n_gen, frames, ctx.seed),
     }
-    if model.var.frame_scales.numel():
-        sets["generated, mixture codes"] = (
-            model.generate(frames, batch=n_gen, seed=ctx.seed, codes="mixture").cpu().numpy()
-        )
+    law = model.config.whitening.codes  # the law L_MM was trained with: "generated" above
+    available = {
+        "gaussian": True,
+        "mixture": model.var.frame_scales.numel() > 0,
+        "bank": model.var.code_bank.shape[0] > 0,
+    }
+    for other_law, ok in available.items():
+        if ok and other_law != law:
+            sets[f"generated, {other_law} codes"] = (
+                model.generate(frames, batch=n_gen, seed=ctx.seed, codes=other_law).cpu().numpy()
+            )
     other = _without_mm(ctx, dataset)
     if other is not None:
         sets["generated without L_MM"] = generated(other[0], n_gen, frames, ctx.seed)
@@ -105,7 +114,15 @@ def generation(ctx: Context) -> Outcome:
     section.add(
         report.Table(
             ["set", "sigma", "MM distance to train", *cols],
-            [[k, sigma[k], mm.get(k), *(music[k][c] for c in cols)] for k in sets]
+            [
+                [
+                    f"generated ({law} codes)" if k == "generated" else k,
+                    sigma[k],
+                    mm.get(k),
+                    *(music[k][c] for c in cols),
+                ]
+                for k in sets
+            ]
             + [
                 ["paper: train", ev.PAPER_SPREAD["train"], None, *([None] * len(cols))],
                 ["paper: test", None, ev.PAPER_MM_DISTANCE["test"], *([None] * len(cols))],
@@ -187,6 +204,7 @@ def generation(ctx: Context) -> Outcome:
     numbers = {
         "run": info,
         "dataset": dataset,
+        "codes": law,
         "spread": sigma,
         "mm_distance": mm,
         "music": {k: {c: v[c] for c in cols} for k, v in music.items()},

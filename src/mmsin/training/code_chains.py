@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mmsin.whitening import apply_relu
+from mmsin.whitening.var import _quantile_lookup
 
 __all__ = ["CodeChains", "seeded_generator"]
 
@@ -51,8 +52,10 @@ class CodeChains:
         rank: int,
         device: torch.device,
         relu: bool | Tensor = True,
+        codes: str = "gaussian",
     ) -> None:
         self.var, self.batch, self.width, self.warmup = var, batch, width, warmup
+        self.codes = codes  # the law of z (VAR.sample's codes); "bank": a clip per chain per step
         self.relu = relu  # S_J's non-negative channels (eq. 1's ReLU); the rest are signed
         self.seed, self.rank, self.device = seed, rank, device
         self.state: Tensor | None = None
@@ -63,9 +66,7 @@ class CodeChains:
         C = int(self.var.channels)
         frames = max(self.warmup, int(self.var.M))
         g = seeded_generator(self.device, self.seed, self.rank, epoch, -1)
-        Z = torch.randn(
-            self.batch, C, frames, generator=g, device=self.device, dtype=self.var.A.dtype
-        )
+        Z = self._codes(C, frames, g, self.var.A.dtype)
         with torch.no_grad():
             self.state = self.var.unwhiten(Z)[:, :, -int(self.var.M) :]
         for k in range(steps_done):
@@ -76,14 +77,17 @@ class CodeChains:
         """The synthetic S_J batch (batch, C, width) of global step ``step``."""
         assert self.state is not None, "call start() first"
         g = seeded_generator(self.device, self.seed, self.rank, step)
-        Z = torch.randn(
-            self.batch,
-            self.state.shape[1],
-            self.width,
-            generator=g,
-            device=self.device,
-            dtype=self.state.dtype,
-        )
+        Z = self._codes(self.state.shape[1], self.width, g, self.state.dtype)
         S = self.var.unwhiten(Z, initial=self.state)
         self.state = S[:, :, -int(self.var.M) :]
         return apply_relu(S, self.relu).float()
+
+    def _codes(self, C: int, frames: int, g: torch.Generator, dtype: torch.dtype) -> Tensor:
+        """White codes (batch, C, frames) of the chains' law, from ``g``."""
+        if self.codes == "bank":  # one training clip per chain, frames drawn among its codes
+            return self.var.bank_codes(self.batch, 0, frames, g)[0].to(dtype)
+        Z = torch.randn(self.batch, C, frames, generator=g, device=self.device, dtype=dtype)
+        if self.codes == "mixture":
+            u = torch.rand(self.batch, frames, generator=g, device=self.device, dtype=dtype)
+            Z = Z * _quantile_lookup(self.var.frame_scales, u).sqrt()[:, None, :]
+        return Z

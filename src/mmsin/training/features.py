@@ -141,6 +141,8 @@ def cache_key(cfg: Config, fingerprint: str, context: tuple[int, int]) -> str:
         "segment_frames": cfg.train.segment_frames,
         "context": list(context),
     }
+    if cfg.whitening.bank_clips:  # only then: older caches keep their keys
+        relevant["bank"] = [cfg.whitening.bank_clips, cfg.train.seed]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -263,7 +265,7 @@ def _compute_features(
     progress: bool,
     folder: Path,
 ) -> Features:
-    from mmsin.whitening import fit_frame_scales, fit_var, whiteness_report
+    from mmsin.whitening import fit_code_bank, fit_frame_scales, fit_var, whiteness_report
 
     J, seg = cfg.scattering.J, cfg.train.segment_frames
     scalogram = build_scalogram(cfg).eval()
@@ -311,11 +313,16 @@ def _compute_features(
     # Whitening L: causal VAR(M) on the normalised training frames (section 4).
     var = fit_var(S_train, M=cfg.whitening.M, ridge=cfg.whitening.ridge)
     # The training codes' per-frame power, for codes drawn like them (VAR.sample, "mixture").
-    var.frame_scales = fit_frame_scales(
-        torch.cat(
-            [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
-        )
+    Z_train = torch.cat(
+        [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
     )
+    var.frame_scales = fit_frame_scales(Z_train)
+    if cfg.whitening.bank_clips:  # real training codes, for codes="bank"
+        bank, scale, offsets = fit_code_bank(
+            Z_train, cfg.whitening.bank_clips, skip=cfg.whitening.M, seed=cfg.train.seed
+        )
+        var.code_bank, var.code_bank_scale, var.code_bank_clips = bank, scale, offsets
+    del Z_train
     # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
     # ones; written next to every run as whiteness.json.
     whiteness = {

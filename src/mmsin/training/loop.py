@@ -406,6 +406,7 @@ class _Session:
                 d.rank,
                 device,
                 relu=nonnegative_channels(build_scattering(cfg), int(self.var.channels)),
+                codes=cfg.whitening.codes,
             )
             if cfg.loss.kind == "inv+mm"
             else None

@@ -19,19 +19,22 @@ Modules: :mod:`~mmsin.whitening.var` (the VAR module, L, L^-1, sampling and the 
 """
 
 from mmsin.whitening.fit import (
+    fit_code_bank,
     fit_frame_scales,
     fit_var,
     fit_var_ridges,
     growth_rate,
     whiteness_report,
 )
-from mmsin.whitening.var import CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
+from mmsin.whitening.var import BANK_HOLD, CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
 
 __all__ = [
+    "BANK_HOLD",
     "CODE_LAWS",
     "NOISE_FRAMES",
     "VAR",
     "apply_relu",
+    "fit_code_bank",
     "fit_frame_scales",
     "fit_var",
     "fit_var_ridges",

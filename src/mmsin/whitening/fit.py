@@ -18,7 +18,14 @@ from torch import Tensor
 
 from mmsin.whitening.var import VAR, _as_examples, _lagged_design, _sym_sqrt_pair
 
-__all__ = ["fit_frame_scales", "fit_var", "fit_var_ridges", "growth_rate", "whiteness_report"]
+__all__ = [
+    "fit_code_bank",
+    "fit_frame_scales",
+    "fit_var",
+    "fit_var_ridges",
+    "growth_rate",
+    "whiteness_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,45 @@ def fit_frame_scales(Z: Tensor | Sequence[Tensor], quantiles: int = 256) -> Tens
     probs = (torch.arange(quantiles, dtype=torch.float64) + 0.5) / quantiles
     q = torch.quantile(w, probs)
     return q / q.mean()  # the quantiles' own mean is the law's: keep it exactly 1
+
+
+def fit_code_bank(
+    Z: Tensor | Sequence[Tensor], clips: int, *, skip: int = 0, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The bank of training codes that :meth:`VAR.sample`'s ``codes="bank"`` draws from.
+
+    ``clips`` training examples are chosen at random (seeded; all of them if there are fewer)
+    and their codes kept from frame ``skip`` on (the VAR's order M: the earlier frames' pasts
+    reach before the clip's start, where the whitening assumed zeros), each frame in int8
+    with its own scale (max |z| / 127: a rounding error below 0.4 % of the frame's peak).
+
+    Parameters
+    ----------
+    Z : Tensor, shape (B, C, T), or list of Tensor, shape (C, T_i)
+        Whitened training frames.
+
+    Returns
+    -------
+    bank : Tensor, shape (N, C), int8
+    scale : Tensor, shape (N,), float32
+    offsets : Tensor, shape (n + 1,), int64
+        Clip k's frames are ``bank[offsets[k]:offsets[k + 1]]``.
+    """
+    examples = [e for e in _as_examples(Z) if e.shape[-1] > skip]
+    if clips < 1 or not examples:
+        raise ValueError(
+            f"need clips >= 1 and an example longer than {skip} frames, got clips={clips}, "
+            f"{len(examples)} such examples"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(examples), generator=g)[: min(clips, len(examples))]
+    frames = [examples[int(i)][:, skip:].T.to(torch.float32) for i in order.sort().values]
+    rows = torch.cat(frames)
+    scale = rows.abs().amax(dim=1) / 127
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    bank = (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    sizes = torch.tensor([0] + [f.shape[0] for f in frames], dtype=torch.int64)
+    return bank, scale, sizes.cumsum(0)
 
 
 def fit_var(

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CODE_LAWS", "NOISE_FRAMES", "VAR", "apply_relu"]
+__all__ = ["BANK_HOLD", "CODE_LAWS", "NOISE_FRAMES", "VAR", "apply_relu"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,9 @@ class VAR(nn.Module):
     sqrt_cov: Tensor
     inv_sqrt_cov: Tensor
     frame_scales: Tensor
+    code_bank: Tensor
+    code_bank_scale: Tensor
+    code_bank_clips: Tensor
 
     def __init__(self, channels: int, M: int = 4, *, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
@@ -153,6 +156,11 @@ class VAR(nn.Module):
         self.register_buffer("inv_sqrt_cov", torch.eye(channels, dtype=dtype))
         # Quantiles of the per-frame code power (fit_frame_scales); empty: Gaussian codes only.
         self.register_buffer("frame_scales", torch.zeros(0, dtype=dtype))
+        # Training codes kept for codes="bank" (fit_code_bank): int8 frames (N, C), one scale per
+        # frame, and clip boundaries (n_clips + 1 offsets into the frames). Empty: no bank.
+        self.register_buffer("code_bank", torch.zeros(0, channels, dtype=torch.int8))
+        self.register_buffer("code_bank_scale", torch.zeros(0, dtype=torch.float32))
+        self.register_buffer("code_bank_clips", torch.zeros(1, dtype=torch.int64))
 
     def _load_from_state_dict(
         self,
@@ -164,12 +172,20 @@ class VAR(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        # frame_scales has no fixed length, and VARs saved before it existed have none.
-        key = prefix + "frame_scales"
-        if key in state_dict:
-            self.frame_scales = self.A.new_zeros(state_dict[key].shape)
-        else:
-            state_dict[key] = self.A.new_zeros(0)
+        # frame_scales and the code bank have no fixed length, and VARs saved before they existed
+        # have none.
+        empty = {
+            "frame_scales": self.A.new_zeros(0),
+            "code_bank": self.code_bank.new_zeros(0, self.channels),
+            "code_bank_scale": self.code_bank_scale.new_zeros(0),
+            "code_bank_clips": self.code_bank_clips.new_zeros(1),
+        }
+        for name, blank in empty.items():
+            key = prefix + name
+            if key in state_dict:
+                setattr(self, name, blank.new_zeros(state_dict[key].shape))
+            else:
+                state_dict[key] = blank
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -338,6 +354,12 @@ class VAR(nn.Module):
             frame shared by all channels and drawn from the training codes' per-frame power
             (:attr:`frame_scales`, :func:`fit_frame_scales`): still white with covariance I,
             but heavy-tailed jointly across channels, as real innovations are (onsets).
+            ``"bank"``: codes of real training frames (:attr:`code_bank`, :func:`fit_code_bank`):
+            each sample picks a training clip every :data:`BANK_HOLD` frames (counted from the
+            first kept frame) and draws every frame's code independently, with replacement,
+            among that clip's codes. White in time and of covariance near I like the others,
+            with the joint law of real innovations: a few notes' onsets at a time, and the
+            register and loudness of one passage for a while.
 
         Returns
         -------
@@ -386,17 +408,26 @@ class VAR(nn.Module):
                 "codes='mixture' needs the training codes' frame powers, which this VAR was "
                 "fitted without (models trained before mmsin 0.9); use codes='gaussian'"
             )
+        if codes == "bank" and self.code_bank.shape[0] == 0:
+            raise ValueError(
+                "codes='bank' needs a bank of training codes, which this model was trained "
+                "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
+            )
         total = warmup + frames
         past: Tensor | None = None
+        held: tuple[int, Tensor] | None = None
         for start in range(0, total, NOISE_FRAMES):
-            Z = torch.randn(
-                batch,
-                self.channels,
-                NOISE_FRAMES,
-                generator=generator,
-                dtype=self.A.dtype,
-                device=self.A.device,
-            )
+            if codes == "bank":
+                Z, held = self.bank_codes(batch, start - warmup, NOISE_FRAMES, generator, held)
+            else:
+                Z = torch.randn(
+                    batch,
+                    self.channels,
+                    NOISE_FRAMES,
+                    generator=generator,
+                    dtype=self.A.dtype,
+                    device=self.A.device,
+                )
             if codes == "mixture":
                 u = torch.rand(
                     batch, NOISE_FRAMES, generator=generator, dtype=Z.dtype, device=Z.device
@@ -407,6 +438,39 @@ class VAR(nn.Module):
             lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
             if hi > lo:
                 yield apply_relu(S[..., lo:hi], relu).to(dtype or self.A.dtype)
+
+    def bank_codes(
+        self,
+        batch: int,
+        first: int,
+        frames: int,
+        generator: torch.Generator | None = None,
+        held: tuple[int, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[int, Tensor]]:
+        """Codes drawn from :attr:`code_bank`, shape (batch, C, frames), in the buffers' dtype.
+
+        Frame ``first + k`` (``first`` may be negative: warm-up frames) takes a code of the clip
+        that its sample holds for its span of :data:`BANK_HOLD` frames: spans start at the
+        multiples of BANK_HOLD, and the warm-up frames hold the first span's clip. ``held`` is
+        the (span, clips) pair the previous call returned: a span that straddles two calls
+        keeps its clips. Returns the codes and the pair to pass on.
+        """
+        clips = self.code_bank_clips
+        n_clips = clips.numel() - 1
+        if n_clips < 1:
+            raise ValueError("this VAR has no code bank")
+        dev = self.code_bank.device
+        k = torch.arange(first, first + frames, device=dev).clamp(min=0) // BANK_HOLD
+        k0, spans = int(k[0]), int(k[-1]) - int(k[0]) + 1
+        pick = torch.randint(n_clips, (batch, spans), generator=generator, device=dev)
+        if held is not None and held[0] == k0:
+            pick[:, 0] = held[1]
+        clip = pick[:, k - k0]  # (batch, frames)
+        lo, size = clips[clip], clips[clip + 1] - clips[clip]
+        u = torch.rand(batch, frames, generator=generator, device=dev, dtype=torch.float64)
+        row = lo + (u * size).long().clamp(max=size - 1)
+        Z = self.code_bank[row].to(self.A.dtype) * self.code_bank_scale[row, None].to(self.A.dtype)
+        return Z.transpose(1, 2).to(self.A.device), (int(k[-1]), pick[:, -1])
 
     def spectral_radius(self) -> float:
         """Largest modulus of the companion matrix's eigenvalues (< 1 means a stable VAR)."""
@@ -421,7 +485,11 @@ class VAR(nn.Module):
 
 
 #: The laws :meth:`VAR.sample` can draw codes from.
-CODE_LAWS = ("gaussian", "mixture")
+CODE_LAWS = ("gaussian", "mixture", "bank")
+
+#: Frames for which a sample of ``codes="bank"`` keeps drawing from one training clip: 32
+#: frames are 8 s at the paper's J = 10 and 4096 Hz, the length of a beethoven-like extract.
+BANK_HOLD = 32
 
 
 def _quantile_lookup(quantiles: Tensor, u: Tensor) -> Tensor:
