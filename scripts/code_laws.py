@@ -153,7 +153,9 @@ def main() -> None:
         results[law] = row
         print(law, {k: round(float(v), 4) for k, v in row.items()}, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, **results}, indent=2))
+    args.out.write_text(
+        json.dumps({"args": vars(args) | {"out": str(args.out)}, **results}, indent=2)
+    )
 
 
 if __name__ == "__main__":
