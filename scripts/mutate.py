@@ -219,6 +219,30 @@ BREAKAGES = (
         ("tests/test_noise_floor.py::test_a_fitted_branch_renders_an_unseen_floor_at_its_level",),
     ),
     Breakage(
+        "bank-clip-not-held",
+        "bank codes forget the clip their span holds when a span straddles two noise blocks",
+        "        if held is not None and held[0] == k0:\n",
+        "        if False and held is not None and held[0] == k0:\n",
+        ("tests/test_code_bank.py::test_bank_codes_hold_one_clip_per_span_across_blocks",),
+    ),
+    Breakage(
+        "bank-codes-from-any-clip",
+        "bank codes are drawn from the whole bank instead of the held clip's frames",
+        "        row = lo + (u * size).long().clamp(max=size - 1)\n",
+        "        row = (u * clips[-1]).long().clamp(max=int(clips[-1]) - 1)\n",
+        (
+            "tests/test_code_bank.py::test_bank_codes_hold_one_clip_per_span_across_blocks",
+            "tests/test_code_bank.py::test_moment_matching_draws_bank_codes_one_clip_per_chain",
+        ),
+    ),
+    Breakage(
+        "mm-chains-ignore-the-law",
+        "L_MM's code chains draw Gaussian codes whatever whitening.codes says",
+        '        if self.codes == "bank":  # one training clip per chain',
+        "        if False:  # one training clip per chain",
+        ("tests/test_code_bank.py::test_moment_matching_draws_bank_codes_one_clip_per_chain",),
+    ),
+    Breakage(
         "real-notes-dc-kept",
         "the recorded notes keep their DC offset",
         "    y = y - y.mean()\n",
