@@ -49,6 +49,9 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "peaks-top-rise-with-skirts",
         "noise-floor-trunk-gain-kept",
         "real-notes-dc-kept",
+        "bank-clip-not-held",
+        "bank-codes-from-any-clip",
+        "mm-chains-ignore-the-law",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name
