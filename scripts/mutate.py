@@ -238,8 +238,8 @@ BREAKAGES = (
     Breakage(
         "mm-chains-ignore-the-law",
         "L_MM's code chains draw Gaussian codes whatever whitening.codes says",
-        '        if self.codes == "bank":  # one training clip per chain',
-        "        if False:  # one training clip per chain",
+        "        return self.var.draw_codes(self.batch, frames, self.codes, g)[0]\n",
+        '        return self.var.draw_codes(self.batch, frames, "gaussian", g)[0]\n',
         ("tests/test_code_bank.py::test_moment_matching_draws_bank_codes_one_clip_per_chain",),
     ),
     Breakage(

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from mmsin.whitening import apply_relu
-from mmsin.whitening.var import _quantile_lookup
 
 __all__ = ["CodeChains", "seeded_generator"]
 
@@ -63,10 +62,9 @@ class CodeChains:
     def start(self, epoch: int, first_step: int, steps_done: int) -> None:
         """Warm the chains up for ``epoch`` whose first global step is ``first_step``, then
         replay the ``steps_done`` steps already taken in it (resume)."""
-        C = int(self.var.channels)
         frames = max(self.warmup, int(self.var.M))
         g = seeded_generator(self.device, self.seed, self.rank, epoch, -1)
-        Z = self._codes(C, frames, g, self.var.A.dtype)
+        Z = self._codes(frames, g)
         with torch.no_grad():
             self.state = self.var.unwhiten(Z)[:, :, -int(self.var.M) :]
         for k in range(steps_done):
@@ -77,17 +75,12 @@ class CodeChains:
         """The synthetic S_J batch (batch, C, width) of global step ``step``."""
         assert self.state is not None, "call start() first"
         g = seeded_generator(self.device, self.seed, self.rank, step)
-        Z = self._codes(self.state.shape[1], self.width, g, self.state.dtype)
+        Z = self._codes(self.width, g)
         S = self.var.unwhiten(Z, initial=self.state)
         self.state = S[:, :, -int(self.var.M) :]
         return apply_relu(S, self.relu).float()
 
-    def _codes(self, C: int, frames: int, g: torch.Generator, dtype: torch.dtype) -> Tensor:
-        """White codes (batch, C, frames) of the chains' law, from ``g``."""
-        if self.codes == "bank":  # one training clip per chain, frames drawn among its codes
-            return self.var.bank_codes(self.batch, 0, frames, g)[0].to(dtype)
-        Z = torch.randn(self.batch, C, frames, generator=g, device=self.device, dtype=dtype)
-        if self.codes == "mixture":
-            u = torch.rand(self.batch, frames, generator=g, device=self.device, dtype=dtype)
-            Z = Z * _quantile_lookup(self.var.frame_scales, u).sqrt()[:, None, :]
-        return Z
+    def _codes(self, frames: int, g: torch.Generator) -> Tensor:
+        """White codes (batch, C, frames) of the chains' law, from ``g`` (a bank clip per chain
+        per call)."""
+        return self.var.draw_codes(self.batch, frames, self.codes, g)[0]

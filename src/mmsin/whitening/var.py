@@ -401,6 +401,35 @@ class VAR(nn.Module):
             raise ValueError(
                 f"need batch >= 1, frames >= 1, warmup >= 0; got {batch}, {frames}, {warmup}"
             )
+        total = warmup + frames
+        past: Tensor | None = None
+        held: tuple[int, Tensor] | None = None
+        for start in range(0, total, NOISE_FRAMES):
+            Z, held = self.draw_codes(
+                batch, NOISE_FRAMES, codes, generator, first=start - warmup, held=held
+            )
+            S = self._recursion(Z, past)
+            past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
+            lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
+            if hi > lo:
+                yield apply_relu(S[..., lo:hi], relu).to(dtype or self.A.dtype)
+
+    def draw_codes(
+        self,
+        batch: int,
+        frames: int,
+        codes: str = "gaussian",
+        generator: torch.Generator | None = None,
+        *,
+        first: int = 0,
+        held: tuple[int, Tensor] | None = None,
+    ) -> tuple[Tensor, tuple[int, Tensor] | None]:
+        """White codes z (batch, C, frames) of the law ``codes`` (see :meth:`sample`), in the
+        buffers' dtype and device: what :meth:`sample_blocks` and L_MM's code chains feed L^-1.
+
+        ``first`` and ``held`` place the frames among the bank's spans (:meth:`bank_codes`);
+        the other laws ignore them. Returns the codes and the ``held`` pair to pass on.
+        """
         if codes not in CODE_LAWS:
             raise ValueError(f"codes must be one of {CODE_LAWS}, got {codes!r}")
         if codes == "mixture" and self.frame_scales.numel() == 0:
@@ -408,36 +437,21 @@ class VAR(nn.Module):
                 "codes='mixture' needs the training codes' frame powers, which this VAR was "
                 "fitted without (models trained before mmsin 0.9); use codes='gaussian'"
             )
-        if codes == "bank" and self.code_bank.shape[0] == 0:
-            raise ValueError(
-                "codes='bank' needs a bank of training codes, which this model was trained "
-                "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
-            )
-        total = warmup + frames
-        past: Tensor | None = None
-        held: tuple[int, Tensor] | None = None
-        for start in range(0, total, NOISE_FRAMES):
-            if codes == "bank":
-                Z, held = self.bank_codes(batch, start - warmup, NOISE_FRAMES, generator, held)
-            else:
-                Z = torch.randn(
-                    batch,
-                    self.channels,
-                    NOISE_FRAMES,
-                    generator=generator,
-                    dtype=self.A.dtype,
-                    device=self.A.device,
+        if codes == "bank":
+            if self.code_bank.shape[0] == 0:
+                raise ValueError(
+                    "codes='bank' needs a bank of training codes, which this model was trained "
+                    "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
                 )
-            if codes == "mixture":
-                u = torch.rand(
-                    batch, NOISE_FRAMES, generator=generator, dtype=Z.dtype, device=Z.device
-                )
-                Z = Z * _quantile_lookup(self.frame_scales, u).sqrt()[:, None, :]
-            S = self._recursion(Z, past)
-            past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
-            lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
-            if hi > lo:
-                yield apply_relu(S[..., lo:hi], relu).to(dtype or self.A.dtype)
+            return self.bank_codes(batch, first, frames, generator, held)
+        dev = self.A.device
+        Z = torch.randn(
+            batch, self.channels, frames, generator=generator, dtype=self.A.dtype, device=dev
+        )
+        if codes == "mixture":
+            u = torch.rand(batch, frames, generator=generator, dtype=Z.dtype, device=dev)
+            Z = Z * _quantile_lookup(self.frame_scales, u).sqrt()[:, None, :]
+        return Z, held
 
     def bank_codes(
         self,
