@@ -5,12 +5,15 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py export clips.npz          # here: the embedded data
     python scripts/train_pretrained.py train clips.npz notes RUN [--set k=v ...] [--max-steps N]
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
+    python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...]
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
 small (piano) at 4096 Hz as float16; ``train`` trains a preset (default ``pitched``, what
 ships) on one of them (the data set's name is recorded in the config); ``pack`` stores the
 newest checkpoint of a run without optimiser state, weights in float16
-(``MMSIN.save(half=True)``).
+(``MMSIN.save(half=True)``); ``refit`` fits a trained model's whitening L again (its VAR,
+code law and bank: :func:`mmsin.training.features.fit_whitening`) on its own training data
+with changed ``whitening`` settings, keeping G, and packs it the same way.
 """
 
 from __future__ import annotations
@@ -71,6 +74,43 @@ def pack(run: Path, out: Path) -> None:
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
 
 
+def refit(model_in: str, out: Path, overrides: list[str]) -> None:
+    import torch
+
+    from mmsin.config import override
+    from mmsin.model import MMSIN
+    from mmsin.training.features import data_fingerprint, default_cache_dir, fit_whitening
+    from mmsin.training.frames import scattering_frames
+    from mmsin.training.loop import load_data
+
+    model = MMSIN.load(model_in)
+    if any(not o.startswith("whitening.") for o in overrides):
+        raise SystemExit(f"refit changes whitening.* settings only, got {overrides}")
+    cfg = override(model.config, overrides)
+    train_clips, test_clips = load_data(cfg)
+    if data_fingerprint(train_clips, test_clips) != model._extra.get("data_fingerprint"):
+        raise SystemExit(f"{model_in}: its training data is not {cfg.data.source} here")
+    norm = model.norm.double()[:, None]
+    S = [
+        torch.from_numpy(
+            np.array(scattering_frames(cfg, c.audio, data_fingerprint(c), default_cache_dir()))
+        ).double()
+        / norm
+        for c in (train_clips, test_clips)
+    ]
+    t0 = time.perf_counter()
+    var, whiteness = fit_whitening(cfg, S[0], S[1])
+    test = whiteness["test"]
+    print(
+        f"refitted L in {time.perf_counter() - t0:.0f} s: test codes median variance "
+        f"{test['cov_median_diag']:.3f}, median |lag-1| {test['lag_median_abs'][0]:.3f}"
+    )
+    model.var.load_state_dict(var.state_dict())
+    model._config = cfg
+    model.save(out, half=True)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -88,11 +128,17 @@ def main() -> None:
     p = sub.add_parser("pack")
     p.add_argument("run", type=Path)
     p.add_argument("out", type=Path)
+    r = sub.add_parser("refit")
+    r.add_argument("model", help="model name or checkpoint")
+    r.add_argument("out", type=Path)
+    r.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     if args.step == "export":
         export(args.out)
     elif args.step == "train":
         train(args.clips, args.kind, args.run, args.overrides, args.max_steps, args.preset)
+    elif args.step == "refit":
+        refit(args.model, args.out, args.overrides)
     else:
         pack(args.run, args.out)
 

@@ -12,6 +12,7 @@ from mmsin.whitening import (
     fit_var,
     fit_var_ridges,
     growth_rate,
+    past_rows,
     whiteness_report,
 )
 
@@ -52,6 +53,41 @@ def test_recovers_known_var2_coefficients() -> None:
     assert var4.A[2:].abs().max() < 0.04
     np.testing.assert_allclose(var4.A[:2].numpy(), A_TRUE, atol=0.04)
     assert 0.3 < var.spectral_radius() < 0.9
+
+
+def test_excerpts_fit_without_their_zero_past() -> None:
+    """Short excerpts of a stationary process (as 8-s extracts of long recordings): with
+    past="unknown" the fit matches numpy's lstsq on the rows n >= M alone and recovers the
+    process; regressing the first frames on zeros (a past they never had) biases it."""
+    S = simulate(4000, 12, seed=4)  # 4000 excerpts of 12 frames, each from the stationary law
+    stationary = np.linalg.solve(np.eye(3) - A_TRUE.sum(0), B_TRUE)
+    fits = {
+        past: fit_var(torch.from_numpy(S), M=2, ridge=0.0, past=past)
+        for past in ("silence", "unknown")
+    }
+
+    def mean_of(var: VAR) -> np.ndarray:
+        return np.linalg.solve(np.eye(3) - var.A.numpy().sum(0), var.b.numpy())
+
+    assert np.abs(mean_of(fits["unknown"]) / stationary - 1).max() < 0.02
+    err = {k: np.abs(v.A.numpy() - A_TRUE).max() for k, v in fits.items()}
+    assert err["unknown"] < 0.04
+    assert err["silence"] > 0.1
+    # The same rows as an independent lstsq: frames 2.. of each excerpt on their two lags.
+    X = np.concatenate([S[:, :, 1:-1], S[:, :, :-2], np.ones((4000, 1, 10))], axis=1)
+    X = X.transpose(0, 2, 1).reshape(-1, 7)
+    Y = S[:, :, 2:].transpose(0, 2, 1).reshape(-1, 3)
+    W, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    np.testing.assert_allclose(fits["unknown"].A[0].numpy(), W[:3].T, atol=1e-8)
+    np.testing.assert_allclose(fits["unknown"].A[1].numpy(), W[3:6].T, atol=1e-8)
+    np.testing.assert_allclose(fits["unknown"].b.numpy(), W[6], atol=1e-8)
+    # The report leaves the same first frames out.
+    assert past_rows("unknown", 2) == 2 and past_rows("silence", 2) == 0
+    rep = whiteness_report(fits["unknown"], torch.from_numpy(S), skip=2)
+    assert rep["frames"] == 4000 * 10
+    assert abs(rep["cov_median_diag"] - 1) < 0.05 and rep["mean_abs_mean"] < 0.03
+    with pytest.raises(ValueError, match="past"):
+        fit_var(torch.from_numpy(S), M=2, past="zeros")
 
 
 def test_matches_numpy_lstsq_reference() -> None:
@@ -294,3 +330,17 @@ def test_stacked_weight_is_kept_until_a_changes() -> None:
     torch.testing.assert_close(var._stacked_weight(), ref, rtol=0, atol=0)
     var.float()
     assert var._stacked_weight().dtype == torch.float32
+
+
+def test_feature_cache_tells_the_pasts_apart() -> None:
+    """Training's feature cache holds the fitted L: a VAR fitted without the excerpts' first
+    frames is another entry, and the default keeps the key older caches were written under."""
+    from mmsin.config import override, preset
+    from mmsin.training.features import cache_key
+
+    cfg = preset("small")
+    key = cache_key(cfg, "data", (4, 0))
+    assert cache_key(override(cfg, ["whitening.past=silence"]), "data", (4, 0)) == key
+    assert cache_key(override(cfg, ["whitening.past=unknown"]), "data", (4, 0)) != key
+    with pytest.raises(ValueError, match="whitening.past"):
+        override(cfg, ["whitening.past=zeros"]).validate()

@@ -91,19 +91,26 @@ class WhiteningConfig:
     default: ``"gaussian"`` (the paper's N(0, I)), ``"mixture"`` (scaled per frame by the
     training codes' power) or ``"bank"`` (real training codes, :func:`mmsin.whitening.
     fit_code_bank`), which needs ``bank_clips`` > 0: the training clips whose codes the VAR
-    keeps (int8, C bytes a frame)."""
+    keeps (int8, C bytes a frame).
+
+    ``past``: what came before each training clip (:func:`mmsin.whitening.fit_var`):
+    ``"silence"`` (notes from their onset; every frame regresses on its past, zeros before the
+    clip) or ``"unknown"`` (excerpts of longer recordings: the first M frames of a clip are not
+    fitted, nor counted in the whiteness report)."""
 
     M: int = 4
     ridge: float = 1e-3
     warmup: int = 600
     codes: str = "gaussian"
     bank_clips: int = 0
+    past: str = "silence"
 
     def validate(self) -> None:
         _require(self.M >= 1, "whitening.M", self.M, "must be >= 1")
         _require(self.ridge >= 0, "whitening.ridge", self.ridge, "must be >= 0")
         _require(self.warmup >= 0, "whitening.warmup", self.warmup, "must be >= 0")
         _choice("whitening.codes", self.codes, ("gaussian", "mixture", "bank"))
+        _choice("whitening.past", self.past, ("silence", "unknown"))
         _require(self.bank_clips >= 0, "whitening.bank_clips", self.bank_clips, "must be >= 0")
         _require(
             self.codes != "bank" or self.bank_clips > 0,

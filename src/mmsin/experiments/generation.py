@@ -58,7 +58,7 @@ def _without_mm(ctx: Context, dataset: str) -> tuple[Any, dict[str, Any]] | None
 def generation(ctx: Context) -> Outcome:
     """Fig. 5 and the figures of generated music beside the training and test extracts."""
     from mmsin.assembly import build_scalogram
-    from mmsin.whitening import whiteness_report
+    from mmsin.whitening import past_rows, whiteness_report
 
     name = "generation"
     folder = out_folder(ctx, name)
@@ -107,7 +107,8 @@ def generation(ctx: Context) -> Outcome:
         if k in whole:
             ctx.memo[key] = music[k]
     S_test = _scattering_of(ctx, model, dataset, "test") / model.norm[:, None].to("cpu")
-    white = whiteness_report(model.var, S_test.double())
+    wcfg = model.config.whitening
+    white = whiteness_report(model.var, S_test.double(), skip=past_rows(wcfg.past, wcfg.M))
 
     section = report.Section("Generation from white noise (Fig. 5)")
     fig = plots.generation_figure(

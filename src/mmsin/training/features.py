@@ -39,6 +39,7 @@ __all__ = [
     "cache_key",
     "data_fingerprint",
     "default_cache_dir",
+    "fit_whitening",
     "prepare_features",
 ]
 
@@ -143,7 +144,44 @@ def cache_key(cfg: Config, fingerprint: str, context: tuple[int, int]) -> str:
     }
     if cfg.whitening.bank_clips:  # only then: older caches keep their keys
         relevant["bank"] = [cfg.whitening.bank_clips, cfg.train.seed]
+    if cfg.whitening.past != "silence":
+        relevant["past"] = cfg.whitening.past
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def fit_whitening(cfg: Config, S_train: Tensor, S_test: Tensor) -> tuple[Any, dict[str, Any]]:
+    """The whitening L of ``cfg.whitening`` on normalised S_J frames (B, C, T): the causal
+    VAR(M) (section 4), the training codes' frame-power law and, with ``bank_clips``, their
+    bank; and how white Z = L S_J is on the training and test frames (whiteness.json)."""
+    from mmsin.whitening import (
+        fit_code_bank,
+        fit_frame_scales,
+        fit_var,
+        past_rows,
+        whiteness_report,
+    )
+
+    wcfg = cfg.whitening
+    var = fit_var(S_train, M=wcfg.M, ridge=wcfg.ridge, past=wcfg.past)
+    # The training codes' per-frame power, for codes drawn like them (VAR.sample, "mixture").
+    Z_train = torch.cat(
+        [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
+    )
+    var.frame_scales = fit_frame_scales(Z_train)
+    if wcfg.bank_clips:  # real training codes, for codes="bank"
+        bank, scale, offsets = fit_code_bank(
+            Z_train, wcfg.bank_clips, skip=wcfg.M, seed=cfg.train.seed
+        )
+        var.code_bank, var.code_bank_scale, var.code_bank_clips = bank, scale, offsets
+    del Z_train
+    # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
+    # ones.
+    skip = past_rows(wcfg.past, wcfg.M)
+    whiteness = {
+        "train": whiteness_report(var, S_train, skip=skip),
+        "test": whiteness_report(var, S_test, skip=skip) if len(S_test) else {},
+    }
+    return var, whiteness
 
 
 def default_cache_dir() -> Path:
@@ -265,8 +303,6 @@ def _compute_features(
     progress: bool,
     folder: Path,
 ) -> Features:
-    from mmsin.whitening import fit_code_bank, fit_frame_scales, fit_var, whiteness_report
-
     J, seg = cfg.scattering.J, cfg.train.segment_frames
     scalogram = build_scalogram(cfg).eval()
     x_train = torch.as_tensor(np.asarray(train_clips.audio, dtype=np.float32))
@@ -310,25 +346,7 @@ def _compute_features(
     norm = torch.where(norm > 0, norm, torch.ones_like(norm))
     S_train = S_train / norm[:, None]
     S_test = S_test / norm[:, None]
-    # Whitening L: causal VAR(M) on the normalised training frames (section 4).
-    var = fit_var(S_train, M=cfg.whitening.M, ridge=cfg.whitening.ridge)
-    # The training codes' per-frame power, for codes drawn like them (VAR.sample, "mixture").
-    Z_train = torch.cat(
-        [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
-    )
-    var.frame_scales = fit_frame_scales(Z_train)
-    if cfg.whitening.bank_clips:  # real training codes, for codes="bank"
-        bank, scale, offsets = fit_code_bank(
-            Z_train, cfg.whitening.bank_clips, skip=cfg.whitening.M, seed=cfg.train.seed
-        )
-        var.code_bank, var.code_bank_scale, var.code_bank_clips = bank, scale, offsets
-    del Z_train
-    # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
-    # ones; written next to every run as whiteness.json.
-    whiteness = {
-        "train": whiteness_report(var, S_train),
-        "test": whiteness_report(var, S_test) if len(S_test) else {},
-    }
+    var, whiteness = fit_whitening(cfg, S_train, S_test)
     var_state = {k: v.detach().cpu().clone() for k, v in var.state_dict().items()}
     tr_frames, tr_wave, tr_pad = _segments(S_train, x_train, J, seg, context)
     te_frames, te_wave, te_pad = _segments(S_test, x_test, J, seg, context)

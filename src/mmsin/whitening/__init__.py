@@ -9,7 +9,8 @@ Model, with frames before n = 0 equal to zero (the scattering's zero initial sta
     S[n] = b + sum_{m=1}^{M} A[m-1] S[n-m] + E[n],      E[n] = Sigma^{1/2} Z[n]
 
 ``fit_var`` estimates ``A`` and ``b`` in closed form (ridge-regularised least squares through
-the normal equations, accumulated in float64 over the examples), ``Sigma`` is the biased
+the normal equations, accumulated in float64 over the examples; with ``past="unknown"``, for
+excerpts of longer recordings, an example's first M frames are not rows), ``Sigma`` is the biased
 covariance of the residuals E on the training frames, and its symmetric square root and
 inverse square root come from one eigendecomposition with a relative eigenvalue floor.
 docs/model.md gives the derivation and the numerical choices.
@@ -19,11 +20,13 @@ Modules: :mod:`~mmsin.whitening.var` (the VAR module, L, L^-1, sampling and the 
 """
 
 from mmsin.whitening.fit import (
+    PASTS,
     fit_code_bank,
     fit_frame_scales,
     fit_var,
     fit_var_ridges,
     growth_rate,
+    past_rows,
     whiteness_report,
 )
 from mmsin.whitening.var import BANK_HOLD, CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
@@ -32,6 +35,7 @@ __all__ = [
     "BANK_HOLD",
     "CODE_LAWS",
     "NOISE_FRAMES",
+    "PASTS",
     "VAR",
     "apply_relu",
     "fit_code_bank",
@@ -39,5 +43,6 @@ __all__ = [
     "fit_var",
     "fit_var_ridges",
     "growth_rate",
+    "past_rows",
     "whiteness_report",
 ]

@@ -19,15 +19,20 @@ from torch import Tensor
 from mmsin.whitening.var import VAR, _as_examples, _lagged_design, _sym_sqrt_pair
 
 __all__ = [
+    "PASTS",
     "fit_code_bank",
     "fit_frame_scales",
     "fit_var",
     "fit_var_ridges",
     "growth_rate",
+    "past_rows",
     "whiteness_report",
 ]
 
 log = logging.getLogger(__name__)
+
+#: What came before each example the VAR is fitted on (:func:`fit_var`'s ``past``).
+PASTS = ("silence", "unknown")
 
 
 def fit_frame_scales(Z: Tensor | Sequence[Tensor], quantiles: int = 256) -> Tensor:
@@ -115,11 +120,13 @@ def fit_var(
     eig_floor: float = 1e-6,
     chunk_rows: int = 4096,
     max_radius: float | None = 0.995,
+    past: str = "silence",
 ) -> VAR:
     """Fit the causal VAR(M) with intercept in closed form (paper section 4).
 
-    Least squares for S[n] given [S[n-M], ..., S[n-1], 1] over every frame n of every example,
-    frames before 0 being zeros, solved through the normal equations
+    Least squares for S[n] given [S[n-M], ..., S[n-1], 1] over every frame n of every example
+    (``past="silence"``: frames before 0 are zeros) or over frames n >= M only
+    (``past="unknown"``), solved through the normal equations
     ``(X^T X + R) W = X^T Y`` with ``R = ridge * trace(X_lag^T X_lag) / (M C)`` on the lag
     columns (the intercept is not penalised). The ridge keeps rank-deficient channel sets (the
     973-channel transform has exactly duplicated channels) well posed. ``X^T X`` is accumulated
@@ -145,6 +152,15 @@ def fit_var(
         growth rate (an estimate of the companion matrix's spectral radius, see
         :func:`growth_rate`) exceeds ``max_radius``, the ridge is multiplied by 10 and the fit
         repeated (at most 8 times; logged). None disables the guard.
+    past : {"silence", "unknown"}
+        What came before each example. ``"silence"`` (notes that start from silence, and
+        the paper's L, whose first frames regress on zeros): every frame is a row.
+        ``"unknown"`` (excerpts cut from longer recordings): the first M frames of an example
+        are not rows, since their true past is not zero. With 8-s excerpts (32 frames at
+        J = 10) the zero-past rows are 1 in 8, and on the full beethoven-like set the
+        intercept fitted through them put the VAR's stationary mean 16 % above the mean of the
+        frames it was fitted on (median over the non-negative channels); without them, 4 % above
+        (docs/model.md, section 3).
 
     Returns
     -------
@@ -157,7 +173,7 @@ def fit_var(
         raise ValueError(f"ridge must be a finite non-negative number, got {ridge}")
     if not 0 <= eig_floor < 1:
         raise ValueError(f"eig_floor must be in [0, 1), got {eig_floor}")
-    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows)
+    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows, past_rows(past, M))
     C = cross.shape[1]
     scale = _ridge_scale(gram, M * C)
     var = _solve_var(gram, cross, yty, count, C, M, ridge * scale, eig_floor)
@@ -181,11 +197,20 @@ def fit_var(
     return var
 
 
+def past_rows(past: str, M: int) -> int:
+    """The frames at the start of each example that are not rows of the fit (nor counted by
+    :func:`whiteness_report`): 0 for ``past="silence"``, M for ``"unknown"``."""
+    if past not in PASTS:
+        raise ValueError(f"past must be one of {PASTS}, got {past!r}")
+    return M if past == "unknown" else 0
+
+
 def _normal_equations(
-    frames: Tensor | Sequence[Tensor], M: int, chunk_rows: int
+    frames: Tensor | Sequence[Tensor], M: int, chunk_rows: int, skip: int = 0
 ) -> tuple[Tensor, Tensor, Tensor, int]:
-    """X^T X, X^T Y, Y^T Y and the number of frames of the VAR(M) regression, accumulated chunk
-    by chunk in float64 (memory O((M C)^2) whatever the data size)."""
+    """X^T X, X^T Y, Y^T Y and the number of frames of the VAR(M) regression (rows from frame
+    ``skip`` of each example on), accumulated chunk by chunk in float64 (memory O((M C)^2)
+    whatever the data size)."""
     examples = _as_examples(frames)
     C = examples[0].shape[0]
     device = examples[0].device
@@ -198,8 +223,8 @@ def _normal_equations(
     for e in examples:
         s = e.to(device=device, dtype=f64).T  # (T, C)
         T = s.shape[0]
-        count += T
-        for start in range(0, T, chunk_rows):
+        count += max(T - skip, 0)
+        for start in range(skip, T, chunk_rows):
             stop = min(start + chunk_rows, T)
             # Rows start..stop-1 need frames start-M..stop-2: take a window with M of history.
             lo = max(0, start - M)
@@ -209,7 +234,10 @@ def _normal_equations(
             cross.addmm_(X.T, Y)
             yty.addmm_(Y.T, Y)
     if count < 2:
-        raise ValueError(f"need at least 2 frames in total to fit the VAR, got {count}")
+        raise ValueError(
+            f"need at least 2 frames in total to fit the VAR (after the first {skip} of each "
+            f"example), got {count}"
+        )
     return gram, cross, yty, count
 
 
@@ -225,6 +253,7 @@ def fit_var_ridges(
     *,
     eig_floor: float = 1e-6,
     chunk_rows: int = 4096,
+    past: str = "silence",
 ) -> list[VAR]:
     """:func:`fit_var` at each relative ridge of ``ridges`` (no stability guard), from one pass
     over the data: the normal equations are accumulated once and solved per ridge. For choosing
@@ -234,7 +263,7 @@ def fit_var_ridges(
         raise ValueError(f"M must be >= 1, got {M}")
     if any(r < 0 or not math.isfinite(r) for r in ridges):
         raise ValueError(f"ridges must be finite non-negative numbers, got {list(ridges)}")
-    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows)
+    gram, cross, yty, count = _normal_equations(frames, M, chunk_rows, past_rows(past, M))
     C = cross.shape[1]
     scale = _ridge_scale(gram, M * C)
     return [_solve_var(gram, cross, yty, count, C, M, r * scale, eig_floor) for r in ridges]
@@ -311,7 +340,9 @@ def _solve_var(
     return var
 
 
-def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -> dict[str, Any]:
+def whiteness_report(
+    var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8, skip: int = 0
+) -> dict[str, Any]:
     """How close Z = L S is to a white N(0, I) sequence, on any set of frames.
 
     Parameters
@@ -319,6 +350,9 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -
     var : VAR
     S : Tensor, shape (B, C, T), or list of Tensor, shape (C, T_i)
         Normalised S_J frames (train or test); each example starts from zero past frames.
+    skip : int
+        Codes of the first ``skip`` frames of each example are left out (:func:`past_rows`:
+        M for excerpts, whose first codes whiten against a zero past they never had).
 
     Returns
     -------
@@ -337,8 +371,8 @@ def whiteness_report(var: VAR, S: Tensor | Sequence[Tensor], *, lags: int = 8) -
         lag-1 and kurtosis statistics.
     """
     examples = _as_examples(S)
-    zs = [var.whiten(e[None].to(var.A)).to(torch.float64)[0] for e in examples]  # (C, T_i)
-    z = torch.cat(zs, dim=1)  # (C, N)
+    zs = [var.whiten(e[None].to(var.A)).to(torch.float64)[0, :, skip:] for e in examples]
+    z = torch.cat(zs, dim=1)  # (C, N)  # (C, N)
     N = z.shape[1]
     if N < 3:
         raise ValueError(f"need at least 3 frames for a whiteness report, got {N}")
