@@ -135,8 +135,8 @@ BREAKAGES = (
     Breakage(
         "free-frequency-at-bin-centre",
         "the free oscillators ignore the parabola's offset: every partial at its bin's centre",
-        "hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)",
-        "hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis * 0 / 12)",
+        "hz = k.bin_hz[:, None] * torch.exp2(semis / 12)",
+        "hz = k.bin_hz[:, None] * torch.exp2(semis * 0 / 12)",
         (
             "tests/test_free_partials.py::"
             "test_untrained_generator_puts_every_partial_where_the_input_has_it",
@@ -191,24 +191,23 @@ BREAKAGES = (
         "peaks-neighbours-not-removed",
         "the free head's partials keep the plain parabola's frequency: the vertex found with "
         "the neighbours' shares of u taken out is dropped",
-        "        semis[:, 1:-1] = torch.where(ok, s_new, semis[:, 1:-1])",
-        "        semis[:, 1:-1] = semis[:, 1:-1]",
+        "torch.where(ok, s_new, semis[..., 1:])",
+        "semis[..., 1:]",
         ("tests/test_peaks.py::test_weak_partial_next_to_a_strong_one_is_located",),
     ),
     Breakage(
         "peaks-add-in-magnitude",
         "two partials' shares of a bin added in magnitude, not in power",
-        "    src = (c**2).permute(1, 3, 0, 2).reshape(B, T, N * F)\n"
-        "    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2)\n",
-        "    src = c.permute(1, 3, 0, 2).reshape(B, T, N * F)\n"
-        "    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2) ** 2\n",
+        "    summed = F.fold(c2.reshape(B * T, N, Fb), (1, Fb), (1, N), padding=(0, reach))\n",
+        "    summed = F.fold(c2.sqrt().reshape(B * T, N, Fb), (1, Fb), (1, N), padding=(0, reach))"
+        " ** 2\n",
         ("tests/test_peaks.py::test_weak_partial_next_to_a_strong_one_is_located",),
     ),
     Breakage(
         "peaks-top-rise-with-skirts",
         "the top bin's partial keeps the plain rise, the skirts of partials below left in",
-        "            at = peak[:, -1] & (rise > 0)\n",
-        "            at = peak[:, -1] & False\n",
+        "            ok = torch.where(top_column, rise > 0, ok)\n",
+        "            ok = torch.where(top_column, False, ok)\n",
         ("tests/test_peaks.py::test_top_partial_read_with_the_skirt_below_removed",),
     ),
     Breakage(

@@ -55,7 +55,13 @@ from mmsin.generators.partials import (
     _Frontend,
     _phase_offsets,
 )
-from mmsin.generators.peaks import PeakCalibration, ResponseTable, refine_peaks
+from mmsin.generators.peaks import (
+    PeakCalibration,
+    ResponseTable,
+    ShareLookup,
+    refine_peaks,
+    share_lookup,
+)
 from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,
@@ -120,21 +126,33 @@ class _FreeAmplitude(nn.Module):
     elsewhere, with o = bound tanh(r / bound): the network refines the estimate by at most
     ``bound`` nepers either way (+-17 dB for 2), it can neither silence a partial the encoder
     sees nor blow one up (unbounded, training spiked to 20 times its loss and then learned to
-    mute sustained notes)."""
+    mute sustained notes). ``keep``: the oscillators' bins, a contiguous run."""
 
-    keep: Tensor
-
-    def __init__(self, log_max: float, keep: np.ndarray, bound: float = 2.0) -> None:
+    def __init__(self, log_max: float, keep: slice, bound: float = 2.0) -> None:
         super().__init__()
         self.log_max = log_max
         self.bound = float(bound)
-        self.register_buffer("keep", torch.tensor(keep, dtype=torch.long), persistent=False)
+        self.keep = keep
 
     def forward(self, r: Tensor, est: Tensor, peak: Tensor) -> Tensor:
-        o = self.bound * torch.tanh(r[:, 0] / self.bound)
-        log_a = torch.clamp(est + o, max=self.log_max)
-        a = torch.where(peak, torch.exp(torch.where(peak, log_a, torch.zeros_like(log_a))), 0.0)
-        return a[:, self.keep]
+        peak = peak[:, self.keep]
+        o = self.bound * torch.tanh(r[:, 0, self.keep] / self.bound)
+        # at most exp(log_max): finite everywhere, so the gradient off the peaks is 0, not NaN
+        log_a = torch.clamp(est[:, self.keep] + o, max=self.log_max)
+        return torch.where(peak, torch.exp(log_a), 0.0)
+
+
+@dataclass(frozen=True)
+class _Float64:
+    """What the estimate and the phases read in float64, converted once (the buffers follow
+    the module's dtype: ``.float()`` makes them float32)."""
+
+    matrix: Tensor | None  # (F, C): the front end's, for u (None: a learned front end)
+    poly: Tensor  # (D + 1, 2): the calibration's semitones and log-gain polynomials
+    top_poly: Tensor  # (D + 1, 2): the top bin's
+    lookup: ShareLookup | None  # the response table, laid out for refine_peaks
+    bin_hz: Tensor  # (N,)
+    phase_offset: Tensor  # (N,)
 
 
 class _NoiseGains(nn.Module):
@@ -259,8 +277,11 @@ class FreePartialGenerator(PartialGenerator):
             self.out.conv.weight.zero_()
             assert self.out.conv.bias is not None
             self.out.conv.bias.zero_()
-        self.amp = _FreeAmplitude(self.log_max, keep)  # type: ignore[assignment]
+        # the bins between fmin and fmax: a contiguous run (the bins' frequencies increase)
+        self.keep = slice(int(keep[0]), int(keep[-1]) + 1)
+        self.amp = _FreeAmplitude(self.log_max, self.keep)  # type: ignore[assignment]
         self.keep_bins = keep
+        self._float64_cache: tuple[tuple[Tensor, ...], tuple[int, ...], _Float64] | None = None
         if noise_input not in ("sj", "log"):
             raise ValueError(f"noise_input must be 'sj' or 'log', got {noise_input!r}")
         self.noise_bands = int(noise_bands)
@@ -272,6 +293,47 @@ class FreePartialGenerator(PartialGenerator):
 
     def _register_carriers(self) -> None:
         """No fixed carriers: the phases are integrated from the frequencies read from u."""
+
+    def _float64(self) -> _Float64:
+        """The float64 constants (:class:`_Float64`), made once and again only when a buffer
+        they come from is replaced (``.float()``, ``.to()``) or changed in place: a frame then
+        skips their conversions and the response table's layout."""
+        names = ["semitones_poly", "log_gain_poly", "top_semitones_poly", "top_log_gain_poly"]
+        names += ["bin_hz", "phase_offset"]
+        if self.responses is not None:
+            names += ["response_log", "response_shift"]
+        sources = [getattr(self, n) for n in names]
+        if isinstance(self.frontend, _Frontend):
+            sources.append(self.frontend.matrix)
+        versions = tuple(t._version for t in sources)
+        hit = self._float64_cache
+        if (
+            hit is not None
+            and len(hit[0]) == len(sources)
+            and all(a is b for a, b in zip(hit[0], sources, strict=True))
+            and hit[1] == versions
+        ):
+            return hit[2]
+        with torch.inference_mode(False), torch.no_grad():  # usable later by autograd
+            b = {n: getattr(self, n).double() for n in names}
+            lookup = None
+            if self.responses is not None:
+                lookup = share_lookup(
+                    b["response_log"],
+                    b["response_shift"],
+                    self.responses.reach,
+                    self.responses.step,
+                )
+            built = _Float64(
+                self.frontend.matrix.double() if isinstance(self.frontend, _Frontend) else None,
+                torch.stack([b["semitones_poly"], b["log_gain_poly"]], dim=1),
+                torch.stack([b["top_semitones_poly"], b["top_log_gain_poly"]], dim=1),
+                lookup,
+                b["bin_hz"],
+                b["phase_offset"],
+            )
+        self._float64_cache = (tuple(sources), versions, built)
+        return built
 
     # ----------------------------------------------------------------------------- timing
     @property
@@ -316,12 +378,12 @@ class FreePartialGenerator(PartialGenerator):
         raw = frames * self.input_norm.to(frames)[:, None]
         lu = self.frontend(raw)  # log(1 + u / eps), (B, F, T)
         with torch.no_grad():
-            if isinstance(self.frontend, _Frontend):
+            k = self._float64()
+            if k.matrix is not None:
                 # u in float64 straight from S_J: the refinement subtracts shares of u from
                 # u, so float32 rounding (which differs with the number of frames in a call)
                 # would part a stream from the whole sequence
-                m = self.frontend.matrix.double()
-                u = torch.relu(torch.einsum("fc,bct->bft", m, raw.double()))
+                u = torch.relu(k.matrix @ raw.double())
             else:
                 u = self.eps * torch.expm1(lu)  # ReLU(u), read back from the front end
             # floored two decades below the silence level: a silent neighbour bounds the
@@ -329,34 +391,29 @@ class FreePartialGenerator(PartialGenerator):
             log_u = torch.log(torch.clamp(u, min=0.01 * self.eps))
             floor = math.log(self.eps)
             peak, d, level = parabolic_peaks(log_u, floor)
-            semis = polyval(self.semitones_poly, d.double())
-            est = level + polyval(self.log_gain_poly, d.double()).to(level)
+            semis_gain = polyval(k.poly, d.double())  # (B, F, T, 2)
+            semis, est = semis_gain[..., 0], level + semis_gain[..., 1].to(level)
             # the top bin: located by its rise over the bin below (peak_calibration)
             rise = (log_u[:, -1] - log_u[:, -2]).double()
             peak[:, -1] = (rise > 0) & (log_u[:, -1] > floor)
-            rise = torch.clamp(rise, 0.0, self.top_rise)
-            semis[:, -1] = polyval(self.top_semitones_poly, rise)
-            top_gain = torch.clamp(polyval(self.top_log_gain_poly, rise), max=2.0)
-            est[:, -1] = log_u[:, -1] + top_gain.to(est)
-            if self.refine_rounds and self.responses is not None:
+            top = polyval(k.top_poly, torch.clamp(rise, 0.0, self.top_rise))
+            semis[:, -1] = top[..., 0]
+            est[:, -1] = log_u[:, -1] + torch.clamp(top[..., 1], max=2.0).to(est)
+            if self.refine_rounds and k.lookup is not None:
                 peak, semis, est = refine_peaks(
                     u,
                     peak,
                     semis,
                     est,
-                    table=self.response_log,
-                    shift=self.response_shift,
-                    reach=self.responses.reach,
-                    step=self.responses.step,
-                    semis_poly=self.semitones_poly,
-                    gain_poly=self.log_gain_poly,
+                    lookup=k.lookup,
+                    poly=k.poly,
                     floor=floor,
                     rounds=self.refine_rounds,
-                    top=(self.top_semitones_poly, self.top_log_gain_poly, self.top_rise),
+                    top=(k.top_poly, self.top_rise),
                 )
             est = est.to(lu.dtype)
-            semis = semis[:, self.keep_bins]
-            hz = self.bin_hz.to(semis)[:, None] * torch.exp2(semis / 12)
+            semis = semis[:, self.keep]
+            hz = k.bin_hz[:, None] * torch.exp2(semis / 12)
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
         return lu, est, peak, omega
 
@@ -409,7 +466,7 @@ class FreePartialGenerator(PartialGenerator):
             state.omega,
             state.amp > 0,
             state.phase,
-            self.phase_offset,
+            self._float64().phase_offset,
             h,
         )
         y = sum_oscillators(c.amp, state.amp, c.omega, om_from, start, h)  # (B, T, h)

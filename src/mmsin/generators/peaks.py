@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from mmsin.generators.synthesis import polyval
@@ -62,9 +63,11 @@ __all__ = [
     "DISCOVER_SHARE",
     "PeakCalibration",
     "ResponseTable",
+    "ShareLookup",
     "peak_calibration",
     "refine_peaks",
     "response_table",
+    "share_lookup",
     "wavelet_responses",
 ]
 
@@ -217,69 +220,98 @@ def response_table(
     return ResponseTable(np.stack(rows), shift, int(reach), float(step))
 
 
-def _shares(
-    log_a: Tensor,
-    semis: Tensor,
-    active: Tensor,
-    table: Tensor,
-    shift: Tensor,
-    reach: int,
-    step: float,
-) -> Tensor:
-    """c[n, :, j, :]: the share partial j (at ``semis`` from bin j, log-amplitude ``log_a``)
-    puts in bin j + n, n = -reach .. reach; zero where j holds no partial or j + n is outside.
+#: log-power of the sentinel entries around each row of a :class:`ShareLookup` (exp: 0).
+_OUTSIDE = -1e30
 
-    log_a, semis : (B, F, T); active : (B, F, T) bool; table : (F, L); shift : (F, 2 reach + 1).
-    Returns (2 reach + 1, B, F, T).
+
+@dataclass(frozen=True)
+class ShareLookup:
+    """A :class:`ResponseTable` laid out for :func:`refine_peaks` (float64), made once per
+    table by :func:`share_lookup`, so that a frame reads it with two gathers and no masks.
+
+    Row b holds L + 1 entries: a sentinel, then twice the log-response of bin b at each table
+    entry (a share's power is exp(2 log c)). ``power`` holds them, ``power_step`` the step
+    from each to the next, so that a position p in a row reads
+    ``power[i] + (p - i) power_step[i]`` at i = floor(p). Both sentinels give a power of 0:
+    entry 0 (left of the table: step 0) and the step past the last entry (-1e30), so positions
+    beyond the table's reach need no mask. ``base[n, j]`` is where the row of bin j + n
+    starts (clamped inside the bank); ``offset[n, j]`` the row position of a partial at bin
+    j's centre, 1 - (shift[j, n] - reach) / step, -inf where bin j + n is outside the bank
+    (the sentinel on the left)."""
+
+    power: Tensor  # (F (L + 1),) float64
+    power_step: Tensor  # (F (L + 1),) float64
+    base: Tensor  # (2 reach + 1, F) long
+    offset: Tensor  # (2 reach + 1, F) float64
+    reach: int
+    step: float
+    length: int  # L, table entries per row
+
+
+def share_lookup(table: Tensor, shift: Tensor, reach: int, step: float) -> ShareLookup:
+    """:class:`ShareLookup` of a :class:`ResponseTable`'s ``log_response`` (F, L) and ``shift``
+    (F, 2 reach + 1), given as tensors on the device the frames will be on."""
+    with torch.inference_mode(False), torch.no_grad():  # usable later by autograd
+        two = 2 * table.double()
+        nb, L = two.shape
+        edge = two.new_full((nb, 1), _OUTSIDE)
+        power = torch.cat([edge, two], dim=1)
+        power_step = torch.cat([torch.zeros_like(edge), two[:, 1:] - two[:, :-1], edge], dim=1)
+        n = torch.arange(-reach, reach + 1, device=table.device)
+        rows = (torch.arange(nb, device=table.device)[None, :] + n[:, None]).clamp(0, nb - 1)
+        offset = 1 - (torch.nan_to_num(shift.double().T, nan=math.inf) - reach) / step
+    return ShareLookup(
+        power.reshape(-1),
+        power_step.reshape(-1),
+        rows * (L + 1),
+        offset.contiguous(),
+        int(reach),
+        float(step),
+        int(L),
+    )
+
+
+def _share_power(log_a2: Tensor, semis: Tensor, lookup: ShareLookup) -> Tensor:
+    """c2[..., n, j] = c_(j+n) j^2: the power partial j (``semis`` from bin j's centre, twice
+    its log-amplitude ``log_a2``, -inf where j holds no partial) puts in bin j + n,
+    n = -reach .. reach; zero where j + n is outside the bank or the table's reach. Linear
+    interpolation in the table (in log units).
+
+    log_a2, semis : (B, T, F) float64. Returns (B, T, 2 reach + 1, F).
     """
-    F, L = table.shape
-    n = torch.arange(-reach, reach + 1, device=table.device)
-    # offset of partial j from the centre of bin j + n, in table steps (NaN: j + n outside)
-    s = semis[None] - shift.T.to(semis)[:, None, :, None]
-    pos = torch.nan_to_num((s + reach) / step, nan=-1.0)
-    inside = active[None] & (pos >= 0) & (pos <= L - 1)
-    pos = pos.clamp(0, L - 1 - 1e-9)
-    i0 = pos.floor().long()
-    frac = (pos - i0).to(table.dtype)
-    rows = (torch.arange(F, device=table.device)[None, :] + n[:, None]).clamp(0, F - 1)
-    base = (rows * L)[:, None, :, None]  # row j + n of the table, flattened
-    flat = table.reshape(-1)
-    v0 = flat[base + i0]
-    v1 = flat[base + (i0 + 1).clamp(max=L - 1)]
-    log_c = (1 - frac) * v0 + frac * v1 + log_a.to(table.dtype)[None]
-    return torch.where(inside, torch.exp(log_c), torch.zeros_like(log_c))
+    pos = torch.add(lookup.offset, semis[..., None, :], alpha=1 / lookup.step)
+    pos = pos.clamp(0, lookup.length + 1 - 1e-9)  # in the row with its sentinels
+    i0 = pos.long()  # floor: pos >= 0
+    at = lookup.base + i0
+    log_c2 = torch.addcmul(lookup.power.take(at), pos - i0, lookup.power_step.take(at))
+    return torch.exp(log_c2 + log_a2[..., None, :])
 
 
-def _power_by_bin(c: Tensor, reach: int) -> Tensor:
-    """sum_j c_bj^2 per bin b (B, F, T) from the shares c[n, :, j] put in bin j + n."""
-    N, B, F, T = c.shape
-    src = (c**2).permute(1, 3, 0, 2).reshape(B, T, N * F)
-    return (src @ _gather_bins(F, reach, c.device, c.dtype)).transpose(1, 2)
+def _power_by_bin(c2: Tensor, reach: int) -> Tensor:
+    """sum_j c_bj^2 per bin b, (B, T, F), from the powers c2[..., n, j] partial j puts in bin
+    j + n: one overlap-add (col2im), shares beyond the bank dropped."""
+    B, T, N, Fb = c2.shape
+    summed = F.fold(c2.reshape(B * T, N, Fb), (1, Fb), (1, N), padding=(0, reach))
+    return summed.reshape(B, T, Fb)
+
+
+def _vertex(lo: Tensor, mid: Tensor, hi: Tensor, poly: Tensor) -> tuple[Tensor, Tensor]:
+    """The parabola through (lo, mid, hi) in log units, as
+    :func:`~mmsin.generators.synthesis.parabolic_peaks`, mapped by the calibration ``poly``
+    (D + 1, 2): (semitones from the middle bin, log-amplitude)."""
+    diff = lo - hi
+    curv = torch.clamp(torch.add(lo, mid, alpha=-2) + hi, max=-1e-9)
+    d = torch.clamp(0.5 * diff / curv, -0.5, 0.5)
+    level = mid + torch.clamp(-0.25 * diff * d, 0.0, 0.25)
+    sg = polyval(poly, d)
+    return sg[..., 0], level + sg[..., 1]
 
 
 @functools.lru_cache(maxsize=16)
-def _gather_bins(F: int, reach: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """(N F, F) 0/1: share (n, j) goes to bin j + n (none when outside). One matrix product
-    sums the shares per bin (a scatter-add costs 10x more on a frame)."""
-    n = np.arange(-reach, reach + 1)
-    target = np.arange(F)[None, :] + n[:, None]
-    M = np.zeros((len(n) * F, F))
-    ok = (target >= 0) & (target < F)
-    M[np.flatnonzero(ok.reshape(-1)), target[ok]] = 1.0
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.tensor(M, dtype=dtype, device=device)
-
-
-def _vertex(
-    lo: Tensor, mid: Tensor, hi: Tensor, semis_poly: Tensor, gain_poly: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The parabola through (lo, mid, hi) in log units, as
-    :func:`~mmsin.generators.synthesis.parabolic_peaks`, mapped by the calibration: (semitones
-    from the middle bin, log-amplitude)."""
-    curv = torch.clamp(lo - 2 * mid + hi, max=-1e-9)
-    d = torch.clamp(0.5 * (lo - hi) / curv, -0.5, 0.5)
-    level = mid + torch.clamp(-0.25 * (lo - hi) * d, 0.0, 0.25)
-    return polyval(semis_poly, d.double()), level + polyval(gain_poly, d.double()).to(level)
+def _last_column(n: int, device: torch.device) -> Tensor:
+    """(n,) bool, True in the last place only (made once)."""
+    with torch.inference_mode(False):
+        return torch.arange(n, device=device) == n - 1
 
 
 def refine_peaks(
@@ -288,16 +320,12 @@ def refine_peaks(
     semis: Tensor,
     log_a: Tensor,
     *,
-    table: Tensor,
-    shift: Tensor,
-    reach: int,
-    step: float,
-    semis_poly: Tensor,
-    gain_poly: Tensor,
+    lookup: ShareLookup,
+    poly: Tensor,
     floor: float,
     rounds: int = 2,
     discover: bool = True,
-    top: tuple[Tensor, Tensor, float] | None = None,
+    top: tuple[Tensor, float] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The partials of u with their neighbours' shares removed (module docstring).
 
@@ -309,85 +337,83 @@ def refine_peaks(
         The plain parabola's estimate: which bins hold a partial, its offset from the bin's
         centre in semitones (float64) and its log-amplitude. The first and last bins are not
         refined (no parabola there) but their shares are counted.
-    table, shift, reach, step : :class:`ResponseTable`'s fields as tensors.
-    semis_poly, gain_poly : Tensor
-        :class:`PeakCalibration`'s ``semitones`` and ``log_gain``.
+    lookup : ShareLookup
+        :func:`share_lookup` of the bank's :class:`ResponseTable`.
+    poly : Tensor (D + 1, 2) float64
+        :class:`PeakCalibration`'s ``semitones`` and ``log_gain`` as columns.
     floor : float
         log of the silence level: a bin with log u at or below it never holds a partial.
     rounds : int
         Refinement passes before and after the discovery pass.
-    top : (Tensor, Tensor, float), optional
-        :class:`PeakCalibration`'s ``top_semitones``, ``top_log_gain`` and ``top_rise``: the
-        top bin's partial is then located again by its rise over the bin below with the other
-        partials' shares taken out of both bins (the plain rise: skirts of partials below and
-        noise in the bin below make a partial near the fold read up to 80 cents flat).
+    top : (Tensor (D + 1, 2), float), optional
+        :class:`PeakCalibration`'s ``top_semitones`` and ``top_log_gain`` as columns, and its
+        ``top_rise``: the top bin's partial is then located again by its rise over the bin
+        below with the other partials' shares taken out of both bins (the plain rise: skirts
+        of partials below and noise in the bin below make a partial near the fold read up to
+        80 cents flat).
 
     Returns
     -------
     peak, semis, log_a : Tensor (B, F, T)
         The refined estimate (semis float64).
+
+    Notes
+    -----
+    Every tensor operation runs on whole frames (B, T, F), whatever the number of partials:
+    a streamed frame costs a fixed number of small operations per pass.
     """
-    F = u.shape[1]
-    u2 = u.double() ** 2
+    reach = lookup.reach
+    # frame-major (B, T, F) inside: a frame's shares (2 reach + 1, F) are then contiguous
+    u2 = u.double().transpose(1, 2) ** 2
+    peak, semis, log_a = (t.transpose(1, 2) for t in (peak, semis.double(), log_a.double()))
     tiny = (0.01 * math.exp(floor)) ** 2
-    inner = torch.zeros(F, dtype=torch.bool, device=u.device)
-    inner[1:-1] = True
-    inner = inner[None, :, None]
-    semis, log_a = semis.double(), log_a.double()
-    table, shift = table.double(), shift.double()
+
+    top_column = _last_column(u2.shape[-1] - 1, u.device)
 
     def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
-        c = _shares(log_a, semis, peak, table, shift, reach, step)
-        rest = u2 - _power_by_bin(c, reach)  # u^2 minus every partial's share
-        own = rest + c[reach] ** 2  # ... with partial k's own share put back, at bin k
-        lo = rest[:, :-2] + c[reach - 1, :, 1:-1] ** 2  # bin k - 1 with k's share back
-        hi = rest[:, 2:] + c[reach + 1, :, 1:-1] ** 2
-        mid = own[:, 1:-1]
-        l_lo, l_mid, l_hi = (0.5 * torch.log(torch.clamp(v, min=tiny)) for v in (lo, mid, hi))
-        s_new, a_new = _vertex(l_lo, l_mid, l_hi, semis_poly, gain_poly)
+        c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
+        rest = u2 - _power_by_bin(c2, reach)  # u^2 minus every partial's share
+        # bins j - 1, j, j + 1 of each partial j = 1 .. F - 1 with its own share put back
+        # (the top bin's third is padding: it has no bin above)
+        w = F.pad(rest, (0, 1)).unfold(-1, 3, 1)
+        w = w + c2[..., reach - 1 : reach + 2, 1:].transpose(-1, -2)
+        w_lo, w_mid, w_hi = w.unbind(-1)
+        lo, mid, hi = (0.5 * torch.log(torch.clamp(w, min=tiny))).unbind(-1)
+        s_new, a_new = _vertex(lo, mid, hi, poly)
         # still the largest of its three bins once the others are out: take the new vertex
-        ok = peak[:, 1:-1] & (mid > lo) & (mid >= hi)
-        semis = semis.clone()
-        log_a = log_a.clone()
-        semis[:, 1:-1] = torch.where(ok, s_new, semis[:, 1:-1])
-        log_a[:, 1:-1] = torch.where(ok, a_new.to(log_a), log_a[:, 1:-1])
-        if top is not None:
-            top_semis, top_gain, top_rise = top
-            # the top bin and the one below, each with the top partial's own share put back
-            l_top = 0.5 * torch.log(torch.clamp(own[:, -1], min=tiny))
-            l_below = 0.5 * torch.log(torch.clamp(rest[:, -2] + c[reach - 1, :, -1] ** 2, min=tiny))
-            rise = l_top - l_below
-            at = peak[:, -1] & (rise > 0)
-            rise = torch.clamp(rise, 0.0, top_rise)
-            s_top = polyval(top_semis, rise)
-            a_top = l_top + torch.clamp(polyval(top_gain, rise), max=2.0)
-            semis[:, -1] = torch.where(at, s_top, semis[:, -1])
-            log_a[:, -1] = torch.where(at, a_top.to(log_a), log_a[:, -1])
+        ok = (w_mid > w_lo) & (w_mid >= w_hi)
+        if top is None:  # the top bin's partial is not refined
+            ok = ok & ~top_column
+        else:  # ... or it is, by its rise over the bin below (both with its own share)
+            top_poly, top_rise = top
+            rise = mid - lo
+            sg = polyval(top_poly, torch.clamp(rise, 0.0, top_rise))
+            s_new = torch.where(top_column, sg[..., 0], s_new)
+            a_new = torch.where(top_column, mid + torch.clamp(sg[..., 1], max=2.0), a_new)
+            ok = torch.where(top_column, rise > 0, ok)
+        ok = ok & peak[..., 1:]
+        semis = torch.cat([semis[..., :1], torch.where(ok, s_new, semis[..., 1:])], dim=-1)
+        log_a = torch.cat([log_a[..., :1], torch.where(ok, a_new, log_a[..., 1:])], dim=-1)
         return semis, log_a
 
     for _ in range(rounds):
         semis, log_a = refine(peak, semis, log_a)
     if discover:
-        c = _shares(log_a, semis, peak, table, shift, reach, step)
-        rest = torch.clamp(u2 - _power_by_bin(c, reach), min=tiny)
-        lr = 0.5 * torch.log(rest)
-        lo, mid, hi = lr[:, :-2], lr[:, 1:-1], lr[:, 2:]
-        near = peak[:, :-2] | peak[:, 2:] | peak[:, 1:-1]
-        new = (
-            (mid > lo)
-            & (mid >= hi)
-            & (mid > floor)
-            & (rest[:, 1:-1] >= DISCOVER_SHARE * u2[:, 1:-1])
-            & (rest[:, 1:-1] >= DISCOVER_FLOOR * u2.amax(dim=1, keepdim=True))
-            & ~near
+        c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
+        rest = torch.clamp(u2 - _power_by_bin(c2, reach), min=tiny)
+        lo, mid, hi = (0.5 * torch.log(rest)).unfold(-1, 3, 1).unbind(-1)
+        near = peak[..., :-2] | peak[..., 2:] | peak[..., 1:-1]
+        # most of its bin's power and above the frame's floor (a >= x and a >= y: a >= max)
+        least = torch.maximum(
+            DISCOVER_SHARE * u2[..., 1:-1], DISCOVER_FLOOR * u2.amax(dim=-1, keepdim=True)
         )
-        new = torch.nn.functional.pad(new, (0, 0, 1, 1)) & inner
+        new = (mid > lo) & (mid >= hi) & (mid > floor) & (rest[..., 1:-1] >= least) & ~near
         if bool(new.any()):
-            s_new, a_new = _vertex(lo, mid, hi, semis_poly, gain_poly)
-            pad = (0, 0, 1, 1)
-            semis = torch.where(new, torch.nn.functional.pad(s_new, pad), semis)
-            log_a = torch.where(new, torch.nn.functional.pad(a_new, pad).to(log_a), log_a)
+            new = F.pad(new, (1, 1))  # never the first or the last bin
+            s_new, a_new = (F.pad(t, (1, 1)) for t in _vertex(lo, mid, hi, poly))
+            semis = torch.where(new, s_new, semis)
+            log_a = torch.where(new, a_new, log_a)
             peak = peak | new
             for _ in range(rounds):
                 semis, log_a = refine(peak, semis, log_a)
-    return peak, semis, log_a.to(u.dtype)
+    return peak.transpose(1, 2), semis.transpose(1, 2), log_a.to(u.dtype).transpose(1, 2)
