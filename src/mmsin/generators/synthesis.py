@@ -114,8 +114,17 @@ def interpolate_blocks(c: Tensor, prev: Tensor, h: int) -> Tensor:
     """Controls per frame (B, N, T) to per sample (B, N, T, h), linearly between frames n - 1
     and n (``prev`` (B, N): the frame before the first; module docstring)."""
     before = torch.cat([prev[..., None].to(c), c[..., :-1]], dim=-1)
-    w = _ramps(h, c.device, c.dtype)[0]
-    return before[..., None] + (c - before)[..., None] * w
+    return torch.lerp(before[..., None], c[..., None], _ramps(h, c.device, c.dtype)[0])
+
+
+def _interpolated_sum(values: Tensor, prev: Tensor, carriers: Tensor, h: int) -> Tensor:
+    """sum_k c_k(s) carrier_k(s) over blocks, c interpolated as :func:`interpolate_blocks`:
+    values (B, N, T), prev (B, N), carriers (B or 1, T, N, h) -> (B, T, h). The sums at
+    both ends of each block, then the line between them (the sum is linear in c)."""
+    before = torch.cat([prev[..., None].to(values), values[..., :-1]], dim=-1)
+    ends = torch.stack([before.transpose(1, 2), values.transpose(1, 2)], dim=2)  # (B, T, 2, N)
+    sums = ends @ carriers  # (B, T, 2, h)
+    return torch.lerp(sums[:, :, 0], sums[:, :, 1], _ramps(h, values.device, values.dtype)[0])
 
 
 def block_phases(
@@ -157,18 +166,20 @@ def block_phases(
     before_active = torch.cat([active_prev[..., None], active[..., :-1]], dim=-1)
     before = torch.cat([omega_prev[..., None].to(om), om[..., :-1]], dim=-1)
     om_from = torch.where(before_active, before, om)
-    inc = h * om_from + (om - om_from) * (h + 1) / 2  # phase advance over each block
+    # the phase advance over each block: h om' + (om - om') (h + 1) / 2
+    inc = torch.add(h * om_from, om - om_from, alpha=(h + 1) / 2)
     T = om.shape[-1]
     excl = torch.cumsum(inc, dim=-1) - inc  # sum of inc over blocks before n
     idx = torch.arange(T, device=om.device).expand_as(om)
-    last_reset = torch.cummax(torch.where(before_active, torch.zeros_like(idx), idx), dim=-1)[0]
+    last_reset = torch.cummax(torch.where(before_active, 0, idx), dim=-1)[0]
     excl_at_reset = torch.gather(excl, -1, last_reset)
     # a block continues the caller's phase only if no silence came before it since block 0
     carried = (last_reset == 0) & before_active[..., :1]
-    base = torch.where(carried, phase_prev.double()[..., None], offset.to(om)[:, None])
+    offset = offset.to(om)
+    base = torch.where(carried, phase_prev.to(om)[..., None], offset[:, None])
     start = torch.remainder(base + excl - excl_at_reset, TWO_PI)
     after = start[..., -1] + inc[..., -1]
-    phase_next = torch.remainder(torch.where(active[..., -1], after, offset.to(om)), TWO_PI)
+    phase_next = torch.remainder(torch.where(active[..., -1], after, offset), TWO_PI)
     return start, om_from.to(omega.dtype), phase_next
 
 
@@ -181,18 +192,26 @@ def sum_oscillators(
     phase is the module docstring's closed form from the block starts ``start`` (float64) and
     the frequencies ``omega_from`` -> ``omega``. The phases carry no gradient (the frequencies
     are read from the encoder, not learned); the amplitudes do.
+
+    An oscillator silent throughout (amplitude exactly 0 at every frame and before) adds
+    exactly 0: on the CPU, where no gradient is asked for, only the others' cosines are
+    computed (a frame of the free head sounds a handful of its oscillators; a zero
+    amplitude still has a gradient, and on a GPU the count would wait for the device).
     """
+    if amp.device.type == "cpu" and not (torch.is_grad_enabled() and amp.requires_grad):
+        sounding = ((amp != 0).any(dim=-1) | (amp_prev != 0)).any(dim=0).nonzero()[:, 0]
+        if sounding.shape[0] < amp.shape[1]:
+            amp, amp_prev, omega, omega_from, start = (
+                t.index_select(1, sounding) for t in (amp, amp_prev, omega, omega_from, start)
+            )
     with torch.no_grad():
         _, u1, quad = _ramps(h, amp.device, amp.dtype)
-        w0 = omega_from.float()[..., None]
-        dw = (omega.float() - omega_from.float())[..., None]
-        phi = start.float()[..., None] + u1 * w0 + quad * dw
-        carrier = torch.cos(phi).to(amp.dtype)  # (B, N, T, h)
-    before = torch.cat([amp_prev[..., None].to(amp), amp[..., :-1]], dim=-1)
-    w = _ramps(h, amp.device, amp.dtype)[0]
-    old = torch.einsum("bnt,bnth->bth", before, carrier)
-    cur = torch.einsum("bnt,bnth->bth", amp, carrier)
-    return old + (cur - old) * w
+        # (B, T, N, h): frames outer, the sum over oscillators one matrix product per sample
+        w0 = omega_from.float().transpose(1, 2)[..., None]
+        dw = (omega.float() - omega_from.float()).transpose(1, 2)[..., None]
+        phi = start.float().transpose(1, 2)[..., None] + u1 * w0 + quad * dw
+        carrier = torch.cos(phi).to(amp.dtype)
+    return _interpolated_sum(amp, amp_prev, carrier, h)
 
 
 def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> np.ndarray:
@@ -232,7 +251,10 @@ def band_noise(
     ``first_sample`` (so a stream and the whole sequence read the same noise). (B, T, h)."""
     nb, T = gains.shape[1], gains.shape[2]
     L = tables.shape[-1]
-    idx = (first_sample + torch.arange(T * h, device=gains.device)) % L
-    noise = tables.to(gains)[:, idx].reshape(nb, T, h)
-    g = interpolate_blocks(gains, gains_prev, h)  # (B, nb, T, h)
-    return torch.einsum("bnth,nth->bth", g, noise)
+    first = first_sample % L
+    if first + T * h <= L:  # no wrap: a view of the tables
+        noise = tables[:, first : first + T * h]
+    else:
+        noise = tables[:, (first + torch.arange(T * h, device=tables.device)) % L]
+    noise = noise.to(gains).reshape(nb, T, h).transpose(0, 1)  # (T, nb, h)
+    return _interpolated_sum(gains, gains_prev, noise, h)
