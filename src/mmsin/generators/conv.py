@@ -240,16 +240,22 @@ class CausalGenerator(nn.Module):
 class GeneratorStreamer:
     """Frame-by-frame generation with cached state, equal to the whole-sequence forward.
 
-    Each layer runs its transposed convolution on the new input samples only and keeps the
-    partial sums of the outputs that later inputs still contribute to (overlap-add of at most
-    ``kernel_size - 1`` output slots), so a push costs the same per frame however long the
-    stream is, and every weight is read once per push.
+    Each layer is run as two ordinary causal convolutions of its input, one per output phase
+    (zero insertion then a kernel of K taps = even outputs from the even taps, odd outputs
+    from the odd taps, ceil(K / 2) taps each), and keeps its last ceil(K / 2) - 1 input
+    samples; its new outputs are one matrix product of the new inputs' windows, with the
+    bias and BatchNorm (folded into one affine map) and ReLU. So a push costs the same per
+    frame however long the stream is, a few tensor operations per layer, and every weight is
+    read once per push. Activations are held time-major (B, samples, channels), where the two
+    phases interleave as a view. The layers' matrices and affine maps are made once and again
+    only when a tensor they come from changes in place (:meth:`_layer_plans`).
 
     With ``look_ahead = 0``, ``push(frames (B, C, k))`` returns exactly ``k * 2^J`` samples:
     blocks n .. n + k - 1 of ``forward``. With ``look_ahead = a > 0`` each layer holds back
     the outputs that need future input, so the stream lags by ``a (2^J - 1)`` samples (the
     first push returns that many fewer); ``flush()`` returns the held-back tail computed with
-    zero future, after which the concatenated outputs equal ``forward`` of all pushed frames.
+    zero future, after which the concatenated outputs equal ``forward`` of all pushed frames
+    (to float rounding: the sums run in another order than the transposed convolution's).
     """
 
     def __init__(self, generator: CausalGenerator, batch_size: int) -> None:
@@ -261,81 +267,105 @@ class GeneratorStreamer:
 
     def reset(self) -> None:
         """Forget the stream: the next push starts from zero past, as ``forward`` does."""
-        p = next(self.generator.parameters())
-        a = self.generator.look_ahead
-        # Layer i's pending partial sums cover transposed-convolution output indices
-        # [start, start + length); index j holds Y[j - look_ahead] before bias (see forward).
-        self._pending = [p.new_zeros(self.batch_size, c, 0) for c in self.generator.channels[1:]]
-        self._pending_start = [a] * self.generator.J
-        self._received = [0] * self.generator.J
-        self._emitted = [0] * self.generator.J
-        self._affines: dict[int, tuple[tuple[object, ...], Tensor | None, Tensor]] = {}
+        g = self.generator
+        p = next(g.parameters())
+        taps = (g.kernel_size + 1) // 2  # per output phase
+        # each layer's last taps - 1 input samples, time-major; zeros before the sequence
+        self._history = [p.new_zeros(self.batch_size, taps - 1, c) for c in g.channels[:-1]]
+        # Transposed-convolution output index j holds Y[j - look_ahead] (see forward): the
+        # first look_ahead indices of each layer stand for no output.
+        self._skip = [g.look_ahead] * g.J
+        self._layers: list[_UpsampleLayer] = list(g.layers)  # type: ignore[arg-type]
+        # the modules' own tables of tensors (read on each push: a plain dict is fast to read,
+        # nn.Module's attribute lookup is not)
+        self._tables: list[dict[str, Tensor | None]] = []
+        for layer in self._layers:
+            self._tables.append(layer.conv._parameters)  # type: ignore[arg-type]
+            if layer.bn is not None:
+                self._tables += [layer.bn._parameters, layer.bn._buffers]  # type: ignore[list-item]
+        self._plans: list[tuple[Tensor, Tensor | None, Tensor]] = []
+        self._key: tuple[tuple[int, int], ...] = ()
 
-    def _step(self, index: int, x_new: Tensor, *, final: bool = False) -> Tensor:
-        layer = self.generator.layers[index]
-        assert isinstance(layer, _UpsampleLayer)
-        K, a = self.generator.kernel_size, self.generator.look_ahead
-        weight = layer.conv.weight  # (c_in, c_out, K)
-        c_in, c_out = weight.shape[0], weight.shape[1]
-        k = x_new.shape[-1]
-        s = self._received[index]
-        n_in = s + k
-        self._received[index] = n_in
-        pend, ps = self._pending[index], self._pending_start[index]
-        end = 2 * n_in + max(K - 2, a)  # past the last index any input so far touches
-        grow = end - (ps + pend.shape[-1])
-        if grow > 0:
-            pend = torch.cat([pend, pend.new_zeros(self.batch_size, c_out, grow)], dim=-1)
-        if k > 0:
-            # Input i adds weight[:, :, t] x[i] to index 2 i + t (eq. 2's zero insertion means
-            # inputs only land on even slots before the shift by t): one product, then a
-            # stride-2 overlap-add (col2im) of the K taps.
-            contrib = weight.reshape(c_in, c_out * K).T @ x_new  # (B, c_out * K, k)
-            span = 2 * k + K - 2
-            block = F.fold(contrib, (1, span), (1, K), stride=(1, 2))[:, :, 0]
-            j0 = 2 * s - ps  # pend index of the block's first slot (< 0 only at the start)
-            cut = max(0, -j0)
-            pend[..., j0 + cut : j0 + span] += block[..., cut:]
-        stop = 2 * n_in if final else 2 * n_in - a  # outputs whose inputs have all arrived
-        first = self._emitted[index]
-        if stop <= first:
-            self._pending[index] = pend
-            return pend.new_zeros(self.batch_size, c_out, 0)
-        lo, hi = first + a - ps, stop + a - ps
-        self._pending[index] = pend[..., hi:]
-        self._pending_start[index] = stop + a
-        self._emitted[index] = stop
-        scale, shift = self._affine(layer, pend)
+    def _layer_plans(self) -> list[tuple[Tensor, Tensor | None, Tensor]]:
+        """Each layer's (:meth:`_polyphase` matrix, :meth:`_affine` scale and shift), made
+        again only when a tensor they are made of changes in place (an optimiser step, new
+        running statistics, loaded weights, a move) or is replaced: a push then reads them as
+        they are."""
+        key = tuple(
+            (t.data_ptr(), t._version) for d in self._tables for t in d.values() if t is not None
+        )
+        if key != self._key:
+            with torch.no_grad():
+                self._plans = [
+                    (self._polyphase(la), *self._affine(la, la.conv.weight)) for la in self._layers
+                ]
+            self._key = key
+        return self._plans
+
+    def _step(
+        self,
+        index: int,
+        x_new: Tensor,
+        plan: tuple[Tensor, Tensor | None, Tensor],
+        *,
+        final: bool = False,
+    ) -> Tensor:
+        """New input samples of layer ``index`` (B, k, c_in), time-major -> its newly
+        determined outputs (B, n, c_out); ``final``: also those that need future input, with
+        zero future."""
+        matrix, scale, shift = plan
+        a = self.generator.look_ahead
+        if final and a > 0:  # index j < 2 n + a once (a + 1) // 2 zero inputs follow
+            zeros = x_new.new_zeros(x_new.shape[0], (a + 1) // 2, x_new.shape[2])
+            x_new = torch.cat([x_new, zeros], dim=1)
+        k = x_new.shape[1]
+        if k == 0:
+            return x_new.new_zeros(self.batch_size, 0, shift.shape[0])
+        B, c_in = self.batch_size, x_new.shape[2]
+        full = torch.cat([self._history[index], x_new], dim=1)  # (B, taps - 1 + k, c_in)
+        taps = full.shape[1] - k + 1
+        self._history[index] = full[:, k:]
+        # windows of taps input samples, oldest first: a view (rows overlap)
+        windows = full.unfold(1, taps, 1).transpose(2, 3).reshape(B, k, taps * c_in)
+        y = (windows @ matrix).view(B, 2 * k, -1)  # (phase, c_out) -> time
+        if final:  # j < 2 n + a: the last zero input's second phase is past it when a is odd
+            y = y[:, : y.shape[1] - (a % 2)]
+        skip = min(self._skip[index], y.shape[1])
+        if skip:
+            self._skip[index] -= skip
+            y = y[:, skip:]
         if scale is None:
-            return pend[..., lo:hi] + shift[:, None]
-        return torch.relu_(torch.addcmul(shift[:, None], pend[..., lo:hi], scale[:, None]))
+            return y + shift
+        return torch.relu_(torch.addcmul(shift, y, scale))
+
+    def _polyphase(self, layer: _UpsampleLayer) -> Tensor:
+        """The layer's kernel as one matrix (taps c_in, 2 c_out): row (s, c) holds the weights
+        input sample n - taps + 1 + s meets in outputs 2 n (phase 0) and 2 n + 1 (phase 1),
+        i.e. transposed-convolution taps 2 (taps - 1 - s) + phase (zero past K - 1)."""
+        w = layer.conv.weight.detach()  # (c_in, c_out, K)
+        c_in, c_out, K = w.shape
+        taps = (K + 1) // 2
+        w = torch.nn.functional.pad(w, (0, 2 * taps - K))
+        w = w.reshape(c_in, c_out, taps, 2).permute(2, 0, 3, 1).flip(0)
+        return w.reshape(taps * c_in, 2 * c_out).contiguous()
 
     def _affine(self, layer: _UpsampleLayer, like: Tensor) -> tuple[Tensor | None, Tensor]:
         """Bias, then BatchNorm with running statistics, folded into one affine map (scale,
-        shift); scale None for the last layer (no BatchNorm). Kept until a tensor it is made of
-        changes in place (an optimiser step, new running statistics, loaded weights): a push
-        then costs a few tensor operations fewer per layer."""
+        shift) over the output channels; scale None for the last layer (no BatchNorm)."""
         bn = layer.bn
-        parts = [layer.conv.bias] + ([] if bn is None else [bn.running_mean, bn.running_var])
-        if bn is not None:
-            parts += [bn.weight, bn.bias]
-        key = tuple((t.data_ptr(), t._version) if t is not None else None for t in parts)
-        hit = self._affines.get(id(layer))
-        if hit is not None and hit[0] == key:
-            return hit[1], hit[2]
         with torch.no_grad():
-            bias = layer.conv.bias if layer.conv.bias is not None else like.new_zeros(like.shape[1])
+            bias = layer.conv.bias
+            if bias is None:
+                bias = like.new_zeros(layer.conv.weight.shape[1])
             if bn is None:
-                scale, shift = None, bias
-            else:
-                assert bn.running_mean is not None and bn.running_var is not None
-                scale = torch.rsqrt(bn.running_var + bn.eps)
-                if bn.weight is not None:
-                    scale = scale * bn.weight
-                shift = (bias - bn.running_mean) * scale
-                if bn.bias is not None:
-                    shift = shift + bn.bias
-        self._affines[id(layer)] = (key, scale, shift)
+                return None, bias.detach()
+            assert bn.running_mean is not None and bn.running_var is not None
+            scale = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight
+            shift = (bias - bn.running_mean) * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias
         return scale, shift
 
     @torch.no_grad()
@@ -360,10 +390,10 @@ class GeneratorStreamer:
                 f"frames must have shape ({self.batch_size}, {g.in_channels}, k), got "
                 f"{tuple(frames.shape)}"
             )
-        x = frames.to(self._pending[0])
-        for i in range(g.J):
-            x = self._step(i, x)
-        return x
+        x = frames.to(self._history[0]).transpose(1, 2)
+        for i, plan in enumerate(self._layer_plans()):
+            x = self._step(i, x, plan)
+        return x.transpose(1, 2)
 
     @torch.no_grad()
     def flush(self) -> Tensor:
@@ -377,10 +407,10 @@ class GeneratorStreamer:
     def flush_features(self) -> Tensor:
         """As ``flush``, all output channels: (B, c_0, n)."""
         g = self.generator
-        x = self._pending[0].new_zeros(self.batch_size, g.in_channels, 0)
-        for i in range(g.J):
-            x = self._step(i, x, final=True)
-        return x
+        x = self._history[0].new_zeros(self.batch_size, 0, g.in_channels)
+        for i, plan in enumerate(self._layer_plans()):
+            x = self._step(i, x, plan, final=True)
+        return x.transpose(1, 2)
 
 
 def aligned_target(x: Tensor, J: int, frames: int, *, start: int = 0) -> Tensor:
