@@ -62,6 +62,7 @@ class CachedFreqLayer:
         bias = layer.conv.bias
         self.bias = None if bias is None else bias.detach()
         self.pad = (kf // 2, (kf - 1) // 2)  # as _FreqLayer.forward pads log-frequency
+        self.symmetric = self.pad[0] == self.pad[1]  # then conv1d pads, one operation fewer
         self.kt, self.c_in, self.c_out, self.relu = kt, c_in, c_out, layer.relu
         # the offline layer pads kt - 1 zero frames before the sequence
         self.history = w.new_zeros(batch_size, kt - 1, c_in, bins)
@@ -78,7 +79,10 @@ class CachedFreqLayer:
         else:  # (B, k, c_in, F, kt) -> (B k, kt c_in, F)
             win = full.unfold(1, self.kt, 1).permute(0, 1, 4, 2, 3)
             win = win.reshape(B * k, self.kt * self.c_in, Fb)
-        y = F.conv1d(F.pad(win, self.pad), self.weight, self.bias)
+        if self.symmetric:
+            y = F.conv1d(win, self.weight, self.bias, padding=self.pad[0])
+        else:
+            y = F.conv1d(F.pad(win, self.pad), self.weight, self.bias)
         y = y.reshape(B, k, self.c_out, Fb)
         return torch.relu_(y) if self.relu else y
 
@@ -125,7 +129,7 @@ class FreePartialStreamer:
             x = layer.push(x)
         return x.permute(0, 2, 3, 1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def controls(self, frames: Tensor) -> Controls:
         """The controls of new frames (B, in_channels, k), as :meth:`FreePartialGenerator.controls`
         gives them within the whole sequence; advances the network's caches (not the
@@ -146,7 +150,7 @@ class FreePartialStreamer:
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
         return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def push(self, frames: Tensor) -> Tensor:
         """Feed frames (B, in_channels, k), get their k 2^J samples (B, k 2^J)."""
         k = frames.shape[-1]
@@ -158,7 +162,7 @@ class FreePartialStreamer:
         self._seen += k
         return y
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def flush(self) -> Tensor:
         """End the stream (causal: nothing is held back)."""
         return self._like.new_zeros(self.batch_size, 0)
