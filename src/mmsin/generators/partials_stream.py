@@ -13,13 +13,13 @@ What a push of k frames must compute, and what it keeps (docs/model.md, section 
   frames stacked as channels (tap-major), which runs several times faster at batch 1 than
   Conv2d on a (kf + F - 1) x kt patch; k frames go through it as a batch of k.
 - **The gain trunk** (the paper's layers): :class:`mmsin.generators.conv.GeneratorStreamer`, which
-  keeps each layer's pending overlap-add sums.
+  keeps each layer's last input samples.
 - **The synthesis**: the previous frame's controls and the running phases (``State``), and the
   absolute sample position (the noise tables are read by it).
 
 So a push costs the same per frame however long the stream is, and its output equals
 :meth:`FreePartialGenerator.forward` on the whole sequence to float rounding (the Conv1d and
-the trunk's overlap-add sum in another order than the offline Conv2d / ConvTranspose1d):
+the trunk's products sum in another order than the offline Conv2d / ConvTranspose1d):
 tests/test_free_partials.py splits sequences at random points, one frame to many.
 """
 
