@@ -342,5 +342,5 @@ def test_feature_cache_tells_the_pasts_apart() -> None:
     key = cache_key(cfg, "data", (4, 0))
     assert cache_key(override(cfg, ["whitening.past=silence"]), "data", (4, 0)) == key
     assert cache_key(override(cfg, ["whitening.past=unknown"]), "data", (4, 0)) != key
-    with pytest.raises(ValueError, match="whitening.past"):
+    with pytest.raises(ValueError, match=r"whitening\.past"):
         override(cfg, ["whitening.past=zeros"]).validate()
