@@ -287,6 +287,10 @@ _MODEL_CASES: dict[str, tuple[ModelCase, list[str]]] = {
         lambda h, m: ["generate", "--count", "0", "--model", m],
         ["--count"],
     ),
+    "generate several clips to one file": (
+        lambda h, m: ["generate", "--count", "2", "--out", h / "x.wav", "--model", m],
+        ["x.wav", "--count 2"],
+    ),
     "generate bank codes without a bank": (
         lambda h, m: ["generate", "--codes", "bank", "--model", m],
         ["codes='bank'", "whitening.bank_clips"],
@@ -428,8 +432,12 @@ _OUTPUT_CASES: dict[str, tuple[ModelCase, list[str]]] = {
         ["--seconds"],
     ),
     "generate --out a file": (
-        lambda h, m: ["generate", "--out", h / "text.wav", "--model", m],
-        ["text.wav", "is a file, not a folder"],
+        lambda h, m: ["generate", "--out", h / "nothing.npy", "--model", m],
+        ["nothing.npy", "is a file, not a folder"],
+    ),
+    "generate --out a wav under a file": (
+        lambda h, m: ["generate", "--out", h / "text.wav" / "x.wav", "--model", m],
+        ["text.wav"],
     ),
     "generate --out unwritable": (
         lambda h, m: ["generate", "--out", _unwritable_folder(h) / "gen", "--model", m],

@@ -109,6 +109,12 @@ def test_generate_and_interpolate(workspace: Path, tmp_path: Path) -> None:
         x, fs = sf.read(f)
         assert fs == 4096 and len(x) == frames * HOP
         assert np.abs(x - w / np.abs(w).max()).max() < 2.0 / 32768, f.name
+    # One clip to a named file: the same audio as the folder's first clip of that seed.
+    one = tmp_path / "one" / "clip.WAV"
+    assert main(["generate", "--seconds", "0.1", "--seed", "3", "--out", str(one)]) == 0
+    x, _ = sf.read(one)
+    w = _generate_by_hand(frames, batch=1, seed=3)[0]
+    assert np.abs(x - w / np.abs(w).max()).max() < 2.0 / 32768
     a, b = (workspace / "test" / f"test{i}.wav" for i in (0, 1))
     assert main(["interpolate", str(a), str(b), "--steps", "3", "--out", str(tmp_path / "s")]) == 0
     assert len(list((tmp_path / "s").glob("*.wav"))) == 3

@@ -302,14 +302,22 @@ def _generate(args: argparse.Namespace) -> int:
 
     if not (math.isfinite(args.seconds) and args.seconds > 0) or args.count < 1:
         raise ValueError("--seconds must be positive and --count at least 1")
-    out = check_output_folder(Path(args.out) if args.out else paths.results_dir() / "generated")
+    # --out: a folder, or the file of the one clip asked for
+    one_file = args.out is not None and Path(args.out).suffix.lower() == ".wav"
+    if one_file and args.count != 1:
+        raise ValueError(f"--out {args.out} names one file: give a folder for --count {args.count}")
+    if one_file:
+        names = [check_output_file(args.out)]
+        out = check_output_folder(names[0].parent)
+    else:
+        out = check_output_folder(Path(args.out) if args.out else paths.results_dir() / "generated")
+        names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
+        for name in names:
+            check_output_file(name)
     model = _load_model(args)
     frames = _frames_for(args.seconds, model)
     what = f"--seconds {args.seconds:g} --count {args.count}"
     _check_size(model, what, frames, args.count, out)
-    names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
-    for name in names:
-        check_output_file(name)
     blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed, codes=args.codes)
     total = frames * model.hop / model.fs
     with WavWriter(names, model.fs) as w, _progress(args, total, "generate") as bar:
@@ -487,9 +495,11 @@ def register(subparsers: Any) -> None:
         help="new audio from Gaussian white noise -> WAV",
         formatter_class=fmt,
         description=(
-            "Generate audio from white noise: x = G(ReLU(L^-1 z)), z ~ N(0, I) (paper eq. 1).\n\n"
-            "example:\n"
-            "  mmsin generate --seconds 8 --count 4 --seed 1 --out generated/"
+            "Generate audio from white noise: x = G(ReLU(L^-1 z)) (paper eq. 1), z white codes\n"
+            "of the law the model was trained with (--codes).\n\n"
+            "examples:\n"
+            "  mmsin generate --seconds 8 --count 4 --seed 1 --out generated/\n"
+            "  mmsin generate --model piano --seconds 30 --out piano.wav"
         ),
     )
     g.add_argument("--seconds", type=float, default=4.0, help="duration (default 4)")
@@ -505,7 +515,9 @@ def register(subparsers: Any) -> None:
         "the law the model was trained with)",
     )
     g.add_argument(
-        "--out", metavar="DIR", help="output folder (default $MMSIN_HOME/results/generated)"
+        "--out",
+        metavar="PATH",
+        help="output folder (default $MMSIN_HOME/results/generated), or a .wav file with --count 1",
     )
     g.add_argument("--model", metavar="PATH", help=_MODEL_HELP)
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
