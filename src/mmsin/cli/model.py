@@ -306,18 +306,18 @@ def _generate(args: argparse.Namespace) -> int:
     one_file = args.out is not None and Path(args.out).suffix.lower() == ".wav"
     if one_file and args.count != 1:
         raise ValueError(f"--out {args.out} names one file: give a folder for --count {args.count}")
-    if one_file:
-        names = [check_output_file(args.out)]
-        out = check_output_folder(names[0].parent)
-    else:
-        out = check_output_folder(Path(args.out) if args.out else paths.results_dir() / "generated")
-        names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
-        for name in names:
-            check_output_file(name)
+    default = paths.results_dir() / "generated"
+    out = check_output_folder(Path(args.out).parent if one_file else Path(args.out or default))
     model = _load_model(args)
     frames = _frames_for(args.seconds, model)
     what = f"--seconds {args.seconds:g} --count {args.count}"
-    _check_size(model, what, frames, args.count, out)
+    _check_size(model, what, frames, args.count, out)  # before a check per file
+    if one_file:
+        names = [check_output_file(args.out)]
+    else:
+        names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
+        for name in names:
+            check_output_file(name)
     blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed, codes=args.codes)
     total = frames * model.hop / model.fs
     with WavWriter(names, model.fs) as w, _progress(args, total, "generate") as bar:
