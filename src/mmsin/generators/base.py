@@ -15,11 +15,39 @@ one head to the next.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from torch import Tensor, nn
 
-__all__ = ["GeneratorHead", "ReadsInputNorm", "Streamer"]
+__all__ = ["Derived", "GeneratorHead", "ReadsInputNorm", "Streamer"]
+
+T = TypeVar("T")
+
+
+class Derived(Generic[T]):
+    """A value made from tensors (weights laid out for a hot path, constants in another
+    dtype), made again only when one of them is replaced (a new buffer from ``.to()``), given
+    new storage (``.float()`` swaps a parameter's data in place: same object, same version)
+    or changed in place (an optimiser step, new running statistics, loaded weights):
+    ``get(sources, make)`` returns what ``make()`` gave for the same tensors, storage and
+    versions. The sources are held, so their storage is not reused while the value stands."""
+
+    def __init__(self) -> None:
+        self._sources: tuple[Tensor, ...] = ()
+        self._state: tuple[tuple[int, int], ...] = ()
+        self._value: T | None = None
+
+    def get(self, sources: Sequence[Tensor], make: Callable[[], T]) -> T:
+        state = tuple((t.data_ptr(), t._version) for t in sources)
+        if (
+            self._value is None
+            or state != self._state
+            or any(a is not b for a, b in zip(sources, self._sources, strict=True))
+        ):
+            self._value = make()
+            self._sources, self._state = tuple(sources), state
+        return self._value
 
 
 @runtime_checkable

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmsin.generators.base import Derived
+
 __all__ = ["CausalGenerator", "GeneratorStreamer", "aligned_target", "channel_schedule"]
 
 
@@ -283,24 +285,22 @@ class GeneratorStreamer:
             self._tables.append(layer.conv._parameters)  # type: ignore[arg-type]
             if layer.bn is not None:
                 self._tables += [layer.bn._parameters, layer.bn._buffers]  # type: ignore[list-item]
-        self._plans: list[tuple[Tensor, Tensor | None, Tensor]] = []
-        self._key: tuple[tuple[int, int], ...] = ()
+        self._plans: Derived[list[tuple[Tensor, Tensor | None, Tensor]]] = Derived()
 
     def _layer_plans(self) -> list[tuple[Tensor, Tensor | None, Tensor]]:
         """Each layer's (:meth:`_polyphase` matrix, :meth:`_affine` scale and shift), made
         again only when a tensor they are made of changes in place (an optimiser step, new
         running statistics, loaded weights, a move) or is replaced: a push then reads them as
         they are."""
-        key = tuple(
-            (t.data_ptr(), t._version) for d in self._tables for t in d.values() if t is not None
-        )
-        if key != self._key:
+        sources = [t for d in self._tables for t in d.values() if t is not None]
+
+        def make() -> list[tuple[Tensor, Tensor | None, Tensor]]:
             with torch.no_grad():
-                self._plans = [
+                return [
                     (self._polyphase(la), *self._affine(la, la.conv.weight)) for la in self._layers
                 ]
-            self._key = key
-        return self._plans
+
+        return self._plans.get(sources, make)
 
     def _step(
         self,

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mmsin.generators.base import Derived
 from mmsin.generators.partials import (
     PartialGenerator,
     _FreqLayer,
@@ -281,7 +282,7 @@ class FreePartialGenerator(PartialGenerator):
         self.keep = slice(int(keep[0]), int(keep[-1]) + 1)
         self.amp = _FreeAmplitude(self.log_max, self.keep)  # type: ignore[assignment]
         self.keep_bins = keep
-        self._float64_cache: tuple[tuple[Tensor, ...], tuple[int, ...], _Float64] | None = None
+        self._float64_cache: Derived[_Float64] = Derived()
         if noise_input not in ("sj", "log"):
             raise ValueError(f"noise_input must be 'sj' or 'log', got {noise_input!r}")
         self.noise_bands = int(noise_bands)
@@ -305,35 +306,28 @@ class FreePartialGenerator(PartialGenerator):
         sources = [getattr(self, n) for n in names]
         if isinstance(self.frontend, _Frontend):
             sources.append(self.frontend.matrix)
-        versions = tuple(t._version for t in sources)
-        hit = self._float64_cache
-        if (
-            hit is not None
-            and len(hit[0]) == len(sources)
-            and all(a is b for a, b in zip(hit[0], sources, strict=True))
-            and hit[1] == versions
-        ):
-            return hit[2]
-        with torch.inference_mode(False), torch.no_grad():  # usable later by autograd
-            b = {n: getattr(self, n).double() for n in names}
-            lookup = None
-            if self.responses is not None:
-                lookup = share_lookup(
-                    b["response_log"],
-                    b["response_shift"],
-                    self.responses.reach,
-                    self.responses.step,
+
+        def make() -> _Float64:
+            with torch.inference_mode(False), torch.no_grad():  # usable later by autograd
+                b = {n: getattr(self, n).double() for n in names}
+                lookup = None
+                if self.responses is not None:
+                    lookup = share_lookup(
+                        b["response_log"],
+                        b["response_shift"],
+                        self.responses.reach,
+                        self.responses.step,
+                    )
+                return _Float64(
+                    self.frontend.matrix.double() if isinstance(self.frontend, _Frontend) else None,
+                    torch.stack([b["semitones_poly"], b["log_gain_poly"]], dim=1),
+                    torch.stack([b["top_semitones_poly"], b["top_log_gain_poly"]], dim=1),
+                    lookup,
+                    b["bin_hz"],
+                    b["phase_offset"],
                 )
-            built = _Float64(
-                self.frontend.matrix.double() if isinstance(self.frontend, _Frontend) else None,
-                torch.stack([b["semitones_poly"], b["log_gain_poly"]], dim=1),
-                torch.stack([b["top_semitones_poly"], b["top_log_gain_poly"]], dim=1),
-                lookup,
-                b["bin_hz"],
-                b["phase_offset"],
-            )
-        self._float64_cache = (tuple(sources), versions, built)
-        return built
+
+        return self._float64_cache.get(sources, make)
 
     # ----------------------------------------------------------------------------- timing
     @property
