@@ -110,10 +110,15 @@ def parabolic_peaks(log_u: Tensor, floor: float) -> tuple[Tensor, Tensor, Tensor
     )
 
 
+def _before(c: Tensor, prev: Tensor) -> Tensor:
+    """Each frame's predecessor: ``prev`` (B, N) then c's frames but the last, (B, N, T)."""
+    return torch.cat([prev[..., None].to(c), c[..., :-1]], dim=-1)
+
+
 def interpolate_blocks(c: Tensor, prev: Tensor, h: int) -> Tensor:
     """Controls per frame (B, N, T) to per sample (B, N, T, h), linearly between frames n - 1
     and n (``prev`` (B, N): the frame before the first; module docstring)."""
-    before = torch.cat([prev[..., None].to(c), c[..., :-1]], dim=-1)
+    before = _before(c, prev)
     return torch.lerp(before[..., None], c[..., None], _ramps(h, c.device, c.dtype)[0])
 
 
@@ -121,7 +126,7 @@ def _interpolated_sum(values: Tensor, prev: Tensor, carriers: Tensor, h: int) ->
     """sum_k c_k(s) carrier_k(s) over blocks, c interpolated as :func:`interpolate_blocks`:
     values (B, N, T), prev (B, N), carriers (B or 1, T, N, h) -> (B, T, h). The sums at
     both ends of each block, then the line between them (the sum is linear in c)."""
-    before = torch.cat([prev[..., None].to(values), values[..., :-1]], dim=-1)
+    before = _before(values, prev)
     ends = torch.stack([before.transpose(1, 2), values.transpose(1, 2)], dim=2)  # (B, T, 2, N)
     sums = ends @ carriers  # (B, T, 2, h)
     return torch.lerp(sums[:, :, 0], sums[:, :, 1], _ramps(h, values.device, values.dtype)[0])
@@ -163,8 +168,8 @@ def block_phases(
         Phi_T: where the block after the last starts (wrapped).
     """
     om = omega.double()
-    before_active = torch.cat([active_prev[..., None], active[..., :-1]], dim=-1)
-    before = torch.cat([omega_prev[..., None].to(om), om[..., :-1]], dim=-1)
+    before_active = _before(active, active_prev)
+    before = _before(om, omega_prev)
     om_from = torch.where(before_active, before, om)
     # the phase advance over each block: h om' + (om - om') (h + 1) / 2
     inc = torch.add(h * om_from, om - om_from, alpha=(h + 1) / 2)
