@@ -218,6 +218,13 @@ BREAKAGES = (
         ("tests/test_noise_floor.py::test_a_fitted_branch_renders_an_unseen_floor_at_its_level",),
     ),
     Breakage(
+        "peaks-refine-whole-batch",
+        "a discovery anywhere refines every frame of the batch again, not only its own frame",
+        "            semis = torch.where(found, semis, s_kept)\n",
+        "            semis = semis\n",
+        ("tests/test_peaks.py::test_a_clip_is_located_alike_alone_or_beside_others",),
+    ),
+    Breakage(
         "bank-clip-not-held",
         "bank codes forget the clip their span holds when a span straddles two noise blocks",
         "        if held is not None and held[0] == k0:\n",
