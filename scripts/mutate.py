@@ -219,9 +219,11 @@ BREAKAGES = (
     ),
     Breakage(
         "peaks-refine-whole-batch",
-        "a discovery anywhere refines every frame of the batch again, not only its own frame",
-        "            semis = torch.where(found, semis, s_kept)\n",
-        "            semis = semis\n",
+        "the passes after the discovery run only when some frame of the batch found a partial",
+        "        for _ in range(rounds):\n"
+        "            semis, log_a = refine(peak, semis, log_a)\n    return",
+        "        for _ in range(rounds if bool(new.any()) else 0):\n"
+        "            semis, log_a = refine(peak, semis, log_a)\n    return",
         ("tests/test_peaks.py::test_a_clip_is_located_alike_alone_or_beside_others",),
     ),
     Breakage(

@@ -103,11 +103,11 @@ def test_top_partial_read_with_the_skirt_below_removed(sj: TimeFrequencyScatteri
 
 
 def test_a_clip_is_located_alike_alone_or_beside_others(sj: TimeFrequencyScattering) -> None:
-    """A discovery in one clip (810 Hz under 917 Hz's skirt) refines that clip's frames again,
-    and only those: a clip with no discovery (786 Hz beside 917 Hz, a local maximum) gets the
-    same frequencies and amplitudes to the last bit whether it is computed alone or in a batch
-    beside the other. (Once the extra passes ran on the whole batch whenever any frame found a
-    partial, so an offline batch, a lone clip and a stream disagreed by up to 0.85 Hz.)"""
+    """A clip with no discovery (786 Hz beside 917 Hz, a local maximum) gets the same
+    partials whether it is computed alone or in a batch beside a clip with one (810 Hz under
+    917 Hz's skirt). The passes after the discovery once ran only when some frame of the batch
+    found a partial, so an offline batch, a lone clip and a stream disagreed by up to 0.85 Hz;
+    now every frame gets them."""
     g = _generator(sj)
     with torch.no_grad():
         alone = sj(_two(786.0, 0.15, 917.0, 0.5))

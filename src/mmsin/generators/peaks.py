@@ -408,19 +408,14 @@ def refine_peaks(
             DISCOVER_SHARE * u2[..., 1:-1], DISCOVER_FLOOR * u2.amax(dim=-1, keepdim=True)
         )
         new = (mid > lo) & (mid >= hi) & (mid > floor) & (rest[..., 1:-1] >= least) & ~near
-        if bool(new.any()):  # skipping is exact: only frames with a discovery change
+        if bool(new.any()):  # the new partials; every frame is then refined again alike
             new = F.pad(new, (1, 1))  # never the first or the last bin
             s_new, a_new = (F.pad(t, (1, 1)) for t in _vertex(lo, mid, hi, poly))
             semis = torch.where(new, s_new, semis)
             log_a = torch.where(new, a_new, log_a)
             peak = peak | new
-            # refined again in the frames that found a partial only: a frame's estimate must
-            # not depend on the other frames and clips it is computed with (batch, offline or
-            # streamed)
-            found = new.any(dim=-1, keepdim=True)
-            s_kept, a_kept = semis, log_a
-            for _ in range(rounds):
-                semis, log_a = refine(peak, semis, log_a)
-            semis = torch.where(found, semis, s_kept)
-            log_a = torch.where(found, log_a, a_kept)
+        # whether or not it found a partial: a frame's estimate must not depend on the other
+        # frames and clips it is computed with (a batch, a whole sequence or a stream)
+        for _ in range(rounds):
+            semis, log_a = refine(peak, semis, log_a)
     return peak.transpose(1, 2), semis.transpose(1, 2), log_a.to(u.dtype).transpose(1, 2)
