@@ -115,5 +115,6 @@ def test_a_clip_is_located_alike_alone_or_beside_others(sj: TimeFrequencyScatter
         _, _, peak_alone, omega_alone = g.estimate(alone)
         _, _, peak_both, omega_both = g.estimate(torch.cat([alone, other]))
     assert torch.equal(peak_alone[0], peak_both[0])
-    # the same input, in float64: only the order of a few sums may differ
-    assert torch.allclose(omega_alone[0], omega_both[0], rtol=0, atol=1e-12)
+    # the same input: only the order of a few float64 sums may differ (the old batch-wide
+    # passes moved these partials by about 1e-4 rad/sample)
+    assert torch.allclose(omega_alone[0], omega_both[0], rtol=0, atol=1e-9)
