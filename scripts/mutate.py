@@ -224,7 +224,10 @@ BREAKAGES = (
         "            semis, log_a = refine(peak, semis, log_a)\n    return",
         "        for _ in range(rounds if bool(new.any()) else 0):\n"
         "            semis, log_a = refine(peak, semis, log_a)\n    return",
-        ("tests/test_peaks.py::test_a_clip_is_located_alike_alone_or_beside_others",),
+        (
+            "tests/test_peaks.py::test_a_clip_is_located_alike_alone_or_beside_others",
+            "tests/test_free_partials.py::test_a_frame_is_located_alike_streamed_or_in_its_sequence",
+        ),
     ),
     Breakage(
         "bank-clip-not-held",
