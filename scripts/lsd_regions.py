@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import scipy.signal
 import torch
 
 from mmsin.data.real import load_real_notes
 from mmsin.evaluation import log_spectral_distance, smoothed
+from mmsin.evaluation.spectra import _stft_mag
 from mmsin.model import MMSIN
 
 N_FFT, HOP, EPS = 512, 128, 1e-10  # as log_spectral_distance's defaults
@@ -36,10 +36,7 @@ UNRESOLVED = 1 / (2 ** (2 / 12) - 1)  # harmonic n and n + 1 two semitones apart
 
 def db(x: np.ndarray) -> np.ndarray:
     """10 log10 of the power spectrogram that log_spectral_distance uses."""
-    _, _, z = scipy.signal.stft(
-        x, window="hann", nperseg=N_FFT, noverlap=N_FFT - HOP, boundary="zeros", padded=True
-    )
-    return np.asarray(10 * np.log10(np.abs(z) ** 2 + EPS))
+    return np.asarray(10 * np.log10(_stft_mag(x, N_FFT, HOP) ** 2 + EPS))
 
 
 def lsd(a: np.ndarray, b: np.ndarray) -> float:

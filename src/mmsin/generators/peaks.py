@@ -370,9 +370,13 @@ def refine_peaks(
 
     top_column = _last_column(u2.shape[-1] - 1, u.device)
 
-    def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
+    def residual(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
+        """Each partial's power in the bins around it, and u^2 minus every partial's share."""
         c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
-        rest = u2 - _power_by_bin(c2, reach)  # u^2 minus every partial's share
+        return c2, u2 - _power_by_bin(c2, reach)
+
+    def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
+        c2, rest = residual(peak, semis, log_a)
         # bins j - 1, j, j + 1 of each partial j = 1 .. F - 1 with its own share put back
         # (the top bin's third is padding: it has no bin above)
         w = F.pad(rest, (0, 1)).unfold(-1, 3, 1)
@@ -399,8 +403,7 @@ def refine_peaks(
     for _ in range(rounds):
         semis, log_a = refine(peak, semis, log_a)
     if discover:
-        c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
-        rest = torch.clamp(u2 - _power_by_bin(c2, reach), min=tiny)
+        rest = torch.clamp(residual(peak, semis, log_a)[1], min=tiny)
         lo, mid, hi = (0.5 * torch.log(rest)).unfold(-1, 3, 1).unbind(-1)
         near = peak[..., :-2] | peak[..., 2:] | peak[..., 1:-1]
         # most of its bin's power and above the frame's floor (a >= x and a >= y: a >= max)
