@@ -230,6 +230,13 @@ BREAKAGES = (
         ),
     ),
     Breakage(
+        "noise-room-ignored",
+        "the free head's noise bands ignore the room u leaves them (any gain the layer says)",
+        "        return gains if room is None else room.bound(gains)",
+        "        return gains",
+        ("tests/test_noise_room.py::test_a_saturated_noise_layer_cannot_drown_a_tone",),
+    ),
+    Breakage(
         "bank-clip-not-held",
         "bank codes forget the clip their span holds when a span straddles two noise blocks",
         "        if held is not None and held[0] == k0:\n",

@@ -48,6 +48,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "peaks-add-in-magnitude",
         "peaks-top-rise-with-skirts",
         "peaks-refine-whole-batch",
+        "noise-room-ignored",
         "noise-floor-trunk-gain-kept",
         "real-notes-dc-kept",
         "bank-clip-not-held",

@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 
+_NOISE_POWER: dict[tuple[Any, ...], Any] = {}  # noise_band_power per encoder and band count
+
+
 def build_scattering(cfg: Config) -> Any:
     """The fixed encoder S_J of ``cfg.scattering`` (paper eq. 8)."""
     from mmsin.scattering import TimeFrequencyScattering
@@ -104,8 +107,15 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
         }
         gen: Any
         if g.frequencies == "free":
-            from mmsin.generators.free_partials import FreePartialGenerator
+            from mmsin.generators.free_partials import FreePartialGenerator, noise_band_power
             from mmsin.generators.peaks import peak_calibration, response_table
+
+            room = None  # each noise band at most what the partials leave of u (linear u)
+            if g.noise_bands > 0 and s.variant != "joint-real":
+                key = (s.J, s.Q, s.P, s.variant, s.fs, s.oversampling, g.noise_bands)
+                if key not in _NOISE_POWER:  # 0.5 s of encoding: once per encoder
+                    _NOISE_POWER[key] = noise_band_power(sj, matrix, hz, g.noise_bands)
+                room = _NOISE_POWER[key]
 
             gen = FreePartialGenerator(
                 in_channels,
@@ -117,6 +127,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 noise_input=g.noise_input,
                 responses=response_table(sj, hz),
                 refine_rounds=g.peak_rounds,
+                noise_power=room,
                 **shared,
             )
         else:

@@ -30,7 +30,12 @@ frequency is not left to them: it is read from the embedding itself.
    frame) multiplies the sum.
 4. **Noise**: ``noise_bands`` octave bands of fixed noise (a table read by absolute sample
    position, so streams equal whole sequences), gains per frame from S_J by a 1 x 1 layer,
-   started near silence (exp(-9)). An octave of noise cannot stand in for a partial.
+   started near silence (exp(-9)). An octave of noise cannot stand in for a partial. With
+   ``noise_power`` (:func:`noise_band_power`, what the shipped head is built with) no band is
+   louder than what the located partials leave of u in its octave
+   (:func:`~mmsin.generators.peaks.unexplained_power`, plus u's silence level eps in each bin,
+   which S_J does not resolve): the 1 x 1 layer, fitted on sound fonts, is linear in S_J and
+   saturated at unit gain on some real guitar frames S_J holds no noise in.
 
 Timing: the controls of block n depend on frames n - lo .. n (``frame_span``, as the fixed head's);
 the phase is a state carried from the last silence, so a frame can change the phase (not the
@@ -62,10 +67,12 @@ from mmsin.generators.peaks import (
     ShareLookup,
     refine_peaks,
     share_lookup,
+    unexplained_power,
 )
 from mmsin.generators.synthesis import (
     band_noise,
     band_noise_tables,
+    band_shapes,
     block_phases,
     interpolate_blocks,
     parabolic_peaks,
@@ -76,7 +83,7 @@ from mmsin.generators.synthesis import (
 if TYPE_CHECKING:
     from mmsin.generators.partials_stream import FreePartialStreamer
 
-__all__ = ["Controls", "FreePartialGenerator", "State"]
+__all__ = ["Controls", "FreePartialGenerator", "NoiseRoom", "State", "noise_band_power"]
 
 NOISE_LOG_EPS = 1e-3  # log S_J's floor in the noise branch's input (S_J / norm is ~1)
 NOISE_TABLE = 2**15  # samples of noise per band before it repeats (8 s at 4096 Hz)
@@ -144,6 +151,41 @@ class _FreeAmplitude(nn.Module):
 
 
 @dataclass(frozen=True)
+class NoiseRoom:
+    """What bounds the noise bands' gains in some frames (:meth:`FreePartialGenerator.estimate`).
+
+    Band n may take at most the gain of noise whose u would be what the located partials
+    leave of u (:func:`~mmsin.generators.peaks.unexplained_power`) in the band's bins, plus
+    u's silence level eps in each bin (what S_J does not resolve):
+    ``sqrt(sum_f w_nf (r_f + eps^2) / power_n)``, w the band's share of each bin and power_n
+    :func:`noise_band_power`. That is at least the gain of eps in every bin, so gains below
+    it are kept without computing the rest (the usual case: a trained layer near silence).
+    """
+
+    u: Tensor  # (B, F, T) float64
+    peak: Tensor  # (B, F, T) bool
+    semis: Tensor  # (B, F, T) float64
+    log_a: Tensor  # (B, F, T) float64
+    lookup: ShareLookup
+    weights: Tensor  # (nb, F) float64, columns summing to 1
+    power: Tensor  # (nb,) float64
+    eps: float
+
+    def level(self) -> Tensor:
+        """The largest gain of each band, (B, nb, T) float64."""
+        rest = unexplained_power(self.u, self.peak, self.semis, self.log_a, self.lookup)
+        band = torch.matmul(self.weights, rest + self.eps**2)
+        return torch.sqrt(band / self.power[:, None])
+
+    def bound(self, gains: Tensor) -> Tensor:
+        """``gains`` (B, nb, T) at most the room, elementwise."""
+        least = torch.sqrt(self.weights.sum(dim=1) * self.eps**2 / self.power)
+        if not bool((gains > least[:, None].to(gains)).any()):
+            return gains  # all within the eps floor, which the room never goes below
+        return torch.minimum(gains, self.level().to(gains))
+
+
+@dataclass(frozen=True)
 class _Float64:
     """What the estimate and the phases read in float64, converted once (the buffers follow
     the module's dtype: ``.float()`` makes them float32)."""
@@ -154,6 +196,8 @@ class _Float64:
     lookup: ShareLookup | None  # the response table, laid out for refine_peaks
     bin_hz: Tensor  # (N,)
     phase_offset: Tensor  # (N,)
+    noise_weights: Tensor | None  # (nb, F): each band's share of each bin (band_shapes ** 2)
+    noise_power: Tensor | None  # (nb,): noise_band_power
 
 
 class _NoiseGains(nn.Module):
@@ -206,6 +250,10 @@ class FreePartialGenerator(PartialGenerator):
         without it, by the plain parabola.
     refine_rounds : int
         Refinement passes (0: the plain parabola).
+    noise_power : ndarray (noise_bands,), optional
+        :func:`noise_band_power` of the bank: with it (and ``responses`` and a linear front
+        end), each band's gain is at most the room u leaves for noise in its octave
+        (:meth:`estimate`); without it the gains are not bounded by u.
     **kwargs
         The shared network, trunk and limits, as
         :class:`~mmsin.generators.partials.PartialGenerator` (``per_bin`` is 1 here).
@@ -238,6 +286,7 @@ class FreePartialGenerator(PartialGenerator):
         noise_input: str = "sj",
         responses: ResponseTable | None = None,
         refine_rounds: int = 2,
+        noise_power: np.ndarray | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -291,6 +340,18 @@ class FreePartialGenerator(PartialGenerator):
         self.noise = _NoiseGains(c_noise, noise_bands, 0.0) if noise_bands else None
         tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
         self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
+        self.noise_room = noise_power is not None and self.noise_bands > 0
+        if self.noise_room:
+            power = np.asarray(noise_power, dtype=np.float64)
+            if power.shape != (self.noise_bands,) or not (power > 0).all():
+                raise ValueError(
+                    f"noise_power must hold {self.noise_bands} positive values, got {power}"
+                )
+            # a bin's power goes to the bands in proportion to their power responses there
+            weights = band_shapes(hz, self.fs, self.noise_bands) ** 2
+            weights = weights / weights.sum(axis=0, keepdims=True)
+            self.register_buffer("noise_weights", torch.tensor(weights), persistent=False)
+            self.register_buffer("noise_power", torch.tensor(power), persistent=False)
 
     def _register_carriers(self) -> None:
         """No fixed carriers: the phases are integrated from the frequencies read from u."""
@@ -303,6 +364,8 @@ class FreePartialGenerator(PartialGenerator):
         names += ["bin_hz", "phase_offset"]
         if self.responses is not None:
             names += ["response_log", "response_shift"]
+        if self.noise_room:
+            names += ["noise_weights", "noise_power"]
         sources = [getattr(self, n) for n in names]
         if isinstance(self.frontend, _Frontend):
             sources.append(self.frontend.matrix)
@@ -325,6 +388,8 @@ class FreePartialGenerator(PartialGenerator):
                     lookup,
                     b["bin_hz"],
                     b["phase_offset"],
+                    b.get("noise_weights"),
+                    b.get("noise_power"),
                 )
 
         return self._float64_cache.get(sources, make)
@@ -345,7 +410,7 @@ class FreePartialGenerator(PartialGenerator):
         return total + self.hop * (17 * self.num_oscillators + 3 * self.noise_bands + 4)
 
     # ----------------------------------------------------------------------------- controls
-    def estimate(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def estimate(self, frames: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, NoiseRoom | None]:
         """The per-frame part of the controls: each frame's values from that frame alone.
 
         Parameters
@@ -363,6 +428,8 @@ class FreePartialGenerator(PartialGenerator):
             The bins that hold a partial.
         omega : Tensor (B, N, T) float64
             The kept oscillators' frequencies, radians per sample.
+        room : NoiseRoom or None
+            What bounds the noise bands' gains (``noise_power`` given; None otherwise).
         """
         if frames.dim() != 3 or frames.shape[1] != self.in_channels:
             raise ValueError(
@@ -405,11 +472,17 @@ class FreePartialGenerator(PartialGenerator):
                     rounds=self.refine_rounds,
                     top=(k.top_poly, self.top_rise),
                 )
+            room = None
+            if self.noise_room and k.lookup is not None and k.matrix is not None:
+                assert k.noise_weights is not None and k.noise_power is not None
+                room = NoiseRoom(
+                    u, peak, semis, est, k.lookup, k.noise_weights, k.noise_power, self.eps
+                )
             est = est.to(lu.dtype)
             semis = semis[:, self.keep]
             hz = k.bin_hz[:, None] * torch.exp2(semis / 12)
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
-        return lu, est, peak, omega
+        return lu, est, peak, omega, room
 
     def noise_features(self, frames: Tensor, lu: Tensor) -> Tensor:
         """What the noise branch reads: ``frames`` (B, in_channels, T), or with
@@ -419,15 +492,17 @@ class FreePartialGenerator(PartialGenerator):
             return frames
         return torch.cat([lu, torch.log(torch.relu(frames) + NOISE_LOG_EPS)], dim=1)
 
-    def noise_gains(self, frames: Tensor, lu: Tensor) -> Tensor:
-        """The noise bands' gains per frame (B, noise_bands, T), each frame's from itself."""
-        if self.noise is not None:
-            return self.noise(self.noise_features(frames, lu))  # type: ignore[no-any-return]
-        return frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
+    def noise_gains(self, frames: Tensor, lu: Tensor, room: NoiseRoom | None = None) -> Tensor:
+        """The noise bands' gains per frame (B, noise_bands, T), each frame's from itself,
+        bounded by ``room`` (:meth:`estimate`) where given."""
+        if self.noise is None:
+            return frames.new_zeros(frames.shape[0], 0, frames.shape[-1])
+        gains: Tensor = self.noise(self.noise_features(frames, lu))
+        return gains if room is None else room.bound(gains)
 
     def controls(self, frames: Tensor) -> Controls:
         """Frame-rate controls of ``frames`` (B, in_channels, T)."""
-        lu, est, peak, omega = self.estimate(frames)
+        lu, est, peak, omega, room = self.estimate(frames)
         x = lu[:, None]
         if self.context is not None:
             ctx = self.context(frames)[:, :, None, :].expand(-1, -1, lu.shape[1], -1)
@@ -436,7 +511,7 @@ class FreePartialGenerator(PartialGenerator):
             x = layer(x)
         amp = self.amp(self.out(x), est, peak)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames, lu))
+        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames, lu, room))
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is
@@ -493,3 +568,37 @@ class FreePartialGenerator(PartialGenerator):
         from mmsin.generators.partials_stream import FreePartialStreamer
 
         return FreePartialStreamer(self, batch_size)
+
+
+def noise_band_power(
+    scattering: Any, matrix: np.ndarray, bin_hz: np.ndarray, num_bands: int
+) -> np.ndarray:
+    """What unit-RMS noise of each band leaves in u, weighted as
+    :meth:`FreePartialGenerator.estimate` weighs u's bins for that band: sum over bins of
+    w_nb u_b^2, u = ReLU(matrix S_J) of the band's own noise table (the one the generator
+    plays), averaged over the table's frames away from its ends (28 at J = 10: half of them
+    give values up to 10 % off in the low bands). Measured through the encoder itself, so no
+    model of the wavelets' response to noise is needed.
+
+    Parameters
+    ----------
+    scattering : mmsin.scattering.TimeFrequencyScattering
+    matrix : ndarray (F, k_J)
+        The first-order front end (:func:`mmsin.generators.partials.first_order_frontend`).
+    bin_hz : ndarray (F,)
+        The bins' centre frequencies.
+    num_bands : int
+
+    Returns
+    -------
+    ndarray (num_bands,), float64
+    """
+    fs = float(scattering.fs)
+    tables = torch.tensor(band_noise_tables(fs, NOISE_TABLE, num_bands))
+    with torch.no_grad():
+        S = scattering(tables).double()  # (nb, k_J, T)
+    u = torch.relu(torch.as_tensor(matrix, dtype=torch.float64) @ S).numpy()
+    weights = band_shapes(np.asarray(bin_hz, dtype=np.float64), fs, num_bands) ** 2
+    weights = weights / weights.sum(axis=0, keepdims=True)
+    inner = slice(2, u.shape[-1] - 2)  # the table is periodic; S_J pads its ends
+    return np.array([float((weights[b] @ u[b, :, inner] ** 2).mean()) for b in range(num_bands)])

@@ -145,10 +145,10 @@ class FreePartialStreamer:
             z = frames.new_zeros
             B, n, nb = self.batch_size, g.num_oscillators, g.noise_bands
             return Controls(z(B, n, 0), z(B, n, 0), z(B, 1, 0), z(B, nb, 0))
-        lu, est, peak, omega = g.estimate(frames)
+        lu, est, peak, omega, room = g.estimate(frames)
         amp = g.amp(self._network(frames, lu), est, peak)
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu))
+        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
 
     @torch.inference_mode()
     def push(self, frames: Tensor) -> Tensor:

@@ -68,6 +68,7 @@ __all__ = [
     "refine_peaks",
     "response_table",
     "share_lookup",
+    "unexplained_power",
     "wavelet_responses",
 ]
 
@@ -295,6 +296,29 @@ def _power_by_bin(c2: Tensor, reach: int) -> Tensor:
     return summed.reshape(B, T, Fb)
 
 
+def _residual(
+    u2: Tensor, peak: Tensor, semis: Tensor, log_a: Tensor, lookup: ShareLookup
+) -> tuple[Tensor, Tensor]:
+    """Each partial's power in the bins around it (B, T, 2 reach + 1, F), and u^2 minus every
+    partial's share (B, T, F); frame-major (B, T, F) inputs, u2 = u^2."""
+    c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
+    return c2, u2 - _power_by_bin(c2, lookup.reach)
+
+
+def unexplained_power(
+    u: Tensor, peak: Tensor, semis: Tensor, log_a: Tensor, lookup: ShareLookup
+) -> Tensor:
+    """What the located partials leave of u: u_b^2 - sum_j c_bj^2 per bin, at least 0.
+
+    u, peak, semis, log_a : (B, F, T), as :func:`refine_peaks` takes and returns them.
+    Returns (B, F, T) float64: the power of whatever is not a located partial (noise, a
+    floor, partials no reading separates), in u's units squared.
+    """
+    u2 = u.double().transpose(1, 2) ** 2
+    p, s, a = (x.transpose(1, 2) for x in (peak, semis.double(), log_a.double()))
+    return torch.clamp(_residual(u2, p, s, a, lookup)[1], min=0.0).transpose(1, 2)
+
+
 def _vertex(lo: Tensor, mid: Tensor, hi: Tensor, poly: Tensor) -> tuple[Tensor, Tensor]:
     """The parabola through (lo, mid, hi) in log units, as
     :func:`~mmsin.generators.synthesis.parabolic_peaks`, mapped by the calibration ``poly``
@@ -371,9 +395,7 @@ def refine_peaks(
     top_column = _last_column(u2.shape[-1] - 1, u.device)
 
     def residual(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
-        """Each partial's power in the bins around it, and u^2 minus every partial's share."""
-        c2 = _share_power(torch.where(peak, 2 * log_a, -math.inf), semis, lookup)
-        return c2, u2 - _power_by_bin(c2, reach)
+        return _residual(u2, peak, semis, log_a, lookup)
 
     def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
         c2, rest = residual(peak, semis, log_a)

@@ -235,17 +235,28 @@ def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> 
         raise ValueError(f"need length >= 16 and num_bands >= 1, got {length}, {num_bands}")
     rng = np.random.default_rng(seed)
     spec = np.fft.rfft(rng.standard_normal(length))
-    f = np.fft.rfftfreq(length, 1 / fs)
+    shapes = band_shapes(np.fft.rfftfreq(length, 1 / fs), fs, num_bands)
+    tables = []
+    for shape in shapes:
+        band = np.fft.irfft(spec * shape, n=length)
+        tables.append(band / max(float(np.sqrt(np.mean(band**2))), 1e-12))
+    return np.stack(tables).astype(np.float32)
+
+
+def band_shapes(f: np.ndarray, fs: float, num_bands: int) -> np.ndarray:
+    """The noise bands' amplitude responses at the frequencies ``f`` (Hz), shape
+    (num_bands, len(f)): band b a raised cosine on a log-frequency axis centred b + 1/2 octaves
+    below fs / 2, an octave wide on each side, the bands summing to one in amplitude; the
+    lowest band is 1 everywhere below its centre (:func:`band_noise_tables`)."""
     octave = np.log2(np.maximum(f, 1e-9) / (fs / 2))  # 0 at Nyquist, -1 an octave down ...
     centres = -(np.arange(num_bands) + 0.5)
-    tables = []
+    shapes = []
     for c in centres:
         x = np.clip(1 - np.abs(octave - c), 0.0, 1.0)  # triangles, overlapping, sum to 1
         if c == centres[-1]:
             x = np.where(octave < c, 1.0, x)
-        band = np.fft.irfft(spec * np.sin(0.5 * np.pi * x) ** 2, n=length)
-        tables.append(band / max(float(np.sqrt(np.mean(band**2))), 1e-12))
-    return np.stack(tables).astype(np.float32)
+        shapes.append(np.sin(0.5 * np.pi * x) ** 2)
+    return np.stack(shapes)
 
 
 def band_noise(
