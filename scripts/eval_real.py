@@ -1,7 +1,7 @@
 """Judge models on the real recordings (``real-notes``) in the field's conventions.
 
     python scripts/eval_real.py --model notes --model piano [--every K] [--crepe tiny|full]
-        [--json OUT.json] [--heldout]
+        [--json OUT.json] [--heldout | --guitar]
 
 For each model: G(S_J x) of every K-th real note (MIDI 24-95, 4 s), then
 :func:`mmsin.evaluation.real_note_metrics` against the original and the set summary
@@ -9,7 +9,8 @@ For each model: G(S_J x) of every K-th real note (MIDI 24-95, 4 s), then
 and cached under ``$MMSIN_HOME/cache``. Prints one row per model and writes the summaries and
 per-note records as JSON (default ``$MMSIN_HOME/results/eval-real.json``). ``--heldout``
 judges the rendered held-out notes of nsynth-like instead (five instruments never trained on,
-every semitone MIDI 40-90, rendered anew at one velocity), the same way.
+every semitone MIDI 40-90, rendered anew at one velocity), the same way; ``--guitar`` the
+recorded guitar notes of ``real-guitar`` (two guitars' six open strings, MIDI 40-64).
 """
 
 from __future__ import annotations
@@ -32,15 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=1, help="every K-th note by pitch (default 1)")
     p.add_argument("--crepe", choices=["tiny", "full"], default="tiny", help="CREPE model")
     p.add_argument("--json", default=None, help="output JSON (default results/eval-real.json)")
-    p.add_argument("--heldout", action="store_true", help="the rendered held-out notes instead")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--heldout", action="store_true", help="the rendered held-out notes")
+    which.add_argument("--guitar", action="store_true", help="the recorded guitar notes")
     args = p.parse_args(argv)
     if args.every < 1:
         p.error("--every must be at least 1")
     cache = paths.workspace() / "cache"
-    default = "eval-heldout.json" if args.heldout else "eval-real.json"
-    out = Path(args.json) if args.json else paths.results_dir() / default
+    label = "heldout" if args.heldout else "real-guitar" if args.guitar else "real-notes"
+    default = {"heldout": "eval-heldout.json", "real-guitar": "eval-guitar.json"}
+    out = paths.results_dir() / default.get(label, "eval-real.json")
+    out = Path(args.json) if args.json else out
     clips = _heldout(cache) if args.heldout else None
-    label = "heldout" if args.heldout else "real-notes"
+    if args.guitar:
+        from mmsin.data.real_guitar import load_real_guitar
+
+        clips = load_real_guitar()
     results: dict[str, Any] = {"every": args.every, "crepe": args.crepe, "models": {}}
     rows: list[list[str]] = []
     for name in args.model:

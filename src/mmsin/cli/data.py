@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     b = sub.add_parser(
         "build",
-        help="render nsynth-like or beethoven-like, or write real-notes (cached)",
+        help="render nsynth-like or beethoven-like, or write real-notes or real-guitar (cached)",
         description=(
             "Render an offline look-alike into $MMSIN_HOME/data/KIND-SIZE (or --root). "
             "Cached: a second call with the same parameters returns at once."
@@ -45,9 +45,9 @@ def register(subparsers: Any) -> None:
     )
     b.add_argument(
         "kind",
-        choices=["nsynth-like", "beethoven-like", "real-notes"],
-        help="which data set (real-notes: recorded Steinway notes to evaluate on, never "
-        "trained on; one size)",
+        choices=["nsynth-like", "beethoven-like", "real-notes", "real-guitar"],
+        help="which data set (real-notes: recorded Steinway notes, real-guitar: two recorded "
+        "guitars' open strings; both to evaluate on, never trained on; one size)",
     )
     b.add_argument(
         "--size",

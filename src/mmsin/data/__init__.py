@@ -3,7 +3,8 @@ offline look-alikes rendered from real sampled instruments.
 
 * :func:`load_clips` -- one entry point for every source, returning :class:`Clips`.
 * :func:`build` -- render ``nsynth-like`` or ``beethoven-like``, or write ``real-notes``
-  (recorded piano notes, :mod:`mmsin.data.real`; split ``heldout`` only), all cached.
+  (recorded piano notes, :mod:`mmsin.data.real`) or ``real-guitar`` (recorded guitar notes,
+  :mod:`mmsin.data.real_guitar`; both split ``heldout`` only), all cached.
 * :class:`DataError` -- a missing or malformed data set (one line naming the path).
 
 docs/data.md describes the sources, split rules, silence handling and licences.
@@ -61,10 +62,10 @@ def resolve(source: str | os.PathLike[str], size: str = "small") -> tuple[Path, 
     from mmsin.data.nsynth import is_nsynth
 
     name = str(source)
-    if name == "real-notes":  # recorded notes: one size, built by `mmsin data build real-notes`
+    if name in ("real-notes", "real-guitar"):  # recorded notes: one size each
         root = paths.data_dir() / name
         if not (root / "build.json").is_file():
-            raise DataError(f"{root}: not built; run `mmsin data build real-notes`")
+            raise DataError(f"{root}: not built; run `mmsin data build {name}`")
         return root, "nsynth"
     if name in LOOKALIKES:
         root = paths.data_dir() / f"{name}-{size}"
@@ -138,6 +139,8 @@ def load_clips(
     if kind == "nsynth":
         from mmsin.data.nsynth import load_nsynth
 
+        if str(source) == "real-guitar":  # not the paper's keyboards and flutes
+            options.setdefault("families", ("guitar",))
         clips = load_nsynth(path, split, fs=fs, **options)
     elif kind == "beethoven":
         from mmsin.data.beethoven import load_beethoven

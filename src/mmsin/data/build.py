@@ -1,9 +1,10 @@
 """Entry point and cache of the offline look-alikes' builders.
 
 :func:`build` dispatches to the builder of each data set: ``nsynth-like``
-(:mod:`mmsin.data.nsynth_like`), ``beethoven-like`` (:mod:`mmsin.data.beethoven_like`) and
-``real-notes`` (:mod:`mmsin.data.real`). This module holds what they share: the build version,
-the cache and the progress and skip reports.
+(:mod:`mmsin.data.nsynth_like`), ``beethoven-like`` (:mod:`mmsin.data.beethoven_like`),
+``real-notes`` (:mod:`mmsin.data.real`) and ``real-guitar`` (:mod:`mmsin.data.real_guitar`).
+This module holds what they share: the build version, the cache and the progress and skip
+reports.
 
 Every build is deterministic (same sound fonts and parameters give the same files) and cached:
 the build parameters are written last to ``build.json`` in the data-set folder, and a later
@@ -102,8 +103,9 @@ def build(
 
     Parameters
     ----------
-    kind : {"nsynth-like", "beethoven-like", "real-notes"}
-        real-notes: recorded piano notes (:mod:`mmsin.data.real`), one size (``size`` unused).
+    kind : {"nsynth-like", "beethoven-like", "real-notes", "real-guitar"}
+        real-notes: recorded piano notes (:mod:`mmsin.data.real`), real-guitar: recorded
+        guitar notes (:mod:`mmsin.data.real_guitar`); one size each (``size`` unused).
     size : {"small", "full"}
         small: a few hundred notes / about 16 min of music, about a minute on 2 cores;
         full: every distinct instrument and pitch / all the committed MIDI (about 6 h).
@@ -118,6 +120,8 @@ def build(
     """
     if kind == "real-notes":  # recorded notes: one size, its own module
         return import_module("mmsin.data.real").build_real_notes(root, progress=progress)
+    if kind == "real-guitar":
+        return import_module("mmsin.data.real_guitar").build_real_guitar(root, progress=progress)
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
     if size not in SIZES:

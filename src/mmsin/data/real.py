@@ -29,6 +29,8 @@ import os
 import re
 import time
 import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +116,22 @@ def detect_onset(
     return k * hop / fs
 
 
-def trim_note(x: np.ndarray, fs: int, fs_out: int = FS, seconds: float = SECONDS) -> np.ndarray:
+def trim_note(
+    x: np.ndarray,
+    fs: int,
+    fs_out: int = FS,
+    seconds: float = SECONDS,
+    *,
+    rise_db: float = 30.0,
+) -> np.ndarray:
     """A recorded note ready for the set: mono, without its DC offset (the whole file's mean),
-    from ``PRE_ONSET`` before its onset, resampled to ``fs_out``, ``seconds`` long
-    (zero-padded)."""
+    from ``PRE_ONSET`` before its onset (:func:`detect_onset` with ``rise_db``), resampled to
+    ``fs_out``, ``seconds`` long (zero-padded)."""
     y = np.asarray(x, dtype=np.float64)
     if y.ndim == 2:
         y = y.mean(axis=0)
     y = y - y.mean()
-    start = round((detect_onset(y, fs) - PRE_ONSET) * fs)
+    start = round((detect_onset(y, fs, rise_db=rise_db) - PRE_ONSET) * fs)
     y = np.pad(y, (-start, 0)) if start < 0 else y[start:]
     y = y[: round((seconds + 0.1) * fs)]  # a little past the end, for the resampler's edge
     return fit_length(resample(y.astype(np.float32), fs, fs_out), round(seconds * fs_out))
@@ -196,7 +205,7 @@ def build_real_notes(
     progress : bool
         A one-line summary on stderr.
     """
-    from mmsin.data.build import _cached, _finish, _say, _start
+    from mmsin.data.build import _cached, _say
 
     out = Path(root) if root is not None else default_root()
     src = Path(archive) if archive is not None else find_archive()
@@ -212,33 +221,69 @@ def build_real_notes(
     }
     if _cached(out, params):
         return out
+    notes = [
+        RecordedNote(name, midi, reader, INSTRUMENT, "keyboard", 127)  # fortissimo
+        for name, (midi, reader) in sorted(sources.items(), key=lambda e: e[1][0])
+    ]
+    summary = write_recorded_notes(out, params, notes, src)
+    _say(
+        progress,
+        f"real-notes: {summary['notes']} recorded piano notes, MIDI {summary['pitches']}, "
+        f"{summary['seconds']} s -> {out}",
+    )
+    return out
+
+
+@dataclass(frozen=True)
+class RecordedNote:
+    """One recording to write into a set of recorded notes (:func:`write_recorded_notes`):
+    its file name, nominal MIDI pitch, a reader returning ``(audio (channels, time), fs)``,
+    NSynth's instrument name and family, its velocity, and the onset detector's ``rise_db``."""
+
+    name: str
+    midi: int
+    reader: Callable[[], tuple[np.ndarray, int]]
+    instrument: str
+    family: str
+    velocity: int
+    rise_db: float = 30.0
+
+
+def write_recorded_notes(
+    out: Path, params: dict[str, Any], notes: Sequence[RecordedNote], source: Path
+) -> dict[str, Any]:
+    """Trim and write ``notes`` into ``out`` as an NSynth tree whose only split is
+    ``heldout`` (module docstring), mark it built with ``params`` and return its summary."""
+    from mmsin.data.build import _finish, _start
+
     _start(out)
     folder = out / HELDOUT_FOLDER
     (folder / "audio").mkdir(parents=True)
     t0 = time.perf_counter()
+    instruments = sorted({n.instrument for n in notes})
     examples: dict[str, dict[str, Any]] = {}
-    for i, (name, (midi, reader)) in enumerate(sorted(sources.items(), key=lambda e: e[1][0])):
-        x, fs = reader()
-        onset = detect_onset(x, fs)
-        y = trim_note(x, fs)
-        note_str = f"{INSTRUMENT}-{midi:03d}-127"
+    for i, note in enumerate(notes):
+        x, fs = note.reader()
+        onset = detect_onset(x, fs, rise_db=note.rise_db)
+        y = trim_note(x, fs, rise_db=note.rise_db)
+        note_str = f"{note.instrument}-{note.midi:03d}-{note.velocity:03d}"
         save_audio(folder / "audio" / f"{note_str}.wav", y, FS, subtype="PCM_24")
         examples[note_str] = {
             "note_str": note_str,
             "note": i,
             "sample_rate": FS,
-            "pitch": midi,
-            "velocity": 127,  # fortissimo
-            "instrument": 0,
-            "instrument_str": INSTRUMENT,
-            "instrument_family": FAMILIES.index("keyboard"),
-            "instrument_family_str": "keyboard",
+            "pitch": note.midi,
+            "velocity": note.velocity,
+            "instrument": instruments.index(note.instrument),
+            "instrument_str": note.instrument,
+            "instrument_family": FAMILIES.index(note.family),
+            "instrument_family_str": note.family,
             "instrument_source": 0,
             "instrument_source_str": "acoustic",
             "qualities": [0] * 10,
             "qualities_str": [],
             # Not in NSynth: where the note came from and where its onset was found.
-            "source_file": name,
+            "source_file": note.name,
             "source_fs": fs,
             "onset_seconds": round(onset, 5),
         }
@@ -250,16 +295,11 @@ def build_real_notes(
             min(e["pitch"] for e in examples.values()),
             max(e["pitch"] for e in examples.values()),
         ],
-        "source": str(src),
+        "source": str(source),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     _finish(out, params, summary)
-    _say(
-        progress,
-        f"real-notes: {summary['notes']} recorded piano notes, MIDI {summary['pitches']}, "
-        f"{summary['seconds']} s -> {out}",
-    )
-    return out
+    return summary
 
 
 def load_real_notes(
