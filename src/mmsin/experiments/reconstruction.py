@@ -9,7 +9,9 @@ notes and on the held-out notes (instruments never trained on, every semitone MI
 And on real recordings (``real-notes``, recorded Steinway notes; every ``ctx.real_every``-th
 semitone of MIDI 24-95, by default 3: 24 notes, to bound the CREPE time) when that set can be
 built: f0 error against the original's CREPE track, partials, HNR, LSD and loudness in
-DDSP's conventions (:mod:`mmsin.experiments.real_notes`), with each model's per-note spectra.
+DDSP's conventions (:mod:`mmsin.experiments.real_notes`), with each model's per-note spectra;
+the same on the recorded guitar notes (``real-guitar``: 12, or every 3rd when the Steinway
+notes are subsampled) when their source is there.
 """
 
 from __future__ import annotations
@@ -176,13 +178,12 @@ def reconstruction(ctx: Context) -> Outcome:
         ),
     )
     if ctx.real_every > 0 and real_notes.available():
-        _real_notes(
-            ctx,
-            [(label, m) for _, label, m, split in jobs if split == "test"],
-            folder,
-            section,
-            numbers,
-        )
+        tested = [(label, m) for _, label, m, split in jobs if split == "test"]
+        _real_notes(ctx, tested, folder, section, numbers)
+        from mmsin.data import real_guitar
+
+        if real_guitar.available():
+            _real_notes(ctx, tested, folder, section, numbers, guitar=True)
     else:
         section.add(
             report.Paragraph(
@@ -199,16 +200,29 @@ def _real_notes(
     folder: Any,
     section: report.Section,
     numbers: dict[str, Any],
+    *,
+    guitar: bool = False,
 ) -> None:
-    """Each model on the real recordings: a table row, results and per-note spectra."""
+    """Each model on the real recordings (the Steinway notes, or with ``guitar`` the guitars'
+    open strings: all 12, or every 3rd when the piano's are subsampled): a table row, results
+    and per-note spectra."""
     rows = []
     figures = []
+    every, clips, kind = ctx.real_every, None, "real"
+    if guitar:
+        from mmsin.data.real_guitar import load_real_guitar
+
+        every, clips, kind = (1 if ctx.real_every == 1 else 3), load_real_guitar(), "guitar"
     for label, model in models:
-        ctx.say(f"reconstruction: {label} on the real recordings (every {ctx.real_every}th note)")
+        ctx.say(f"reconstruction: {label} on the real {kind} notes (every {every}th note)")
         res = real_notes.evaluate_real_notes(
-            model, every=ctx.real_every, crepe_model=ctx.crepe_model
+            model,
+            every=every,
+            crepe_model=ctx.crepe_model,
+            clips=clips,
+            label="real-guitar" if guitar else "real-notes",
         )
-        numbers[f"{label} real"] = {"summary": res.summary, "notes": res.records()}
+        numbers[f"{label} {kind}"] = {"summary": res.summary, "notes": res.records()}
         rows.append(res.row(label))
         picks = np.linspace(0, len(res.notes) - 1, REAL_FIGURES).round().astype(int)
         for i in dict.fromkeys(picks.tolist()):
@@ -219,23 +233,28 @@ def _real_notes(
                 res.reconstruction[i],
                 res.fs,
                 n.partials_hz_original,
-                folder / f"real-{label}-{res.names[i]}.png",
+                folder / f"{kind}-{label}-{res.names[i]}.png",
                 title=f"{label}: {res.names[i]} (MIDI {n.midi:.0f}), "
                 f"|f0 err| {f0_err}, partials {n.partials_cents_median:.0f} cents",
             )
             figures.append(
                 report.Figure(
                     path,
-                    f"{label}: real note {res.names[i]}: spectra of the "
+                    f"{label}: real {kind} note {res.names[i]}: spectra of the "
                     "original (black) and G(Z) (red), the original's partials dotted",
                 )
             )
+    what = (
+        f"two acoustic guitars' open strings, MIDI 40-64, every {every}th of the 12"
+        if guitar
+        else f"recorded Steinway notes, every {every}th semitone of MIDI 24-95"
+    )
     section.add(
         report.Table(
             ["model", "tracked", *[c[1] for c in real_notes.COLUMNS]],
             rows,
-            caption=f"Real recordings (recorded Steinway notes, every {ctx.real_every}th "
-            "semitone of MIDI 24-95; never trained on). f0 error: per note, the median |cents| "
+            caption=f"Real recordings ({what}; never trained on). f0 error: per note, the "
+            "median |cents| "
             "of G(Z)'s CREPE f0 against the original's over the frames whose CREPE periodicity "
             "is >= 0.85; "
             "then median and 90th percentile over the tracked notes; octave errors: notes whose "
