@@ -152,8 +152,8 @@ def build_real_guitar(
 def load_real_guitar(
     root: str | os.PathLike[str] | None = None, *, fs: int = FS, seconds: float = SECONDS
 ) -> Clips:
-    """The real-guitar set as clips (peak-normalised, split ``heldout``), built first if
-    needed (also when it was built by an earlier :data:`VERSION`)."""
+    """The real-guitar set as clips (peak-normalised, split ``heldout``, by pitch then guitar),
+    built first if needed (also when it was built by an earlier :data:`VERSION`)."""
     from mmsin.data.nsynth import load_nsynth
     from mmsin.data.real import _built_version
 
@@ -161,6 +161,9 @@ def load_real_guitar(
     if _built_version(path) != VERSION:
         build_real_guitar(path, progress=False)
     clips = load_nsynth(path, "heldout", fs=fs, seconds=seconds, families=("guitar",))
+    # by pitch, then guitar: every k-th note then spans the strings and both guitars
+    order = sorted(range(len(clips)), key=lambda i: (clips.meta[i]["pitch"], clips.meta[i]["name"]))
+    clips.audio, clips.meta = clips.audio[order], [clips.meta[i] for i in order]
     clips.source = KIND
     return clips
 

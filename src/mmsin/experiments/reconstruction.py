@@ -214,7 +214,8 @@ def _real_notes(
 
         every, clips, kind = (1 if ctx.real_every == 1 else 3), load_real_guitar(), "guitar"
     for label, model in models:
-        ctx.say(f"reconstruction: {label} on the real {kind} notes (every {every}th note)")
+        what = "recorded guitar" if guitar else "recorded piano"
+        ctx.say(f"reconstruction: {label} on the {what} notes (1 in {every})")
         res = real_notes.evaluate_real_notes(
             model,
             every=every,
@@ -245,9 +246,9 @@ def _real_notes(
                 )
             )
     what = (
-        f"two acoustic guitars' open strings, MIDI 40-64, every {every}th of the 12"
+        f"two acoustic guitars' open strings, MIDI 40-64, 1 in {every} of the 12"
         if guitar
-        else f"recorded Steinway notes, every {every}th semitone of MIDI 24-95"
+        else f"recorded Steinway notes, 1 in {every} semitones of MIDI 24-95"
     )
     section.add(
         report.Table(
