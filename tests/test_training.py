@@ -698,3 +698,34 @@ def test_mm_term_divides_by_the_chosen_channel_statistic(tmp_path: Path) -> None
     cfg.loss.mm_norm = "median"
     with pytest.raises(ValueError, match="mm_norm"):
         cfg.validate()
+
+
+def test_level_augmentation_scales_each_segment_alike(tmp_path: Path, monkeypatch) -> None:
+    """With ``train.level_db`` each training segment's S_J frames, waveform and S_K reach the
+    loss multiplied by one gain, drawn in the range, the same for the same seed and step (a
+    resumed run draws what the first would have); without it they arrive as computed."""
+    from mmsin.training import loop
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    real = loop.loss_terms
+
+    def spy(cfg, model, objective, frames, wave, sk, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append((frames.detach().clone(), wave.detach().clone(), sk.detach().clone()))
+        return real(cfg, model, objective, frames, wave, sk, *a, **kw)
+
+    monkeypatch.setattr(loop, "loss_terms", spy)
+    run(tiny(1), tmp_path / "plain", tmp_path / "cache")
+    plain = list(seen)
+    seen.clear()
+    run(tiny(1, "train.level_db=[-12, 6]"), tmp_path / "level", tmp_path / "cache")
+    assert len(seen) == len(plain) > 0
+    for (f0, w0, s0), (f1, w1, s1) in zip(plain, seen, strict=True):
+        gain = (w1.flatten(1).norm(dim=1) / w0.flatten(1).norm(dim=1)).double()
+        assert bool(((gain > 10 ** (-12 / 20) - 1e-6) & (gain < 10 ** (6 / 20) + 1e-6)).all())
+        for a, b in ((f0, f1), (s0, s1)):  # the same gain for S_J and S_K
+            ratio = b.flatten(1).norm(dim=1) / a.flatten(1).norm(dim=1)
+            assert torch.allclose(ratio.double(), gain, rtol=1e-5)
+    assert float(gain.max() / gain.min()) > 1.05  # not one gain for all segments
+    first = loop.level_gains([-12, 6], 4, 3, 7)
+    assert torch.equal(first, loop.level_gains([-12, 6], 4, 3, 7))
+    assert not torch.equal(first, loop.level_gains([-12, 6], 4, 3, 8))

@@ -238,7 +238,10 @@ class TrainConfig:
     or AMX; elsewhere it is emulated and slower, so it stays off). A checkpoint is written every
     ``checkpoint_every`` epochs and at the end; ``preview_every`` epochs TensorBoard gets audio
     previews and spectrograms (0: never). ``lr_milestones``/``lr_gamma``: step decay of the
-    learning rate at those epochs (empty: constant, as in the paper).
+    learning rate at those epochs (empty: constant, as in the paper). ``level_db`` = [lo, hi]:
+    each training segment's level is changed by a gain drawn uniformly in that range of dB
+    (its S_J, waveform and S_K alike: all three are positively homogeneous in the signal), so
+    that G meets the levels real recordings come at; empty: off (the paper).
     """
 
     lr: float = 5e-4
@@ -255,6 +258,7 @@ class TrainConfig:
     lr_milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.2
     max_nonfinite_steps: int = 5
+    level_db: list[float] = field(default_factory=list)
 
     def validate(self) -> None:
         _require(self.lr > 0, "train.lr", self.lr, "must be positive")
@@ -268,6 +272,13 @@ class TrainConfig:
         _require(self.preview_every >= 0, "train.preview_every", self.preview_every, ">= 0")
         _require(self.num_workers >= 0, "train.num_workers", self.num_workers, ">= 0")
         _require(self.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", 0, "must be >= 1")
+        _require(
+            len(self.level_db) in (0, 2)
+            and (not self.level_db or self.level_db[0] <= self.level_db[1]),
+            "train.level_db",
+            self.level_db,
+            "must be [] or [lo, hi] with lo <= hi (dB)",
+        )
 
 
 @dataclass

@@ -528,6 +528,12 @@ class _Session:
         frames = feats.train_frames[idx].to(device, non_blocking=True)
         wave = feats.train_wave[idx].to(device, non_blocking=True)
         sk = feats.train_sk[idx].to(device, non_blocking=True)
+        if self.cfg.train.level_db:
+            tc = self.cfg.train
+            gain = level_gains(tc.level_db, len(batch), tc.seed, at.global_step)
+            frames, wave, sk = (
+                t * gain.to(t).view(-1, *[1] * (t.dim() - 1)) for t in (frames, wave, sk)
+            )
         pad = feats.train_pad[idx] if feats.train_pad is not None else None
         self.optimizer.zero_grad(set_to_none=True)
         codes = self.chains.next(at.global_step) if self.chains is not None else None
@@ -613,3 +619,11 @@ class _Session:
         if self.writer is not None:
             self.writer.add_scalar("test/inv", test_inv, at.global_step)
             self.writer.add_scalar("train/epoch_loss", at.history["train_loss"][-1], at.global_step)
+
+
+def level_gains(level_db: list[float], n: int, seed: int, step: int) -> Tensor:
+    """``n`` gains drawn uniformly in ``level_db`` = [lo, hi] dB for training step ``step``:
+    the same for the same seed and step (a resumed run draws what the first would have)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    lo, hi = float(level_db[0]), float(level_db[1])
+    return 10 ** ((lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)) / 20)
