@@ -330,6 +330,19 @@ def _built_version(path: Path) -> int | None:
         return None
 
 
+def set_available(root: Path, find_archive: Callable[[], Path], version: int | None = None) -> bool:
+    """Whether a recorded set is built at ``root`` (by ``version`` when given) or its source
+    can be found by ``find_archive``."""
+    built = (root / "build.json").is_file() if version is None else _built_version(root) == version
+    if built:
+        return True
+    try:
+        find_archive()
+    except DataError:
+        return False
+    return True
+
+
 def default_root() -> Path:
     """Where the set is written by default: ``paths.data_dir() / "real-notes"``."""
     return paths.data_dir() / KIND

