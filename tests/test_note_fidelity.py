@@ -65,3 +65,20 @@ def test_kept_pitch_lost_pitch_and_the_grid() -> None:
     assert fid.hnr_db[0] > 20 and fid.hnr_db[1] < 0 and fid.hnr_db[2] < 0
     s = fid.summary()
     assert s["tracked"] == 3 and abs(s["pitch_kept"] - 1 / 3) < 1e-12
+
+
+def test_summary_of_notes_without_a_figure_is_nan_without_a_warning() -> None:
+    """Clips too short for the grid share and HNR (as in a tiny experiment) summarise to NaN
+    quietly: numpy's median of an empty or all-NaN array warns, which a normal run must not."""
+    import warnings
+
+    from mmsin.evaluation import NoteFidelity, finite_median
+
+    nan2 = np.full(2, np.nan)
+    fid = NoteFidelity(nan2, nan2, np.zeros(2, bool), np.zeros(2, bool), nan2, nan2, nan2, nan2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = fid.summary()
+        assert finite_median([]) != finite_median([])  # NaN
+    assert all(np.isnan(s[k]) for k in ("grid_median", "hnr_db_median", "pitch_kept"))
+    assert finite_median([3.0, np.nan, 1.0, 2.0]) == np.median([1.0, 2.0, 3.0])

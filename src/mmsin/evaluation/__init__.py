@@ -40,6 +40,7 @@ like the training data: periodic frames, onsets, silences, flatness, grid).
 
 from __future__ import annotations
 
+from mmsin.evaluation._common import finite_median
 from mmsin.evaluation.fidelity import (
     NoteFidelity,
     normalised_f0,
@@ -147,6 +148,7 @@ __all__ = [
     "cents",
     "feature_mean_distance",
     "find_partials",
+    "finite_median",
     "gap_db",
     "grid_energy_share",
     "grid_share_or_nan",

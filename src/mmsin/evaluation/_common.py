@@ -18,6 +18,13 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def finite_median(values: Any) -> float:
+    """Median of the finite entries; NaN, without numpy's all-NaN warning, when there are none."""
+    v = _np(values).ravel()
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else float("nan")
+
+
 def _check_fs(fs: float) -> None:
     if not fs > 0:
         raise ValueError(f"sample rate must be positive, got {fs}")

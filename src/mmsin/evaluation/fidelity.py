@@ -13,7 +13,7 @@ from torch import Tensor
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
-from mmsin.evaluation._common import _np
+from mmsin.evaluation._common import _np, finite_median
 from mmsin.evaluation.grid import _min_samples, grid_share_or_nan, harmonic_to_noise_ratio
 from mmsin.evaluation.pitch import cents, median_f0, midi_to_hz
 
@@ -46,10 +46,10 @@ class NoteFidelity:
             "notes": int(self.tracked.size),
             "tracked": n_tracked,
             "pitch_kept": float(self.kept.sum() / n_tracked) if n_tracked else float("nan"),
-            "grid_median": float(np.nanmedian(self.grid)),
-            "grid_original_median": float(np.nanmedian(self.grid_original)),
-            "hnr_db_median": float(np.nanmedian(self.hnr_db)),
-            "hnr_db_original_median": float(np.nanmedian(self.hnr_db_original)),
+            "grid_median": finite_median(self.grid),
+            "grid_original_median": finite_median(self.grid_original),
+            "hnr_db_median": finite_median(self.hnr_db),
+            "hnr_db_original_median": finite_median(self.hnr_db_original),
         }
 
 

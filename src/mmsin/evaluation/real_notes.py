@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 import scipy.signal
 
-from mmsin.evaluation._common import _check_fs, _np
+from mmsin.evaluation._common import _check_fs, _np, finite_median
 from mmsin.evaluation.grid import SPECTRUM_PAD, _long_spectrum, harmonic_to_noise_ratio
 from mmsin.evaluation.pitch import cents, midi_to_hz, pitch_track
 from mmsin.evaluation.spectra import _stft_mag, log_spectral_distance
@@ -346,9 +346,7 @@ def summarize_real_notes(notes: Sequence[RealNoteMetrics]) -> dict[str, float]:
     missing = sum(int(n.partials_missing.sum()) for n in notes)
 
     def median(name: str) -> float:
-        v = np.array([getattr(n, name) for n in notes], dtype=np.float64)
-        v = v[np.isfinite(v)]
-        return float(np.median(v)) if v.size else float("nan")
+        return finite_median([getattr(n, name) for n in notes])
 
     nan = float("nan")
     return {

@@ -197,7 +197,7 @@ def pitch_interpolation(ctx: Context) -> Outcome:
             "single_fundamental": float(single.mean()) if single.size else float("nan"),
             "near_midpoint": float(near.mean()) if near.size else float("nan"),
             "single_and_near": float((single & near).mean()) if near.size else float("nan"),
-            "median_abs_cents": float(np.nanmedian(c)) if c.size else float("nan"),
+            "median_abs_cents": ev.finite_median(c),
             "at_an_endpoint": float(at_end.mean()) if e.size else float("nan"),
         }
 

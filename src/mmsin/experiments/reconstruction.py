@@ -107,7 +107,7 @@ def reconstruction(ctx: Context) -> Outcome:
                 f_hat = ev.median_f0(x_hat[i], model.fs, model=ctx.crepe_model)
                 errs.append(ev.cents(f_hat, f_refs[i]))
             errs_arr = np.asarray(errs, dtype=float)
-            m["f0_cents_abs_median"] = float(np.nanmedian(np.abs(errs_arr)))
+            m["f0_cents_abs_median"] = ev.finite_median(np.abs(errs_arr))
             m["f0_within_50_cents"] = float(np.mean(np.abs(errs_arr) < 50))
             m["f0_cents"] = errs_arr
         numbers[label] = m

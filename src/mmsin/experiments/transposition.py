@@ -57,12 +57,6 @@ def _notes(ctx: Context, model: Any) -> tuple[Any, str]:
     return load_split(ctx, NOTES, split), f"rendered notes ({NOTES}, {split})"
 
 
-def _median(values: list[float]) -> float:
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(np.median(v)) if v.size else math.nan
-
-
 def transposition(ctx: Context) -> Outcome:
     """f0 error and timbre of transposed notes, the model against a phase vocoder."""
     import librosa
@@ -122,8 +116,8 @@ def transposition(ctx: Context) -> Outcome:
             sel = [r for r in rows if r["K"] == k and r["method"] == method]
             line[method] = {
                 "notes": len(sel),
-                "median_abs_cents": _median([abs(r["cents"]) for r in sel]),
-                "median_timbre_db": _median([r["timbre_db"] for r in sel]),
+                "median_abs_cents": ev.finite_median([abs(r["cents"]) for r in sel]),
+                "median_timbre_db": ev.finite_median([r["timbre_db"] for r in sel]),
             }
         summary.append(line)
     section.add(
