@@ -6,6 +6,7 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py train clips.npz notes RUN [--set k=v ...] [--max-steps N]
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
     python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...]
+    python scripts/train_pretrained.py configure MODEL OUT --set generator.amp_refine=frame
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
 small (piano) at 4096 Hz as float16; ``train`` trains a preset (default ``pitched``, what
@@ -13,7 +14,9 @@ ships) on one of them (the data set's name is recorded in the config); ``pack`` 
 newest checkpoint of a run without optimiser state, weights in float16
 (``MMSIN.save(half=True)``); ``refit`` fits a trained model's whitening L again (its VAR,
 code law and bank: :func:`mmsin.training.features.fit_whitening`) on its own training data
-with changed ``whitening`` settings, keeping G, and packs it the same way.
+with changed ``whitening`` settings, keeping G, and packs it the same way; ``configure``
+changes how a trained generator is run, not its weights (:data:`INFERENCE_SETTINGS`), and
+packs it the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 KINDS = {"notes": "nsynth-like", "piano": "beethoven-like"}
+#: Settings of a trained generator that change how it is run, not its weights.
+INFERENCE_SETTINGS = ("generator.amp_refine", "generator.peak_rounds")
 
 
 def export(out: Path) -> None:
@@ -111,6 +116,24 @@ def refit(model_in: str, out: Path, overrides: list[str]) -> None:
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
 
 
+def configure(model_in: str, out: Path, overrides: list[str]) -> None:
+    from mmsin.assembly import build_generator
+    from mmsin.config import override
+    from mmsin.model import MMSIN
+
+    bad = [o for o in overrides if o.split("=", 1)[0] not in INFERENCE_SETTINGS]
+    if bad or not overrides:
+        raise SystemExit(f"configure changes {', '.join(INFERENCE_SETTINGS)} only, got {bad}")
+    model = MMSIN.load(model_in)
+    cfg = override(model.config, overrides)
+    generator = build_generator(cfg, model.num_channels, model.norm)
+    generator.load_state_dict(model.generator.state_dict())
+    model.generator = generator.eval()
+    model._config = cfg
+    model.save(out, half=True)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB, {' '.join(overrides)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -132,6 +155,10 @@ def main() -> None:
     r.add_argument("model", help="model name or checkpoint")
     r.add_argument("out", type=Path)
     r.add_argument("--set", dest="overrides", action="append", default=[])
+    c = sub.add_parser("configure")
+    c.add_argument("model", help="model name or checkpoint")
+    c.add_argument("out", type=Path)
+    c.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     if args.step == "export":
         export(args.out)
@@ -139,6 +166,8 @@ def main() -> None:
         train(args.clips, args.kind, args.run, args.overrides, args.max_steps, args.preset)
     elif args.step == "refit":
         refit(args.model, args.out, args.overrides)
+    elif args.step == "configure":
+        configure(args.model, args.out, args.overrides)
     else:
         pack(args.run, args.out)
 

@@ -423,3 +423,60 @@ def test_a_frame_is_located_alike_streamed_or_in_its_sequence(sj: TimeFrequencyS
         cs = [s.controls(frames[..., i : i + 1]) for i in range(T)]
     omega = torch.cat([ci.omega for ci in cs], -1)
     assert torch.allclose(omega, c.omega, rtol=0, atol=1e-9)
+
+
+def _randomised(g: FreePartialGenerator) -> FreePartialGenerator:
+    """The shared network's last layer given weights, so that its log-gain differs from bin
+    to bin (a new head's is zero everywhere)."""
+    torch.manual_seed(3)
+    with torch.no_grad():
+        g.out.conv.weight.normal_(0.0, 0.5)
+    return g
+
+
+def test_frame_refinement_keeps_the_relative_levels_that_u_gives(
+    sj: TimeFrequencyScattering,
+) -> None:
+    """``amp_refine = "frame"``: every partial of a frame gets the same refinement (the mean of
+    the network's over the frame's peaks), so log(amplitude) - estimate is one number per
+    frame and the partials' relative levels are the estimate's; per bin they differ."""
+    x = torch.tensor(_partials(196.0, 1e-4)[None], dtype=torch.float32)
+    frames = sj(x)[..., :10]
+    spread = {}
+    for mode in ("bin", "frame"):
+        g = _randomised(_generator(sj, amp_refine=mode))
+        with torch.no_grad():
+            _, est, peak, _, _ = g.estimate(frames)
+            amp = g.controls(frames).amp
+        p = peak[:, g.keep]
+        delta = torch.log(amp.clamp(min=1e-30)) - est[:, g.keep]
+        per_frame = [delta[0, p[0, :, t], t] for t in range(2, 10)]
+        assert all(len(d) >= 3 for d in per_frame)  # several partials in every frame
+        spread[mode] = max(float(d.max() - d.min()) for d in per_frame)
+    assert spread["frame"] < 1e-5, spread
+    assert spread["bin"] > 0.1, spread
+
+
+def test_frame_refinement_streams_as_the_whole_sequence(sj: TimeFrequencyScattering) -> None:
+    g = _randomised(_generator(sj, context=2, amp_refine="frame"))
+    x = torch.tensor(_partials(130.0, 2e-4)[None], dtype=torch.float32)
+    frames = sj(x)[..., :13]
+    with torch.no_grad():
+        whole = g(frames)
+    s = g.stream(1)
+    parts, i = [], 0
+    for k in (1, 4, 8):
+        parts.append(s.push(frames[..., i : i + k]))
+        i += k
+    np.testing.assert_allclose(torch.cat(parts, -1).numpy(), whole.numpy(), atol=2e-4)
+    assert float(whole.abs().max()) > 0.1
+
+
+def test_amp_refine_is_a_config_choice() -> None:
+    from mmsin.assembly import build_generator
+
+    cfg = override(preset("pitched"), ["generator.amp_refine=frame"])
+    g = build_generator(cfg, 973)
+    assert g.amp.per_frame and not build_generator(preset("pitched"), 973).amp.per_frame
+    with pytest.raises(ValueError, match="amp_refine"):
+        override(preset("pitched"), ["generator.amp_refine=partial"])

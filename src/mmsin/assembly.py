@@ -127,6 +127,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 noise_input=g.noise_input,
                 responses=response_table(sj, hz),
                 refine_rounds=g.peak_rounds,
+                amp_refine=g.amp_refine,
                 noise_power=room,
                 **shared,
             )

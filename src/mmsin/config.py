@@ -141,6 +141,9 @@ class GeneratorConfig:
     to the training audio's floor before the first step; mmsin.generators.noise_floor);
     mmsin.generators.free_partials); ``peak_rounds`` passes locate each of those partials with
     its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks).
+    ``amp_refine``: how the free head's network refines the amplitudes read from u, each
+    partial on its own (``"bin"``) or all the partials of a frame by one gain, the mean of its
+    refinements over them, so that their relative levels are u's (``"frame"``).
     ``c1`` is used by ``"conv"`` only; the other fields by the
     heads that name them.
     """
@@ -161,6 +164,7 @@ class GeneratorConfig:
     noise_bands: int = 6
     noise_input: str = "sj"
     peak_rounds: int = 2
+    amp_refine: str = "bin"
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -179,6 +183,7 @@ class GeneratorConfig:
         _require(self.noise_bands >= 0, "generator.noise_bands", self.noise_bands, ">= 0")
         _require(self.peak_rounds >= 0, "generator.peak_rounds", self.peak_rounds, ">= 0")
         _choice("generator.noise_input", self.noise_input, ("sj", "log"))
+        _choice("generator.amp_refine", self.amp_refine, ("bin", "frame"))
 
 
 @dataclass

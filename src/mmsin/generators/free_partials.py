@@ -134,17 +134,25 @@ class _FreeAmplitude(nn.Module):
     elsewhere, with o = bound tanh(r / bound): the network refines the estimate by at most
     ``bound`` nepers either way (+-17 dB for 2), it can neither silence a partial the encoder
     sees nor blow one up (unbounded, training spiked to 20 times its loss and then learned to
-    mute sustained notes). ``keep``: the oscillators' bins, a contiguous run."""
+    mute sustained notes). ``keep``: the oscillators' bins, a contiguous run. ``per_frame``:
+    o is replaced by its mean over the frame's peaks, one gain for all its partials, whose
+    relative levels are then those u gives (``generator.amp_refine = "frame"``)."""
 
-    def __init__(self, log_max: float, keep: slice, bound: float = 2.0) -> None:
+    def __init__(
+        self, log_max: float, keep: slice, bound: float = 2.0, per_frame: bool = False
+    ) -> None:
         super().__init__()
         self.log_max = log_max
         self.bound = float(bound)
         self.keep = keep
+        self.per_frame = bool(per_frame)
 
     def forward(self, r: Tensor, est: Tensor, peak: Tensor) -> Tensor:
         peak = peak[:, self.keep]
         o = self.bound * torch.tanh(r[:, 0, self.keep] / self.bound)
+        if self.per_frame:  # one refinement per frame: the mean over its peaks
+            w = peak.to(o.dtype)
+            o = (o * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp(min=1.0)
         # at most exp(log_max): finite everywhere, so the gradient off the peaks is 0, not NaN
         log_a = torch.clamp(est[:, self.keep] + o, max=self.log_max)
         return torch.where(peak, torch.exp(log_a), 0.0)
@@ -251,6 +259,10 @@ class FreePartialGenerator(PartialGenerator):
         without it, by the plain parabola.
     refine_rounds : int
         Refinement passes (0: the plain parabola).
+    amp_refine : {"bin", "frame"}
+        The network refines each partial's amplitude (``"bin"``), or all of a frame's by one
+        gain, its refinements' mean over the frame's peaks (``"frame"``: the partials keep the
+        relative levels u gives; docs/model.md, section 6).
     noise_power : ndarray (noise_bands,), optional
         :func:`noise_band_power` of the bank: with it (and ``responses`` and a linear front
         end), each band's gain is at most the room u leaves for noise in its octave
@@ -288,6 +300,7 @@ class FreePartialGenerator(PartialGenerator):
         responses: ResponseTable | None = None,
         refine_rounds: int = 2,
         noise_power: np.ndarray | None = None,
+        amp_refine: str = "bin",
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -330,7 +343,11 @@ class FreePartialGenerator(PartialGenerator):
             self.out.conv.bias.zero_()
         # the bins between fmin and fmax: a contiguous run (the bins' frequencies increase)
         self.keep = slice(int(keep[0]), int(keep[-1]) + 1)
-        self.amp = _FreeAmplitude(self.log_max, self.keep)  # type: ignore[assignment]
+        if amp_refine not in ("bin", "frame"):
+            raise ValueError(f"amp_refine must be 'bin' or 'frame', got {amp_refine!r}")
+        self.amp = _FreeAmplitude(  # type: ignore[assignment]
+            self.log_max, self.keep, per_frame=amp_refine == "frame"
+        )
         self.keep_bins = keep
         self._float64_cache: Derived[_Float64] = Derived()
         if noise_input not in ("sj", "log"):
