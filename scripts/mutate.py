@@ -62,7 +62,9 @@ BREAKAGES = (
         "BatchNorm running statistics also updated by the MM pass on VAR-sampled batches",
         "with amp_context(device, amp), frozen_batchnorm(model):",
         "with amp_context(device, amp), contextlib.nullcontext():",
-        ("tests/test_training_consistency.py::test_batchnorm_statistics_come_from_real_batches_only",),
+        (
+            "tests/test_training_consistency.py::test_batchnorm_statistics_come_from_real_batches_only",
+        ),
     ),
     Breakage(
         "sign-flip-in-L-inverse",
