@@ -13,6 +13,8 @@ The laws (``--laws``):
 - ``clipmean``: Gaussian codes plus one training clip's mean code per sample;
 - ``ica``: independent components of the training codes (symmetric FastICA, tanh), each drawn
   from its own marginal (256 quantiles).
+- ``model:LAW``: a law the model's VAR holds, drawn as ``mmsin generate --codes LAW`` draws it
+  (``model:bank``, ``model:sequence``).
 
 The training codes are Z = L S_J of the training clips from frame M on (their past inside the
 clip). S_J comes from the chunked disk cache that training fills.
@@ -141,11 +143,16 @@ def main() -> None:
     f_train = ev.time_averaged(sk, train.audio, normalizer=norm)
     results: dict[str, Any] = {"train": {"sigma": ev.spread(f_train)}}
     for law in args.laws:
-        g = torch.Generator().manual_seed(args.seed)
-        codes = draw(law, Z, args.clips, warm + lead + frames, args, g)
-        with torch.no_grad():
-            S = apply_relu(model.var.unwhiten(codes)[:, :, warm:], model.modulus_channels)
-            audio = model._generate_from(S.float(), aligned=False)[:, lead * model.hop :].numpy()
+        if law.startswith("model:"):  # a law the model's VAR holds, as `mmsin generate` draws it
+            name = law.split(":", 1)[1]
+            audio = model.generate(frames, batch=args.clips, seed=args.seed, codes=name).numpy()
+        else:
+            g = torch.Generator().manual_seed(args.seed)
+            codes = draw(law, Z, args.clips, warm + lead + frames, args, g)
+            with torch.no_grad():
+                S = apply_relu(model.var.unwhiten(codes)[:, :, warm:], model.modulus_channels)
+                S = S.float()
+                audio = model._generate_from(S, aligned=False)[:, lead * model.hop :].numpy()
         f = ev.time_averaged(sk, audio, normalizer=norm)
         music = ev.music_figures(audio[: args.music], model.fs)
         row = {"sigma": ev.spread(f), "mm_distance": ev.feature_mean_distance(f, f_train)}

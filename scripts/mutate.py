@@ -258,9 +258,37 @@ BREAKAGES = (
     Breakage(
         "mm-chains-ignore-the-law",
         "L_MM's code chains draw Gaussian codes whatever whitening.codes says",
-        "        return self.var.draw_codes(self.batch, frames, self.codes, g)[0]\n",
-        '        return self.var.draw_codes(self.batch, frames, "gaussian", g)[0]\n',
+        "        Z, rest, _ = self.var.draw_codes(self.batch, frames, self.codes, g)\n",
+        '        Z, rest, _ = self.var.draw_codes(self.batch, frames, "gaussian", g)\n',
         ("tests/test_code_bank.py::test_moment_matching_draws_bank_codes_one_clip_per_chain",),
+    ),
+    Breakage(
+        "sequence-rests-sound",
+        "a rest of codes='sequence' runs the recursion instead of zeroing its frame",
+        "                out[:, n + M].masked_fill_(rest[:, n, None].to(out.device), 0.0)\n",
+        "                pass\n",
+        (
+            "tests/test_code_sequence.py::test_sequence_codes_rest_hold_the_clip_and_stream",
+            "tests/test_code_sequence.py::test_moment_matching_chains_draw_sequence_codes_with_rests",
+        ),
+    ),
+    Breakage(
+        "sequence-kinds-forget-the-past",
+        "the kinds' Markov chain draws every frame from the kinds' shares (no order)",
+        "        rows = (shares.cumsum(0) / shares.sum()).expand(B, -1)"
+        " if prev is None else cdf[prev]\n",
+        "        rows = (shares.cumsum(0) / shares.sum()).expand(B, -1)\n",
+        (
+            "tests/test_code_sequence.py::test_draw_kinds_follows_the_chain_and_its_past",
+            "tests/test_code_sequence.py::test_sequence_codes_rest_hold_the_clip_and_stream",
+        ),
+    ),
+    Breakage(
+        "sequence-picks-any-frame",
+        "codes='sequence' takes the held clip's first frame of the kind, not one at random",
+        "    j = (u * n_match).long().clamp(max=(n_match - 1).clamp_min(0))\n",
+        "    j = (0 * u * n_match).long().clamp(max=(n_match - 1).clamp_min(0))\n",
+        ("tests/test_code_sequence.py::test_pick_codes_takes_the_held_clips_frames_of_that_kind",),
     ),
     Breakage(
         "real-notes-dc-kept",

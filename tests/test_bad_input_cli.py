@@ -295,6 +295,10 @@ _MODEL_CASES: dict[str, tuple[ModelCase, list[str]]] = {
         lambda h, m: ["generate", "--codes", "bank", "--model", m],
         ["codes='bank'", "whitening.bank_clips"],
     ),
+    "generate sequence codes without a bank": (
+        lambda h, m: ["generate", "--codes", "sequence", "--model", m],
+        ["codes='sequence'", "whitening.bank_clips"],
+    ),
     "generate truncated model": (
         lambda h, m: ["generate", "--model", h / "truncated.pt"],
         ["truncated.pt", "checkpoint"],

@@ -110,10 +110,11 @@ def test_moment_matching_draws_bank_codes_one_clip_per_chain(
     seen: list[torch.Tensor] = []
 
     class Spy(code_chains.CodeChains):
-        def _codes(self, *a: Any) -> torch.Tensor:
-            z = super()._codes(*a)
+        def _codes(self, *a: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+            z, rest = super()._codes(*a)
             seen.append(z)
-            return z
+            assert rest is None  # only "sequence" has rests
+            return z, rest
 
     monkeypatch.setattr(loop, "CodeChains", Spy)
     cfg = tiny(1, "whitening.codes=bank", "whitening.bank_clips=3")

@@ -89,9 +89,10 @@ class WhiteningConfig:
 
     ``codes``: the law of the codes z that L_MM's synthetic S_J and ``generate`` draw by
     default: ``"gaussian"`` (the paper's N(0, I)), ``"mixture"`` (scaled per frame by the
-    training codes' power) or ``"bank"`` (real training codes, :func:`mmsin.whitening.
-    fit_code_bank`), which needs ``bank_clips`` > 0: the training clips whose codes the VAR
-    keeps (int8, C bytes a frame).
+    training codes' power), ``"bank"`` (real training codes, :func:`mmsin.whitening.
+    fit_code_bank`) or ``"sequence"`` (the bank's codes in the order music has them, with
+    rests: :mod:`mmsin.whitening.sequence`), which need ``bank_clips`` > 0: the training clips
+    whose codes the VAR keeps (int8, C bytes a frame).
 
     ``past``: what came before each training clip (:func:`mmsin.whitening.fit_var`):
     ``"silence"`` (notes from their onset; every frame regresses on its past, zeros before the
@@ -109,11 +110,11 @@ class WhiteningConfig:
         _require(self.M >= 1, "whitening.M", self.M, "must be >= 1")
         _require(self.ridge >= 0, "whitening.ridge", self.ridge, "must be >= 0")
         _require(self.warmup >= 0, "whitening.warmup", self.warmup, "must be >= 0")
-        _choice("whitening.codes", self.codes, ("gaussian", "mixture", "bank"))
+        _choice("whitening.codes", self.codes, ("gaussian", "mixture", "bank", "sequence"))
         _choice("whitening.past", self.past, ("silence", "unknown"))
         _require(self.bank_clips >= 0, "whitening.bank_clips", self.bank_clips, "must be >= 0")
         _require(
-            self.codes != "bank" or self.bank_clips > 0,
+            self.codes not in ("bank", "sequence") or self.bank_clips > 0,
             "whitening.codes",
             self.codes,
             "needs whitening.bank_clips > 0 (the training clips whose codes are kept)",

@@ -507,12 +507,13 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument(
         "--codes",
-        choices=("gaussian", "mixture", "bank"),
+        choices=("gaussian", "mixture", "bank", "sequence"),
         default=None,
         help="law of z: gaussian, the paper's N(0, I); mixture, N(0, I) scaled per frame by "
         "the training codes' frame power (heavy-tailed like real innovations: onsets); bank, "
-        "real training codes drawn frame by frame from one training clip per 8 s (default: "
-        "the law the model was trained with)",
+        "real training codes drawn frame by frame from one training clip per 8 s; sequence, "
+        "the same clip's codes in an order drawn from a Markov chain of the kinds of training "
+        "codes, with rests (default: the model's whitening.codes)",
     )
     g.add_argument(
         "--out",

@@ -1,10 +1,11 @@
 """Paper section 5.2, Fig. 5: music generated from white noise, measured like the data.
 
-Samples G(ReLU(L^-1 z)) with the codes of the law the model's L_MM was trained with
-(``whitening.codes``) and each other law its VAR holds: the paper's Gaussian codes
-z ~ N(0, I), scale-mixture codes (heavy-tailed like the real innovations) and real training
-codes drawn frame by frame (:meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``,
-``"bank"``). Each set (training
+Samples G(ReLU(L^-1 z)) with the codes of the model's law (``whitening.codes``: what
+``generate`` draws) and each other law its VAR holds: the paper's Gaussian codes
+z ~ N(0, I), scale-mixture codes (heavy-tailed like the real innovations), real training
+codes drawn frame by frame, and the same codes in the order of a Markov chain of their kinds
+(:meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``, ``"bank"``, ``"sequence"``). Each
+set (training
 extracts, test extracts, generated) gets the same figures: the paper's spread sigma and the
 moment-matching distance of eq. (6) to the training set, and the figures of
 :mod:`mmsin.evaluation.music` (periodic frames, onsets, silences, flatness, 64 Hz grid). A model
@@ -75,11 +76,12 @@ def generation(ctx: Context) -> Outcome:
         "test": test.audio[:n_gen],
         "generated": generated(model, n_gen, frames, ctx.seed),
     }
-    law = model.config.whitening.codes  # the law L_MM was trained with: "generated" above
+    law = model.config.whitening.codes  # the law generate draws: "generated" above
     available = {
         "gaussian": True,
         "mixture": model.var.frame_scales.numel() > 0,
         "bank": model.var.code_bank.shape[0] > 0,
+        "sequence": model.var.code_transitions.numel() > 0,
     }
     for other_law, ok in available.items():
         if ok and other_law != law:

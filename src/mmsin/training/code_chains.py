@@ -54,7 +54,8 @@ class CodeChains:
         codes: str = "gaussian",
     ) -> None:
         self.var, self.batch, self.width, self.warmup = var, batch, width, warmup
-        self.codes = codes  # the law of z (VAR.sample's codes); "bank": a clip per chain per step
+        # the law of z (VAR.sample's codes); "bank", "sequence": a clip per chain per step
+        self.codes = codes
         self.relu = relu  # S_J's non-negative channels (eq. 1's ReLU); the rest are signed
         self.seed, self.rank, self.device = seed, rank, device
         self.state: Tensor | None = None
@@ -64,9 +65,9 @@ class CodeChains:
         replay the ``steps_done`` steps already taken in it (resume)."""
         frames = max(self.warmup, int(self.var.M))
         g = seeded_generator(self.device, self.seed, self.rank, epoch, -1)
-        Z = self._codes(frames, g)
+        Z, rest = self._codes(frames, g)
         with torch.no_grad():
-            self.state = self.var.unwhiten(Z)[:, :, -int(self.var.M) :]
+            self.state = self.var.unwhiten(Z, rest=rest)[:, :, -int(self.var.M) :]
         for k in range(steps_done):
             self.next(first_step + k)
 
@@ -75,12 +76,13 @@ class CodeChains:
         """The synthetic S_J batch (batch, C, width) of global step ``step``."""
         assert self.state is not None, "call start() first"
         g = seeded_generator(self.device, self.seed, self.rank, step)
-        Z = self._codes(self.width, g)
-        S = self.var.unwhiten(Z, initial=self.state)
+        Z, rest = self._codes(self.width, g)
+        S = self.var.unwhiten(Z, initial=self.state, rest=rest)
         self.state = S[:, :, -int(self.var.M) :]
         return apply_relu(S, self.relu).float()
 
-    def _codes(self, frames: int, g: torch.Generator) -> Tensor:
+    def _codes(self, frames: int, g: torch.Generator) -> tuple[Tensor, Tensor | None]:
         """White codes (batch, C, frames) of the chains' law, from ``g`` (a bank clip per chain
-        per call)."""
-        return self.var.draw_codes(self.batch, frames, self.codes, g)[0]
+        per call), and their rests (``"sequence"``; None for the other laws)."""
+        Z, rest, _ = self.var.draw_codes(self.batch, frames, self.codes, g)
+        return Z, rest

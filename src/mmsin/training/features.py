@@ -32,6 +32,7 @@ from mmsin.assembly import build_generator, build_scalogram, build_scattering, c
 from mmsin.checkpoint import atomic_save
 from mmsin.config import Config
 from mmsin.training.frames import scattering_frames
+from mmsin.whitening.sequence import KINDS, REST_LEVEL, SEQUENCE_VERSION
 
 __all__ = [
     "CACHE_VERSION",
@@ -146,6 +147,8 @@ def cache_key(cfg: Config, fingerprint: str, context: tuple[int, int]) -> str:
         relevant["bank"] = [cfg.whitening.bank_clips, cfg.train.seed]
     if cfg.whitening.past != "silence":
         relevant["past"] = cfg.whitening.past
+    if cfg.whitening.bank_clips:  # the VAR then holds the codes' order too
+        relevant["sequence"] = [SEQUENCE_VERSION, KINDS, REST_LEVEL]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -154,7 +157,9 @@ def fit_whitening(cfg: Config, S_train: Tensor, S_test: Tensor) -> tuple[Any, di
     VAR(M) (section 4), the training codes' frame-power law and, with ``bank_clips``, their
     bank; and how white Z = L S_J is on the training and test frames (whiteness.json)."""
     from mmsin.whitening import (
+        bank_clip_ids,
         fit_code_bank,
+        fit_code_sequence,
         fit_frame_scales,
         fit_var,
         past_rows,
@@ -168,11 +173,18 @@ def fit_whitening(cfg: Config, S_train: Tensor, S_test: Tensor) -> tuple[Any, di
         [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
     )
     var.frame_scales = fit_frame_scales(Z_train)
-    if wcfg.bank_clips:  # real training codes, for codes="bank"
+    if wcfg.bank_clips:  # real training codes, for codes="bank", and their order ("sequence")
         bank, scale, offsets = fit_code_bank(
             Z_train, wcfg.bank_clips, skip=wcfg.M, seed=cfg.train.seed
         )
         var.code_bank, var.code_bank_scale, var.code_bank_clips = bank, scale, offsets
+        lengths = [Z_train.shape[-1]] * len(Z_train)
+        ids = bank_clip_ids(lengths, wcfg.bank_clips, skip=wcfg.M, seed=cfg.train.seed)
+        seq = fit_code_sequence(
+            list(Z_train.unbind(0)), list(S_train.unbind(0)), ids, skip=wcfg.M, seed=cfg.train.seed
+        )
+        var.code_kinds, var.code_nearest = seq.kinds, seq.nearest
+        var.code_transitions, var.code_kind_shares = seq.transitions, seq.shares
     del Z_train
     # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
     # ones.

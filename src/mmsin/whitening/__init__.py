@@ -16,11 +16,13 @@ inverse square root come from one eigendecomposition with a relative eigenvalue 
 docs/model.md gives the derivation and the numerical choices.
 
 Modules: :mod:`~mmsin.whitening.var` (the VAR module, L, L^-1, sampling and the code laws),
-:mod:`~mmsin.whitening.fit` (the fit, the ridge, stability and whiteness).
+:mod:`~mmsin.whitening.fit` (the fit, the ridge, stability and whiteness),
+:mod:`~mmsin.whitening.sequence` (the order of the codes drawn by ``codes="sequence"``).
 """
 
 from mmsin.whitening.fit import (
     PASTS,
+    bank_clip_ids,
     fit_code_bank,
     fit_frame_scales,
     fit_var,
@@ -29,6 +31,7 @@ from mmsin.whitening.fit import (
     past_rows,
     whiteness_report,
 )
+from mmsin.whitening.sequence import CodeSequence, fit_code_sequence
 from mmsin.whitening.var import BANK_HOLD, CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
 
 __all__ = [
@@ -37,8 +40,11 @@ __all__ = [
     "NOISE_FRAMES",
     "PASTS",
     "VAR",
+    "CodeSequence",
     "apply_relu",
+    "bank_clip_ids",
     "fit_code_bank",
+    "fit_code_sequence",
     "fit_frame_scales",
     "fit_var",
     "fit_var_ridges",

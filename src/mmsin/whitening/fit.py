@@ -20,6 +20,7 @@ from mmsin.whitening.var import VAR, _as_examples, _lagged_design, _sym_sqrt_pai
 
 __all__ = [
     "PASTS",
+    "bank_clip_ids",
     "fit_code_bank",
     "fit_frame_scales",
     "fit_var",
@@ -73,6 +74,21 @@ def fit_frame_scales(Z: Tensor | Sequence[Tensor], quantiles: int = 256) -> Tens
     return q / q.mean()  # the quantiles' own mean is the law's: keep it exactly 1
 
 
+def bank_clip_ids(lengths: Sequence[int], clips: int, *, skip: int = 0, seed: int = 0) -> list[int]:
+    """Which training examples (of these frame counts) :func:`fit_code_bank` keeps, in the
+    bank's order: ``clips`` of those longer than ``skip`` frames, at random (seeded; all of
+    them if there are fewer), in increasing index."""
+    long_enough = [i for i, n in enumerate(lengths) if n > skip]
+    if clips < 1 or not long_enough:
+        raise ValueError(
+            f"need clips >= 1 and an example longer than {skip} frames, got clips={clips}, "
+            f"{len(long_enough)} such examples"
+        )
+    g = torch.Generator().manual_seed(int(seed))
+    order = torch.randperm(len(long_enough), generator=g)[: min(clips, len(long_enough))]
+    return [long_enough[int(i)] for i in order.sort().values]
+
+
 def fit_code_bank(
     Z: Tensor | Sequence[Tensor], clips: int, *, skip: int = 0, seed: int = 0
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -95,15 +111,11 @@ def fit_code_bank(
     offsets : Tensor, shape (n + 1,), int64
         Clip k's frames are ``bank[offsets[k]:offsets[k + 1]]``.
     """
-    examples = [e for e in _as_examples(Z) if e.shape[-1] > skip]
-    if clips < 1 or not examples:
-        raise ValueError(
-            f"need clips >= 1 and an example longer than {skip} frames, got clips={clips}, "
-            f"{len(examples)} such examples"
-        )
-    g = torch.Generator().manual_seed(int(seed))
-    order = torch.randperm(len(examples), generator=g)[: min(clips, len(examples))]
-    frames = [examples[int(i)][:, skip:].T.to(torch.float32) for i in order.sort().values]
+    examples = _as_examples(Z)
+    frames = [
+        examples[i][:, skip:].T.to(torch.float32)
+        for i in bank_clip_ids([e.shape[-1] for e in examples], clips, skip=skip, seed=seed)
+    ]
     rows = torch.cat(frames)
     scale = rows.abs().amax(dim=1) / 127
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))

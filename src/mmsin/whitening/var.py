@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 #: start of every longer one with the same seed. 256 frames are 64 s at the paper's J = 10.
 NOISE_FRAMES = 256
 
+#: What a sample of the bank's laws carries from one block of frames to the next: the span of
+#: BANK_HOLD frames it is in and the clips it holds there, and (``"sequence"``) the last kinds.
+Held = tuple[Any, ...]
+
 
 def _as_examples(frames: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Split ``frames`` into a list of (C, T_i) tensors and check that the shapes agree."""
@@ -143,6 +147,10 @@ class VAR(nn.Module):
     code_bank: Tensor
     code_bank_scale: Tensor
     code_bank_clips: Tensor
+    code_kinds: Tensor
+    code_nearest: Tensor
+    code_transitions: Tensor
+    code_kind_shares: Tensor
 
     def __init__(self, channels: int, M: int = 4, *, dtype: torch.dtype = torch.float64) -> None:
         super().__init__()
@@ -161,6 +169,12 @@ class VAR(nn.Module):
         self.register_buffer("code_bank", torch.zeros(0, channels, dtype=torch.int8))
         self.register_buffer("code_bank_scale", torch.zeros(0, dtype=torch.float32))
         self.register_buffer("code_bank_clips", torch.zeros(1, dtype=torch.int64))
+        # The order of codes for codes="sequence" (mmsin.whitening.sequence): each bank frame's
+        # kind, per clip and kind the nearest frame, the kinds' Markov chain and their shares.
+        self.register_buffer("code_kinds", torch.zeros(0, dtype=torch.int16))
+        self.register_buffer("code_nearest", torch.zeros(0, 0, dtype=torch.int64))
+        self.register_buffer("code_transitions", torch.zeros(0, 0, dtype=torch.float64))
+        self.register_buffer("code_kind_shares", torch.zeros(0, dtype=torch.float64))
 
     def _load_from_state_dict(
         self,
@@ -172,13 +186,17 @@ class VAR(nn.Module):
         unexpected_keys: list[str],
         error_msgs: list[str],
     ) -> None:
-        # frame_scales and the code bank have no fixed length, and VARs saved before they existed
-        # have none.
+        # frame_scales, the code bank and its order have no fixed length, and VARs saved before
+        # they existed have none.
         empty = {
             "frame_scales": self.A.new_zeros(0),
             "code_bank": self.code_bank.new_zeros(0, self.channels),
             "code_bank_scale": self.code_bank_scale.new_zeros(0),
             "code_bank_clips": self.code_bank_clips.new_zeros(1),
+            "code_kinds": self.code_kinds.new_zeros(0),
+            "code_nearest": self.code_nearest.new_zeros(0, 0),
+            "code_transitions": self.code_transitions.new_zeros(0, 0),
+            "code_kind_shares": self.code_kind_shares.new_zeros(0),
         }
         for name, blank in empty.items():
             key = prefix + name
@@ -282,7 +300,9 @@ class VAR(nn.Module):
         Z = (E.transpose(1, 2) @ self.inv_sqrt_cov).transpose(1, 2)
         return Z.to(dtype=S.dtype, device=S.device)
 
-    def unwhiten(self, Z: Tensor, initial: Tensor | None = None) -> Tensor:
+    def unwhiten(
+        self, Z: Tensor, initial: Tensor | None = None, *, rest: Tensor | None = None
+    ) -> Tensor:
         """The inverse L^-1: run the recursion S[n] = prediction + Sigma^{1/2} Z[n].
 
         Exact inverse of ``whiten`` given the same ``initial`` frames (up to rounding). No ReLU
@@ -293,16 +313,19 @@ class VAR(nn.Module):
         Z : Tensor, shape (B, C, T)
         initial : Tensor, shape (B, C, T0), optional
             Frames before the first one; zeros by default.
+        rest : Tensor, shape (B, T), bool, optional
+            Frames set to zero whatever their code (``codes="sequence"``'s rests: the code
+            that cancels the prediction, which depends on the frames before).
 
         Returns
         -------
         S : Tensor, shape (B, C, T), dtype and device of Z.
         """
         self._check(Z, "Z")
-        S = self._recursion(Z.to(self.A), initial)
+        S = self._recursion(Z.to(self.A), initial, rest)
         return S.to(dtype=Z.dtype, device=Z.device)
 
-    def _recursion(self, Z: Tensor, initial: Tensor | None) -> Tensor:
+    def _recursion(self, Z: Tensor, initial: Tensor | None, rest: Tensor | None = None) -> Tensor:
         B, C, T = Z.shape
         M = self.M
         innov = Z.transpose(1, 2) @ self.sqrt_cov  # (B, T, C): all innovations in one matmul
@@ -314,6 +337,8 @@ class VAR(nn.Module):
         innov = innov + self.b
         for n in range(T):
             out[:, n + M] = torch.addmm(innov[:, n], out[:, n : n + M].reshape(B, M * C), weight)
+            if rest is not None:
+                out[:, n + M].masked_fill_(rest[:, n, None].to(out.device), 0.0)
         return out[:, M:].transpose(1, 2)
 
     def sample(
@@ -348,7 +373,7 @@ class VAR(nn.Module):
             Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask:
             S_J's non-negative channels (``mmsin.scattering.nonnegative_channels``), since
             order 0 and the ``paper`` variant's linear order 1 are signed.
-        codes : {"gaussian", "mixture"}
+        codes : {"gaussian", "mixture", "bank", "sequence"}
             The law of Z. ``"gaussian"``: N(0, I) (the paper). ``"mixture"``: a Gaussian scale
             mixture ``z[n] = sqrt(w[n]) g[n]``, ``g[n] ~ N(0, I)``, one power ``w[n]`` per
             frame shared by all channels and drawn from the training codes' per-frame power
@@ -360,6 +385,10 @@ class VAR(nn.Module):
             among that clip's codes. White in time and of covariance near I like the others,
             with the joint law of real innovations: a few notes' onsets at a time, and the
             register and loudness of one passage for a while.
+            ``"sequence"``: the bank's codes in the order music has them
+            (:mod:`mmsin.whitening.sequence`): a Markov chain over the kinds of training codes
+            (onsets, ringing frames, rests) picks each frame's kind, the held clip gives a code
+            of that kind, and a rest sets the frame to zero.
 
         Returns
         -------
@@ -403,12 +432,12 @@ class VAR(nn.Module):
             )
         total = warmup + frames
         past: Tensor | None = None
-        held: tuple[int, Tensor] | None = None
+        held: Held | None = None
         for start in range(0, total, NOISE_FRAMES):
-            Z, held = self.draw_codes(
+            Z, rest, held = self.draw_codes(
                 batch, NOISE_FRAMES, codes, generator, first=start - warmup, held=held
             )
-            S = self._recursion(Z, past)
+            S = self._recursion(Z, past, rest)
             past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
             lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
             if hi > lo:
@@ -422,13 +451,15 @@ class VAR(nn.Module):
         generator: torch.Generator | None = None,
         *,
         first: int = 0,
-        held: tuple[int, Tensor] | None = None,
-    ) -> tuple[Tensor, tuple[int, Tensor] | None]:
+        held: Held | None = None,
+    ) -> tuple[Tensor, Tensor | None, Held | None]:
         """White codes z (batch, C, frames) of the law ``codes`` (see :meth:`sample`), in the
         buffers' dtype and device: what :meth:`sample_blocks` and L_MM's code chains feed L^-1.
 
         ``first`` and ``held`` place the frames among the bank's spans (:meth:`bank_codes`);
-        the other laws ignore them. Returns the codes and the ``held`` pair to pass on.
+        the other laws ignore them. Returns the codes, the rests (batch, frames) bool of
+        ``"sequence"`` (frames that :meth:`unwhiten` must set to zero; None for the other laws)
+        and the ``held`` state to pass on.
         """
         if codes not in CODE_LAWS:
             raise ValueError(f"codes must be one of {CODE_LAWS}, got {codes!r}")
@@ -437,13 +468,16 @@ class VAR(nn.Module):
                 "codes='mixture' needs the training codes' frame powers, which this VAR was "
                 "fitted without (models trained before mmsin 0.9); use codes='gaussian'"
             )
+        if codes in ("bank", "sequence") and self.code_bank.shape[0] == 0:
+            raise ValueError(
+                f"codes={codes!r} needs a bank of training codes, which this model was trained "
+                "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
+            )
         if codes == "bank":
-            if self.code_bank.shape[0] == 0:
-                raise ValueError(
-                    "codes='bank' needs a bank of training codes, which this model was trained "
-                    "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
-                )
-            return self.bank_codes(batch, first, frames, generator, held)
+            Z, held = self.bank_codes(batch, first, frames, generator, held)
+            return Z, None, held
+        if codes == "sequence":
+            return self.sequence_codes(batch, first, frames, generator, held)
         dev = self.A.device
         Z = torch.randn(
             batch, self.channels, frames, generator=generator, dtype=self.A.dtype, device=dev
@@ -451,26 +485,14 @@ class VAR(nn.Module):
         if codes == "mixture":
             u = torch.rand(batch, frames, generator=generator, dtype=Z.dtype, device=dev)
             Z = Z * _quantile_lookup(self.frame_scales, u).sqrt()[:, None, :]
-        return Z, held
+        return Z, None, held
 
-    def bank_codes(
-        self,
-        batch: int,
-        first: int,
-        frames: int,
-        generator: torch.Generator | None = None,
-        held: tuple[int, Tensor] | None = None,
+    def _held_clips(
+        self, batch: int, first: int, frames: int, generator: torch.Generator | None, held: Any
     ) -> tuple[Tensor, tuple[int, Tensor]]:
-        """Codes drawn from :attr:`code_bank`, shape (batch, C, frames), in the buffers' dtype.
-
-        Frame ``first + k`` (``first`` may be negative: warm-up frames) takes a code of the clip
-        that its sample holds for its span of :data:`BANK_HOLD` frames: spans start at the
-        multiples of BANK_HOLD, and the warm-up frames hold the first span's clip. ``held`` is
-        the (span, clips) pair the previous call returned: a span that straddles two calls
-        keeps its clips. Returns the codes and the pair to pass on.
-        """
-        clips = self.code_bank_clips
-        n_clips = clips.numel() - 1
+        """The bank clip each frame's sample holds (batch, frames), and the (span, clips) pair
+        to pass on (:meth:`bank_codes`)."""
+        n_clips = self.code_bank_clips.numel() - 1
         if n_clips < 1:
             raise ValueError("this VAR has no code bank")
         dev = self.code_bank.device
@@ -479,12 +501,74 @@ class VAR(nn.Module):
         pick = torch.randint(n_clips, (batch, spans), generator=generator, device=dev)
         if held is not None and held[0] == k0:
             pick[:, 0] = held[1]
-        clip = pick[:, k - k0]  # (batch, frames)
-        lo, size = clips[clip], clips[clip + 1] - clips[clip]
-        u = torch.rand(batch, frames, generator=generator, device=dev, dtype=torch.float64)
-        row = lo + (u * size).long().clamp(max=size - 1)
+        return pick[:, k - k0], (int(k[-1]), pick[:, -1])
+
+    def _bank_rows(self, row: Tensor) -> Tensor:
+        """The bank's codes at rows (batch, frames), as (batch, C, frames) in the buffers'
+        dtype and device."""
         Z = self.code_bank[row].to(self.A.dtype) * self.code_bank_scale[row, None].to(self.A.dtype)
-        return Z.transpose(1, 2).to(self.A.device), (int(k[-1]), pick[:, -1])
+        return Z.transpose(1, 2).to(self.A.device)
+
+    def bank_codes(
+        self,
+        batch: int,
+        first: int,
+        frames: int,
+        generator: torch.Generator | None = None,
+        held: Held | None = None,
+    ) -> tuple[Tensor, Held]:
+        """Codes drawn from :attr:`code_bank`, shape (batch, C, frames), in the buffers' dtype.
+
+        Frame ``first + k`` (``first`` may be negative: warm-up frames) takes a code of the clip
+        that its sample holds for its span of :data:`BANK_HOLD` frames: spans start at the
+        multiples of BANK_HOLD, and the warm-up frames hold the first span's clip. ``held`` is
+        the (span, clips) pair the previous call returned: a span that straddles two calls
+        keeps its clips. Returns the codes and the pair to pass on.
+        """
+        clip, pair = self._held_clips(batch, first, frames, generator, held)
+        clips = self.code_bank_clips
+        lo, size = clips[clip], clips[clip + 1] - clips[clip]
+        u = torch.rand(batch, frames, generator=generator, device=clip.device, dtype=torch.float64)
+        row = lo + (u * size).long().clamp(max=size - 1)
+        return self._bank_rows(row), pair
+
+    def sequence_codes(
+        self,
+        batch: int,
+        first: int,
+        frames: int,
+        generator: torch.Generator | None = None,
+        held: Held | None = None,
+    ) -> tuple[Tensor, Tensor, Held]:
+        """Codes in the order of :mod:`mmsin.whitening.sequence` (``codes="sequence"``): the
+        held clips as :meth:`bank_codes` holds them, each frame's kind from the Markov chain
+        (carried on from ``held``'s last kinds), a code of that kind from the held clip.
+
+        Returns the codes (batch, C, frames) (zero at rests), the rests (batch, frames) bool
+        and the (span, clips, kinds) state to pass on.
+        """
+        if self.code_transitions.numel() == 0:
+            raise ValueError(
+                "codes='sequence' needs the order of the training codes, which this model's "
+                "whitening was fitted without (models trained before mmsin 0.12: refit it with "
+                "scripts/train_pretrained.py refit MODEL OUT --set whitening.codes=sequence); "
+                "use codes='bank'"
+            )
+        from mmsin.whitening.sequence import draw_kinds, pick_codes
+
+        clip, pair = self._held_clips(batch, first, frames, generator, held)
+        dev = clip.device
+        u = torch.rand(batch, frames, 2, generator=generator, device=dev, dtype=torch.float64)
+        previous = held[2] if held is not None and len(held) > 2 else None
+        kind = draw_kinds(
+            self.code_transitions, self.code_kind_shares, previous, u[..., 0].contiguous()
+        )
+        row = pick_codes(
+            self.code_kinds, self.code_nearest, self.code_bank_clips, clip, kind, u[..., 1]
+        )
+        rest = row < 0
+        Z = self._bank_rows(row.clamp(min=0)).masked_fill(rest[:, None].to(self.A.device), 0.0)
+        return Z, rest, (*pair, kind[:, -1])
 
     def spectral_radius(self) -> float:
         """Largest modulus of the companion matrix's eigenvalues (< 1 means a stable VAR)."""
@@ -499,7 +583,7 @@ class VAR(nn.Module):
 
 
 #: The laws :meth:`VAR.sample` can draw codes from.
-CODE_LAWS = ("gaussian", "mixture", "bank")
+CODE_LAWS = ("gaussian", "mixture", "bank", "sequence")
 
 #: Frames for which a sample of ``codes="bank"`` keeps drawing from one training clip: 32
 #: frames are 8 s at the paper's J = 10 and 4096 Hz, the length of a beethoven-like extract.
