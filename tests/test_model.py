@@ -189,3 +189,19 @@ def test_a_packed_model_whitens_and_unwhitens_exactly() -> None:
     S = torch.rand(1, R.shape[0], 12, dtype=torch.float64)
     back = var.unwhiten(var.whiten(S))
     np.testing.assert_allclose(back.numpy(), S.numpy(), atol=1e-8)
+
+
+def test_the_shipped_piano_draws_its_codes_in_order_with_rests() -> None:
+    """The shipped `piano` generates with codes="sequence" (what its L_MM was last trained on):
+    its S_J samples rest (zero frames) about as often as the kinds' chain rests, and its other
+    frames are sound; with the bank's codes frame by frame it never rests."""
+    m = MMSIN.load("piano")
+    assert m.config.whitening.codes == "sequence"
+    rest_share = float(m.var.code_kind_shares[0])
+    assert 0.01 < rest_share < 0.1
+    S = m.sample_scattering(256, batch=8, seed=0)
+    silent = (S.abs().amax(1) == 0).double().mean().item()
+    assert abs(silent - rest_share) < 0.015
+    assert float(S.abs().amax(1).median()) > 0.1
+    bank = m.sample_scattering(256, batch=8, seed=0, codes="bank")
+    assert float((bank.abs().amax(1) == 0).double().mean()) == 0.0
