@@ -5,7 +5,7 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py export clips.npz          # here: the embedded data
     python scripts/train_pretrained.py train clips.npz notes RUN [--set k=v ...] [--max-steps N]
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
-    python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...]
+    python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...] [--keep-var]
     python scripts/train_pretrained.py configure MODEL OUT --set generator.amp_refine=frame
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
@@ -14,7 +14,8 @@ ships) on one of them (the data set's name is recorded in the config); ``pack`` 
 newest checkpoint of a run without optimiser state, weights in float16
 (``MMSIN.save(half=True)``); ``refit`` fits a trained model's whitening L again (its VAR,
 code law and bank: :func:`mmsin.training.features.fit_whitening`) on its own training data
-with changed ``whitening`` settings, keeping G, and packs it the same way; ``configure``
+with changed ``whitening`` settings, keeping G (with ``--keep-var`` L too, taking only the
+codes' law: frame powers, bank and order), and packs it the same way; ``configure``
 changes how a trained generator is run, not its weights (:data:`INFERENCE_SETTINGS`), and
 packs it the same way.
 """
@@ -79,7 +80,20 @@ def pack(run: Path, out: Path) -> None:
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
 
 
-def refit(model_in: str, out: Path, overrides: list[str]) -> None:
+#: The VAR buffers that hold the law of the codes (not L itself): what ``refit --keep-var`` takes.
+CODE_LAW_BUFFERS = (
+    "frame_scales",
+    "code_bank",
+    "code_bank_scale",
+    "code_bank_clips",
+    "code_kinds",
+    "code_nearest",
+    "code_transitions",
+    "code_kind_shares",
+)
+
+
+def refit(model_in: str, out: Path, overrides: list[str], keep_var: bool = False) -> None:
     import torch
 
     from mmsin.config import override
@@ -110,7 +124,15 @@ def refit(model_in: str, out: Path, overrides: list[str]) -> None:
         f"refitted L in {time.perf_counter() - t0:.0f} s: test codes median variance "
         f"{test['cov_median_diag']:.3f}, median |lag-1| {test['lag_median_abs'][0]:.3f}"
     )
-    model.var.load_state_dict(var.state_dict())
+    if keep_var:  # L itself (A, b, the covariance roots) stays bit for bit: only the codes' law
+        if any(
+            o.split("=", 1)[0] not in ("whitening.codes", "whitening.bank_clips") for o in overrides
+        ):
+            raise SystemExit("--keep-var changes whitening.codes and whitening.bank_clips only")
+        for name in CODE_LAW_BUFFERS:
+            setattr(model.var, name, getattr(var, name).to(getattr(model.var, name).device))
+    else:
+        model.var.load_state_dict(var.state_dict())
     model._config = cfg
     model.save(out, half=True)
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
@@ -155,6 +177,11 @@ def main() -> None:
     r.add_argument("model", help="model name or checkpoint")
     r.add_argument("out", type=Path)
     r.add_argument("--set", dest="overrides", action="append", default=[])
+    r.add_argument(
+        "--keep-var",
+        action="store_true",
+        help="keep the model's L (A, b, covariance roots) and take only the codes' law",
+    )
     c = sub.add_parser("configure")
     c.add_argument("model", help="model name or checkpoint")
     c.add_argument("out", type=Path)
@@ -165,7 +192,7 @@ def main() -> None:
     elif args.step == "train":
         train(args.clips, args.kind, args.run, args.overrides, args.max_steps, args.preset)
     elif args.step == "refit":
-        refit(args.model, args.out, args.overrides)
+        refit(args.model, args.out, args.overrides, args.keep_var)
     elif args.step == "configure":
         configure(args.model, args.out, args.overrides)
     else:
