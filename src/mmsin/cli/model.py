@@ -492,11 +492,11 @@ def register(subparsers: Any) -> None:
 
     g = subparsers.add_parser(
         "generate",
-        help="new audio from Gaussian white noise -> WAV",
+        help="new audio from white noise -> WAV",
         formatter_class=fmt,
         description=(
             "Generate audio from white noise: x = G(ReLU(L^-1 z)) (paper eq. 1), z white codes\n"
-            "of the law the model was trained with (--codes).\n\n"
+            "of the model's law (whitening.codes; --codes picks another).\n\n"
             "examples:\n"
             "  mmsin generate --seconds 8 --count 4 --seed 1 --out generated/\n"
             "  mmsin generate --model piano --seconds 30 --out piano.wav"
