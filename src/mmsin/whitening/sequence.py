@@ -47,9 +47,9 @@ __all__ = [
     "rest_frames",
 ]
 
-#: A frame is a rest when its S_J norm is under this share of its clip's loudest frame: 3.8 % of
-#: the beethoven-like training frames, where the training extracts have 3.8 % silent STFT
-#: frames (40 dB under the clip's loudest; :func:`mmsin.evaluation.silent_frames`).
+#: A frame is a rest when its S_J norm is under this share of its clip's loudest frame: 2.5 % of
+#: the full beethoven-like training frames, whose extracts have 3.8 % silent STFT frames (40 dB
+#: under the clip's loudest; :func:`mmsin.evaluation.silent_frames`).
 REST_LEVEL = 0.05
 
 #: Kinds of sounding frames (k-means clusters of the codes).
