@@ -91,6 +91,31 @@ def test_fit_learns_the_order_and_the_rests() -> None:
             assert int(offsets[i]) <= row < int(offsets[i + 1]) and int(bank_kinds[row]) == k
 
 
+def test_a_large_set_fits_its_kinds_on_a_subset_and_labels_every_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mmsin.whitening import sequence
+
+    Z, S, _ = _cyclic_clips(30, 24)
+    whole = fit_code_sequence(Z, S, list(range(30)), skip=2, kinds=3, seed=0)
+    monkeypatch.setattr(sequence, "KMEANS_ROWS", 40)  # of 495 sounding frames
+    rows: list[int] = []
+
+    def spy(X: torch.Tensor, k: int, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        rows.append(X.shape[0])
+        return kmeans(X, k, **kw)
+
+    monkeypatch.setattr(sequence, "kmeans", spy)
+    sub = fit_code_sequence(Z, S, list(range(30)), skip=2, kinds=3, seed=0)
+    assert rows == [40]
+    # the same partition of the frames (kind numbers may differ), hence the same chain
+    pairs = set(zip(whole.kinds.tolist(), sub.kinds.tolist(), strict=True))
+    assert len(pairs) == 4 and len({a for a, _ in pairs}) == 4
+    order = {a: b for a, b in pairs}
+    perm = [order[a] for a in range(4)]
+    torch.testing.assert_close(sub.transitions[perm][:, perm], whole.transitions)
+
+
 def test_draw_kinds_follows_the_chain_and_its_past() -> None:
     P = torch.tensor([[0.1, 0.6, 0.3], [0.5, 0.5, 0.0], [0.2, 0.0, 0.8]], dtype=torch.float64)
     shares = torch.tensor([0.3, 0.3, 0.4], dtype=torch.float64)
