@@ -14,8 +14,9 @@ ships) on one of them (the data set's name is recorded in the config); ``pack`` 
 newest checkpoint of a run without optimiser state, weights in float16
 (``MMSIN.save(half=True)``); ``refit`` fits a trained model's whitening L again (its VAR,
 code law and bank: :func:`mmsin.training.features.fit_whitening`) on its own training data
-with changed ``whitening`` settings, keeping G (with ``--keep-var`` L too, taking only the
-codes' law: frame powers, bank and order), and packs it the same way; ``configure``
+with changed ``whitening`` settings, keeping G (with ``--keep-var`` L too: only the codes'
+laws, frame powers, bank and order, are fitted on the model's own L,
+:func:`mmsin.training.features.fit_code_laws`), and packs it the same way; ``configure``
 changes how a trained generator is run, not its weights (:data:`INFERENCE_SETTINGS`), and
 packs it the same way.
 """
@@ -80,31 +81,26 @@ def pack(run: Path, out: Path) -> None:
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
 
 
-#: The VAR buffers that hold the law of the codes (not L itself): what ``refit --keep-var`` takes.
-CODE_LAW_BUFFERS = (
-    "frame_scales",
-    "code_bank",
-    "code_bank_scale",
-    "code_bank_clips",
-    "code_kinds",
-    "code_nearest",
-    "code_transitions",
-    "code_kind_shares",
-)
-
-
 def refit(model_in: str, out: Path, overrides: list[str], keep_var: bool = False) -> None:
     import torch
 
     from mmsin.config import override
     from mmsin.model import MMSIN
-    from mmsin.training.features import data_fingerprint, default_cache_dir, fit_whitening
+    from mmsin.training.features import (
+        data_fingerprint,
+        default_cache_dir,
+        fit_code_laws,
+        fit_whitening,
+    )
     from mmsin.training.frames import scattering_frames
     from mmsin.training.loop import load_data
 
     model = MMSIN.load(model_in)
     if any(not o.startswith("whitening.") for o in overrides):
         raise SystemExit(f"refit changes whitening.* settings only, got {overrides}")
+    law_only = ("whitening.codes", "whitening.bank_clips")
+    if keep_var and any(o.split("=", 1)[0] not in law_only for o in overrides):
+        raise SystemExit("--keep-var changes whitening.codes and whitening.bank_clips only")
     cfg = override(model.config, overrides)
     train_clips, test_clips = load_data(cfg)
     if data_fingerprint(train_clips, test_clips) != model._extra.get("data_fingerprint"):
@@ -118,20 +114,16 @@ def refit(model_in: str, out: Path, overrides: list[str], keep_var: bool = False
         for c in (train_clips, test_clips)
     ]
     t0 = time.perf_counter()
-    var, whiteness = fit_whitening(cfg, S[0], S[1])
-    test = whiteness["test"]
-    print(
-        f"refitted L in {time.perf_counter() - t0:.0f} s: test codes median variance "
-        f"{test['cov_median_diag']:.3f}, median |lag-1| {test['lag_median_abs'][0]:.3f}"
-    )
-    if keep_var:  # L itself (A, b, the covariance roots) stays bit for bit: only the codes' law
-        if any(
-            o.split("=", 1)[0] not in ("whitening.codes", "whitening.bank_clips") for o in overrides
-        ):
-            raise SystemExit("--keep-var changes whitening.codes and whitening.bank_clips only")
-        for name in CODE_LAW_BUFFERS:
-            setattr(model.var, name, getattr(var, name).to(getattr(model.var, name).device))
+    if keep_var:  # L itself (A, b, the covariance roots) stays bit for bit: only the codes' laws
+        fit_code_laws(cfg, model.var, S[0])
+        print(f"fitted the codes' laws on the model's own L in {time.perf_counter() - t0:.0f} s")
     else:
+        var, whiteness = fit_whitening(cfg, S[0], S[1])
+        test = whiteness["test"]
+        print(
+            f"refitted L in {time.perf_counter() - t0:.0f} s: test codes median variance "
+            f"{test['cov_median_diag']:.3f}, median |lag-1| {test['lag_median_abs'][0]:.3f}"
+        )
         model.var.load_state_dict(var.state_dict())
     model._config = cfg
     model.save(out, half=True)

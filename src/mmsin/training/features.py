@@ -154,26 +154,35 @@ def cache_key(cfg: Config, fingerprint: str, context: tuple[int, int]) -> str:
 
 def fit_whitening(cfg: Config, S_train: Tensor, S_test: Tensor) -> tuple[Any, dict[str, Any]]:
     """The whitening L of ``cfg.whitening`` on normalised S_J frames (B, C, T): the causal
-    VAR(M) (section 4), the training codes' frame-power law and, with ``bank_clips``, their
-    bank; and how white Z = L S_J is on the training and test frames (whiteness.json)."""
-    from mmsin.whitening import (
-        bank_clip_ids,
-        fit_code_bank,
-        fit_code_sequence,
-        fit_frame_scales,
-        fit_var,
-        past_rows,
-        whiteness_report,
-    )
+    VAR(M) (section 4) and its codes' laws (:func:`fit_code_laws`); and how white Z = L S_J is
+    on the training and test frames (whiteness.json)."""
+    from mmsin.whitening import fit_var, past_rows, whiteness_report
 
     wcfg = cfg.whitening
     var = fit_var(S_train, M=wcfg.M, ridge=wcfg.ridge, past=wcfg.past)
-    # The training codes' per-frame power, for codes drawn like them (VAR.sample, "mixture").
+    fit_code_laws(cfg, var, S_train)
+    # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
+    # ones.
+    skip = past_rows(wcfg.past, wcfg.M)
+    whiteness = {
+        "train": whiteness_report(var, S_train, skip=skip),
+        "test": whiteness_report(var, S_test, skip=skip) if len(S_test) else {},
+    }
+    return var, whiteness
+
+
+def fit_code_laws(cfg: Config, var: Any, S_train: Tensor) -> None:
+    """Fit, in ``var``'s buffers, the laws its codes can be drawn from, on the training codes
+    Z = L S_J: their frame-power law (``"mixture"``) and, with ``whitening.bank_clips``, their
+    bank (``"bank"``) and order (``"sequence"``). L itself is not changed."""
+    from mmsin.whitening import bank_clip_ids, fit_code_bank, fit_code_sequence, fit_frame_scales
+
+    wcfg = cfg.whitening
     Z_train = torch.cat(
         [var.whiten(S_train[i : i + 64].to(var.A)).float() for i in range(0, len(S_train), 64)]
     )
     var.frame_scales = fit_frame_scales(Z_train)
-    if wcfg.bank_clips:  # real training codes, for codes="bank", and their order ("sequence")
+    if wcfg.bank_clips:
         bank, scale, offsets = fit_code_bank(
             Z_train, wcfg.bank_clips, skip=wcfg.M, seed=cfg.train.seed
         )
@@ -185,15 +194,6 @@ def fit_whitening(cfg: Config, S_train: Tensor, S_test: Tensor) -> tuple[Any, di
         )
         var.code_kinds, var.code_nearest = seq.kinds, seq.nearest
         var.code_transitions, var.code_kind_shares = seq.transitions, seq.shares
-    del Z_train
-    # How white Z = L S_J is (section 4's claim), on the frames L was fitted on and on held-out
-    # ones.
-    skip = past_rows(wcfg.past, wcfg.M)
-    whiteness = {
-        "train": whiteness_report(var, S_train, skip=skip),
-        "test": whiteness_report(var, S_test, skip=skip) if len(S_test) else {},
-    }
-    return var, whiteness
 
 
 def default_cache_dir() -> Path:
