@@ -190,23 +190,14 @@ def test_sequence_codes_rest_hold_the_clip_and_stream() -> None:
     S = var.unwhiten(Z, rest=rest)
     assert bool((S.transpose(1, 2)[rest] == 0).all())
     assert float(S.transpose(1, 2)[~rest].abs().amax(-1).min()) > 1.0
+
     # a sample of n frames is the start of a longer one (blocks carry clip and kind)
-    short = var.sample(
-        2,
-        40,
-        warmup=NOISE_FRAMES - 10,
-        relu=False,
-        codes="sequence",
-        generator=torch.Generator().manual_seed(9),
-    )
-    long = var.sample(
-        2,
-        300,
-        warmup=NOISE_FRAMES - 10,
-        relu=False,
-        codes="sequence",
-        generator=torch.Generator().manual_seed(9),
-    )
+    def sample(frames: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(9)
+        warmup = NOISE_FRAMES - 10
+        return var.sample(2, frames, warmup=warmup, relu=False, codes="sequence", generator=g)
+
+    short, long = sample(40), sample(300)
     assert torch.equal(short, long[..., :40])
     zero = (long.abs().amax(1) == 0).double().mean()
     assert abs(float(zero) - 0.25) < 0.06

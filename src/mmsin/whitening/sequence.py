@@ -31,6 +31,7 @@ are fitted on every training clip; the chain's pick of a code uses only the bank
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -123,6 +124,7 @@ def kmeans(X: Tensor, k: int, *, iters: int = 25, seed: int = 0) -> tuple[Tensor
     return cent.to(X.dtype), labels
 
 
+@dataclass
 class CodeSequence:
     """The fitted law (:func:`fit_code_sequence`), as the VAR stores it.
 
@@ -139,13 +141,10 @@ class CodeSequence:
         Each kind's share of the training frames (where a chain without a past starts).
     """
 
-    def __init__(self, kinds: Tensor, nearest: Tensor, transitions: Tensor, shares: Tensor):
-        self.kinds, self.nearest, self.transitions, self.shares = (
-            kinds,
-            nearest,
-            transitions,
-            shares,
-        )
+    kinds: Tensor
+    nearest: Tensor
+    transitions: Tensor
+    shares: Tensor
 
 
 def fit_code_sequence(

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmsin.whitening.sequence import draw_kinds, pick_codes
+
 __all__ = ["BANK_HOLD", "CODE_LAWS", "NOISE_FRAMES", "VAR", "apply_relu"]
 
 log = logging.getLogger(__name__)
@@ -554,8 +556,6 @@ class VAR(nn.Module):
                 "scripts/train_pretrained.py refit MODEL OUT --set whitening.codes=sequence); "
                 "use codes='bank'"
             )
-        from mmsin.whitening.sequence import draw_kinds, pick_codes
-
         clip, pair = self._held_clips(batch, first, frames, generator, held)
         dev = clip.device
         u = torch.rand(batch, frames, 2, generator=generator, device=dev, dtype=torch.float64)
