@@ -265,8 +265,8 @@ BREAKAGES = (
     Breakage(
         "sequence-rests-sound",
         "a rest of codes='sequence' runs the recursion instead of zeroing its frame",
-        "                out[:, n + M].masked_fill_(rest[:, n, None].to(out.device), 0.0)\n",
-        "                pass\n",
+        "            out[:, n + M].masked_fill_(r, 0.0)\n",
+        "            pass\n",
         (
             "tests/test_code_sequence.py::test_sequence_codes_rest_hold_the_clip_and_stream",
             "tests/test_code_sequence.py::test_moment_matching_chains_draw_sequence_codes_with_rests",
@@ -283,6 +283,24 @@ BREAKAGES = (
             "tests/test_code_sequence.py::test_draw_kinds_follows_the_chain_and_its_past",
             "tests/test_code_sequence.py::test_sequence_codes_rest_hold_the_clip_and_stream",
         ),
+    ),
+    Breakage(
+        "blocks-rests-remembered",
+        "a rest of codes='blocks' is silent but the recursion goes on from the frames before it",
+        "                memory[:, n + 1 : n + M + 1].masked_fill_(r[..., None], 0.0)\n",
+        "                pass\n",
+        (
+            "tests/test_code_sequence.py::test_a_rest_that_forgets_clears_the_recursions_memory",
+            "tests/test_code_sequence.py::test_block_codes_replay_training_codes_in_order",
+        ),
+    ),
+    Breakage(
+        "blocks-shuffled",
+        "codes='blocks' takes each frame of a block from its own random start (no order kept)",
+        "        start = (u[:, block - b0] * (size - BLOCK_FRAMES + 1).clamp(min=1)).long()\n",
+        "        start = (torch.rand(batch, frames, generator=generator, dtype=u.dtype)"
+        " * (size - BLOCK_FRAMES + 1).clamp(min=1)).long()\n",
+        ("tests/test_code_sequence.py::test_block_codes_replay_training_codes_in_order",),
     ),
     Breakage(
         "sequence-picks-any-frame",

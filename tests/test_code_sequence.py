@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from mmsin.training import code_chains, loop
-from mmsin.whitening import NOISE_FRAMES, VAR, bank_clip_ids, fit_code_bank, fit_code_sequence
+from mmsin.whitening import (
+    BLOCK_FRAMES,
+    NOISE_FRAMES,
+    VAR,
+    bank_clip_ids,
+    fit_code_bank,
+    fit_code_sequence,
+)
 from mmsin.whitening.sequence import draw_kinds, kmeans, pick_codes, rest_frames
 from test_training import run, tiny
 
@@ -216,11 +223,13 @@ def test_sequence_law_needs_its_fit() -> None:
         VAR(C, 1).sample(1, 4, warmup=0, codes="sequence")
 
 
+@pytest.mark.parametrize("law", ["sequence", "blocks"])
 def test_moment_matching_chains_draw_sequence_codes_with_rests(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, law: str
 ) -> None:
-    """With ``whitening.codes = "sequence"`` the features' VAR holds the codes' order, and L_MM's
-    chains draw from it: a rest frame of the law is a zero frame of the chain."""
+    """With ``whitening.codes = "sequence"`` (or ``"blocks"``) the features' VAR holds the
+    codes' order, and L_MM's chains draw from it: a rest frame of the law is a zero frame of
+    the chain."""
     seen: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
     class Spy(code_chains.CodeChains):
@@ -235,7 +244,7 @@ def test_moment_matching_chains_draw_sequence_codes_with_rests(
             return z, rest
 
     monkeypatch.setattr(loop, "CodeChains", Spy)
-    cfg = tiny(1, "whitening.codes=sequence", "whitening.bank_clips=3")
+    cfg = tiny(1, f"whitening.codes={law}", "whitening.bank_clips=3")
     result = run(cfg, tmp_path / "r", tmp_path / "cache")
     from mmsin.model import MMSIN
 
@@ -247,3 +256,81 @@ def test_moment_matching_chains_draw_sequence_codes_with_rests(
     for S, rest in seen:
         assert rest is not None and rest.shape == (S.shape[0], S.shape[2])
         assert bool((S.transpose(1, 2)[rest.to(S.device)] == 0).all())
+
+
+def test_a_rest_that_forgets_clears_the_recursions_memory() -> None:
+    """VAR(2) with A_2 only (S[n] = 0.5 S[n-2] + z[n]): a rest at frame 3 is silent either way;
+    remembered, frame 4 still sees frame 2; forgotten, frames 4 and 5 are their codes alone.
+    Frames before the rest are the same, and a run in two calls, carried by :meth:`VAR.run`'s
+    memory, equals the run in one."""
+    var = VAR(1, 2)
+    var.A[1, 0, 0] = 0.5
+    Z = torch.tensor([[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]], dtype=torch.float64)
+    rest = torch.tensor([[False, False, False, True, False, False, False]])
+    plain = var.unwhiten(Z, rest=rest)[0, 0]
+    forgot = var.unwhiten(Z, rest=rest, forget=True)[0, 0]
+    s0, s1, s2 = 1.0, 2.0, 3.0 + 0.5 * 1.0
+    torch.testing.assert_close(forgot[:4], torch.tensor([s0, s1, s2, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(plain[:4], forgot[:4])
+    torch.testing.assert_close(plain[4], torch.tensor(5.0 + 0.5 * s2, dtype=torch.float64))
+    torch.testing.assert_close(forgot[4:6], torch.tensor([5.0, 6.0], dtype=torch.float64))
+    torch.testing.assert_close(forgot[6], torch.tensor(7.0 + 0.5 * 5.0, dtype=torch.float64))
+    for cut in (2, 4, 5):  # the memory after frame 3 is zero, not the frames output
+        head, memory = var.run(Z[..., :cut], rest=rest[:, :cut], forget=True)
+        tail = var.unwhiten(Z[..., cut:], memory, rest=rest[:, cut:], forget=True)
+        torch.testing.assert_close(torch.cat([head, tail], -1)[0, 0], forgot)
+
+
+def test_block_codes_replay_training_codes_in_order() -> None:
+    """codes="blocks": each aligned block of BLOCK_FRAMES frames is consecutive codes of one
+    bank clip (its rests where the clip's are, silent and forgotten), blocks start at varied
+    places, and a sample of n frames is the start of a longer one (a block straddling two
+    draws keeps its start)."""
+    var, _ = _sequence_var()
+    g = torch.Generator().manual_seed(4)
+    Z, rest, held = var.draw_codes(5, 300, "blocks", g, first=-6)
+    assert rest is not None and held is not None and rest.shape == (5, 300)
+    assert abs(float(rest.double().mean()) - 0.25) < 0.05  # the training clips' rest share
+    rows = var.code_bank.double() * var.code_bank_scale.double()[:, None]
+    clips = var.code_bank_clips
+    starts = set()
+    for b in range(5):
+        sounding = (~rest[b]).nonzero()[:, 0]
+        match = torch.cdist(Z[b][:, sounding].T, rows).argmin(1)
+        torch.testing.assert_close(rows[match], Z[b][:, sounding].T, rtol=0, atol=1e-9)
+        row = torch.full((300,), -1)
+        row[sounding] = match
+        for k in range(2, 300 - BLOCK_FRAMES + 1, BLOCK_FRAMES):  # frames k - 6: multiples of 4
+            blk = row[k : k + BLOCK_FRAMES]
+            known = (blk >= 0).nonzero()[:, 0]
+            first = int(blk[known[0]]) - int(known[0])  # where the block starts in the bank
+            starts.add(first)
+            assert torch.equal(blk[known], first + known)  # consecutive training codes
+            clip = int(torch.searchsorted(clips, torch.tensor(first), right=True)) - 1
+            assert first + BLOCK_FRAMES <= int(clips[clip + 1])  # within one clip
+            kinds = var.code_kinds[first + torch.arange(BLOCK_FRAMES)]
+            assert torch.equal(rest[b, k : k + BLOCK_FRAMES], kinds == 0)  # its own rests
+    assert len(starts) > 40
+    # rests are silent and the recursion after them starts again from silence
+    S = var.unwhiten(Z, rest=rest, forget=True)
+    assert bool((S.transpose(1, 2)[rest] == 0).all())
+
+    def sample(frames: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(9)
+        warmup = NOISE_FRAMES - 10  # the first draw ends inside a block
+        return var.sample(2, frames, warmup=warmup, relu=False, codes="blocks", generator=g)
+
+    short, long = sample(40), sample(300)
+    assert torch.equal(short, long[..., :40])
+    whole = var.sample(
+        2,
+        300,
+        warmup=NOISE_FRAMES - 10,
+        relu=False,
+        codes="blocks",
+        generator=torch.Generator().manual_seed(9),
+    )
+    assert torch.equal(whole, long)
+    with pytest.raises(ValueError, match="refit"):
+        old = {k: v for k, v in var.state_dict().items() if k != "code_transitions"}
+        VAR.from_state_dict(old).sample(1, 4, warmup=0, codes="blocks")

@@ -52,6 +52,8 @@ WAVELETS = ("gammatone", "morlet")
 #: of those layers driving a bank of fixed oscillators (mmsin.generators.oscillators,
 #: docs/model.md).
 GENERATOR_HEADS = ("conv", "oscillators", "partials")
+#: Laws of the white codes z (:meth:`mmsin.whitening.VAR.sample`).
+CODE_LAWS = ("gaussian", "mixture", "bank", "sequence", "blocks")
 #: Default moment-matching weight lambda (eq. 4's L = L_inv + lambda L_MM). The paper does not
 #: publish it; docs/training.md records how this value was chosen.
 DEFAULT_LAMBDA = 1.0
@@ -90,8 +92,10 @@ class WhiteningConfig:
     ``codes``: the law of the codes z that L_MM's synthetic S_J and ``generate`` draw by
     default: ``"gaussian"`` (the paper's N(0, I)), ``"mixture"`` (scaled per frame by the
     training codes' power), ``"bank"`` (real training codes, :func:`mmsin.whitening.
-    fit_code_bank`) or ``"sequence"`` (the bank's codes in the order music has them, with
-    rests: :mod:`mmsin.whitening.sequence`), which need ``bank_clips`` > 0: the training clips
+    fit_code_bank`), ``"sequence"`` (the bank's codes in the order music has them, with
+    rests: :mod:`mmsin.whitening.sequence`) or ``"blocks"`` (the bank's codes replayed in
+    their own order a second at a time, :meth:`mmsin.whitening.VAR.block_codes`), which need
+    ``bank_clips`` > 0: the training clips
     whose codes the VAR keeps (int8, C bytes a frame).
 
     ``past``: what came before each training clip (:func:`mmsin.whitening.fit_var`):
@@ -110,11 +114,11 @@ class WhiteningConfig:
         _require(self.M >= 1, "whitening.M", self.M, "must be >= 1")
         _require(self.ridge >= 0, "whitening.ridge", self.ridge, "must be >= 0")
         _require(self.warmup >= 0, "whitening.warmup", self.warmup, "must be >= 0")
-        _choice("whitening.codes", self.codes, ("gaussian", "mixture", "bank", "sequence"))
+        _choice("whitening.codes", self.codes, CODE_LAWS)
         _choice("whitening.past", self.past, ("silence", "unknown"))
         _require(self.bank_clips >= 0, "whitening.bank_clips", self.bank_clips, "must be >= 0")
         _require(
-            self.codes not in ("bank", "sequence") or self.bank_clips > 0,
+            self.codes in ("gaussian", "mixture") or self.bank_clips > 0,
             "whitening.codes",
             self.codes,
             "needs whitening.bank_clips > 0 (the training clips whose codes are kept)",

@@ -321,11 +321,12 @@ class MMSIN(nn.Module):
             VAR frames discarded before the kept ones (default ``config.whitening.warmup``);
             the last :meth:`generation_lead` of them also go through G, whose output for them
             is dropped.
-        codes : {"gaussian", "mixture", "bank", "sequence"}, optional
+        codes : {"gaussian", "mixture", "bank", "sequence", "blocks"}, optional
             The law of z: the paper's N(0, I), a scale mixture with the training codes'
             per-frame power (heavy-tailed like real innovations), real training codes drawn
             independently frame by frame, or the same codes in an order drawn from a Markov
-            chain of their kinds, with rests (:meth:`VAR.sample`). Default:
+            chain of their kinds, with rests, or replayed in their own order a block of
+            :data:`~mmsin.whitening.BLOCK_FRAMES` frames at a time (:meth:`VAR.sample`). Default:
             ``config.whitening.codes``.
 
         Returns

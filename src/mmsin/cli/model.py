@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from mmsin.config import CODE_LAWS
+
 #: Most files one command writes (--steps): a bound checked before any list of names is made.
 _MAX_FILES = 10_000
 
@@ -507,13 +509,14 @@ def register(subparsers: Any) -> None:
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     g.add_argument(
         "--codes",
-        choices=("gaussian", "mixture", "bank", "sequence"),
+        choices=CODE_LAWS,
         default=None,
         help="law of z: gaussian, the paper's N(0, I); mixture, N(0, I) scaled per frame by "
         "the training codes' frame power (heavy-tailed like real innovations: onsets); bank, "
         "real training codes drawn frame by frame from one training clip per 8 s; sequence, "
         "the same clip's codes in an order drawn from a Markov chain of the kinds of training "
-        "codes, with rests (default: the model's whitening.codes)",
+        "codes, with rests; blocks, the clip's codes replayed in their own order a second at "
+        "a time, with their rests (default: the model's whitening.codes)",
     )
     g.add_argument(
         "--out",

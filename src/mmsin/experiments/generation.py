@@ -4,7 +4,8 @@ Samples G(ReLU(L^-1 z)) with the codes of the model's law (``whitening.codes``: 
 ``generate`` draws) and each other law its VAR holds: the paper's Gaussian codes
 z ~ N(0, I), scale-mixture codes (heavy-tailed like the real innovations), real training
 codes drawn frame by frame, and the same codes in the order of a Markov chain of their kinds
-(:meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``, ``"bank"``, ``"sequence"``). Each
+(:meth:`mmsin.whitening.VAR.sample`, ``codes="mixture"``, ``"bank"``, ``"sequence"``,
+``"blocks"``). Each
 set (training
 extracts, test extracts, generated) gets the same figures: the paper's spread sigma and the
 moment-matching distance of eq. (6) to the training set, and the figures of
@@ -82,6 +83,7 @@ def generation(ctx: Context) -> Outcome:
         "mixture": model.var.frame_scales.numel() > 0,
         "bank": model.var.code_bank.shape[0] > 0,
         "sequence": model.var.code_transitions.numel() > 0,
+        "blocks": model.var.code_transitions.numel() > 0,
     }
     for other_law, ok in available.items():
         if ok and other_law != law:

@@ -54,8 +54,9 @@ class CodeChains:
         codes: str = "gaussian",
     ) -> None:
         self.var, self.batch, self.width, self.warmup = var, batch, width, warmup
-        # the law of z (VAR.sample's codes); "bank", "sequence": a clip per chain per step
+        # the law of z (VAR.sample's codes); the bank's laws: a clip per chain per step
         self.codes = codes
+        self.forget = codes == "blocks"  # its rests clear the recursion's memory (VAR.unwhiten)
         self.relu = relu  # S_J's non-negative channels (eq. 1's ReLU); the rest are signed
         self.seed, self.rank, self.device = seed, rank, device
         self.state: Tensor | None = None
@@ -67,7 +68,7 @@ class CodeChains:
         g = seeded_generator(self.device, self.seed, self.rank, epoch, -1)
         Z, rest = self._codes(frames, g)
         with torch.no_grad():
-            self.state = self.var.unwhiten(Z, rest=rest)[:, :, -int(self.var.M) :]
+            self.state = self.var.run(Z, rest=rest, forget=self.forget)[1]
         for k in range(steps_done):
             self.next(first_step + k)
 
@@ -77,12 +78,11 @@ class CodeChains:
         assert self.state is not None, "call start() first"
         g = seeded_generator(self.device, self.seed, self.rank, step)
         Z, rest = self._codes(self.width, g)
-        S = self.var.unwhiten(Z, initial=self.state, rest=rest)
-        self.state = S[:, :, -int(self.var.M) :]
+        S, self.state = self.var.run(Z, self.state, rest=rest, forget=self.forget)
         return apply_relu(S, self.relu).float()
 
     def _codes(self, frames: int, g: torch.Generator) -> tuple[Tensor, Tensor | None]:
         """White codes (batch, C, frames) of the chains' law, from ``g`` (a bank clip per chain
-        per call), and their rests (``"sequence"``; None for the other laws)."""
+        per call), and their rests (``"sequence"``, ``"blocks"``; None for the other laws)."""
         Z, rest, _ = self.var.draw_codes(self.batch, frames, self.codes, g)
         return Z, rest

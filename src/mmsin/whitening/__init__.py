@@ -32,10 +32,11 @@ from mmsin.whitening.fit import (
     whiteness_report,
 )
 from mmsin.whitening.sequence import CodeSequence, fit_code_sequence
-from mmsin.whitening.var import BANK_HOLD, CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
+from mmsin.whitening.var import BANK_HOLD, BLOCK_FRAMES, CODE_LAWS, NOISE_FRAMES, VAR, apply_relu
 
 __all__ = [
     "BANK_HOLD",
+    "BLOCK_FRAMES",
     "CODE_LAWS",
     "NOISE_FRAMES",
     "PASTS",

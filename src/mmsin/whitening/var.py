@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mmsin.config import CODE_LAWS
 from mmsin.whitening.sequence import draw_kinds, pick_codes
 
-__all__ = ["BANK_HOLD", "CODE_LAWS", "NOISE_FRAMES", "VAR", "apply_relu"]
+__all__ = ["BANK_HOLD", "BLOCK_FRAMES", "CODE_LAWS", "NOISE_FRAMES", "VAR", "apply_relu"]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 NOISE_FRAMES = 256
 
 #: What a sample of the bank's laws carries from one block of frames to the next: the span of
-#: BANK_HOLD frames it is in and the clips it holds there, and (``"sequence"``) the last kinds.
+#: BANK_HOLD frames it is in and the clips it holds there, and (``"sequence"``) the last kinds or
+#: (``"blocks"``) the last block and where it starts.
 Held = tuple[Any, ...]
 
 
@@ -303,7 +305,12 @@ class VAR(nn.Module):
         return Z.to(dtype=S.dtype, device=S.device)
 
     def unwhiten(
-        self, Z: Tensor, initial: Tensor | None = None, *, rest: Tensor | None = None
+        self,
+        Z: Tensor,
+        initial: Tensor | None = None,
+        *,
+        rest: Tensor | None = None,
+        forget: bool = False,
     ) -> Tensor:
         """The inverse L^-1: run the recursion S[n] = prediction + Sigma^{1/2} Z[n].
 
@@ -316,18 +323,38 @@ class VAR(nn.Module):
         initial : Tensor, shape (B, C, T0), optional
             Frames before the first one; zeros by default.
         rest : Tensor, shape (B, T), bool, optional
-            Frames set to zero whatever their code (``codes="sequence"``'s rests: the code
-            that cancels the prediction, which depends on the frames before).
+            Frames set to zero whatever their code (the rests of ``codes="sequence"`` and
+            ``"blocks"``: the code that cancels the prediction, which depends on the frames
+            before).
+        forget : bool
+            A rest also clears the recursion's memory: the frames after it are predicted from
+            M silent frames, as after a clip's start (``codes="blocks"``, whose codes after a
+            rest were the innovations of a recording that had gone quiet). The frames before
+            the rest are output unchanged.
 
         Returns
         -------
         S : Tensor, shape (B, C, T), dtype and device of Z.
         """
-        self._check(Z, "Z")
-        S = self._recursion(Z.to(self.A), initial, rest)
-        return S.to(dtype=Z.dtype, device=Z.device)
+        return self.run(Z, initial, rest=rest, forget=forget)[0]
 
-    def _recursion(self, Z: Tensor, initial: Tensor | None, rest: Tensor | None = None) -> Tensor:
+    def run(
+        self,
+        Z: Tensor,
+        initial: Tensor | None = None,
+        *,
+        rest: Tensor | None = None,
+        forget: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`unwhiten`, and the recursion's memory after the last frame (B, C, M): the
+        ``initial`` that continues it (its last M frames, unless ``forget`` cleared some)."""
+        self._check(Z, "Z")
+        S, memory = self._recursion(Z.to(self.A), initial, rest, forget)
+        return S.to(dtype=Z.dtype, device=Z.device), memory.to(dtype=Z.dtype, device=Z.device)
+
+    def _recursion(
+        self, Z: Tensor, initial: Tensor | None, rest: Tensor | None = None, forget: bool = False
+    ) -> tuple[Tensor, Tensor]:
         B, C, T = Z.shape
         M = self.M
         innov = Z.transpose(1, 2) @ self.sqrt_cov  # (B, T, C): all innovations in one matmul
@@ -337,11 +364,19 @@ class VAR(nn.Module):
         out[:, :M] = self._initial(initial, B)
         weight = self._stacked_weight()
         innov = innov + self.b
+        # what the recursion remembers: the output itself, or a copy that rests clear
+        memory = out.clone() if forget and rest is not None else out
         for n in range(T):
-            out[:, n + M] = torch.addmm(innov[:, n], out[:, n : n + M].reshape(B, M * C), weight)
-            if rest is not None:
-                out[:, n + M].masked_fill_(rest[:, n, None].to(out.device), 0.0)
-        return out[:, M:].transpose(1, 2)
+            step = torch.addmm(innov[:, n], memory[:, n : n + M].reshape(B, M * C), weight)
+            out[:, n + M] = step
+            if rest is None:
+                continue
+            r = rest[:, n, None].to(out.device)
+            out[:, n + M].masked_fill_(r, 0.0)
+            if memory is not out:
+                memory[:, n + M] = out[:, n + M]
+                memory[:, n + 1 : n + M + 1].masked_fill_(r[..., None], 0.0)
+        return out[:, M:].transpose(1, 2), memory[:, T:].transpose(1, 2)
 
     def sample(
         self,
@@ -375,7 +410,7 @@ class VAR(nn.Module):
             Channels the ReLU applies to: all (True, eq. 1 as written), none (False), or a mask:
             S_J's non-negative channels (``mmsin.scattering.nonnegative_channels``), since
             order 0 and the ``paper`` variant's linear order 1 are signed.
-        codes : {"gaussian", "mixture", "bank", "sequence"}
+        codes : {"gaussian", "mixture", "bank", "sequence", "blocks"}
             The law of Z. ``"gaussian"``: N(0, I) (the paper). ``"mixture"``: a Gaussian scale
             mixture ``z[n] = sqrt(w[n]) g[n]``, ``g[n] ~ N(0, I)``, one power ``w[n]`` per
             frame shared by all channels and drawn from the training codes' per-frame power
@@ -391,6 +426,9 @@ class VAR(nn.Module):
             (:mod:`mmsin.whitening.sequence`): a Markov chain over the kinds of training codes
             (onsets, ringing frames, rests) picks each frame's kind, the held clip gives a code
             of that kind, and a rest sets the frame to zero.
+            ``"blocks"``: the bank's codes replayed in their own order, :data:`BLOCK_FRAMES`
+            consecutive codes of the held clip at a time (:meth:`block_codes`), their rests
+            silent and forgotten by the recursion.
 
         Returns
         -------
@@ -439,8 +477,7 @@ class VAR(nn.Module):
             Z, rest, held = self.draw_codes(
                 batch, NOISE_FRAMES, codes, generator, first=start - warmup, held=held
             )
-            S = self._recursion(Z, past, rest)
-            past = S[..., -self.M :] if past is None else torch.cat([past, S], -1)[..., -self.M :]
+            S, past = self._recursion(Z, past, rest, forget=codes == "blocks")
             lo, hi = max(0, warmup - start), min(NOISE_FRAMES, total - start)
             if hi > lo:
                 yield apply_relu(S[..., lo:hi], relu).to(dtype or self.A.dtype)
@@ -460,7 +497,8 @@ class VAR(nn.Module):
 
         ``first`` and ``held`` place the frames among the bank's spans (:meth:`bank_codes`);
         the other laws ignore them. Returns the codes, the rests (batch, frames) bool of
-        ``"sequence"`` (frames that :meth:`unwhiten` must set to zero; None for the other laws)
+        ``"sequence"`` and ``"blocks"`` (frames that :meth:`unwhiten` must set to zero, and for
+        ``"blocks"`` forget; None for the other laws)
         and the ``held`` state to pass on.
         """
         if codes not in CODE_LAWS:
@@ -470,7 +508,7 @@ class VAR(nn.Module):
                 "codes='mixture' needs the training codes' frame powers, which this VAR was "
                 "fitted without (models trained before mmsin 0.9); use codes='gaussian'"
             )
-        if codes in ("bank", "sequence") and self.code_bank.shape[0] == 0:
+        if codes in ("bank", "sequence", "blocks") and self.code_bank.shape[0] == 0:
             raise ValueError(
                 f"codes={codes!r} needs a bank of training codes, which this model was trained "
                 "without (set whitening.bank_clips); use codes='gaussian' or 'mixture'"
@@ -480,6 +518,8 @@ class VAR(nn.Module):
             return Z, None, held
         if codes == "sequence":
             return self.sequence_codes(batch, first, frames, generator, held)
+        if codes == "blocks":
+            return self.block_codes(batch, first, frames, generator, held)
         dev = self.A.device
         Z = torch.randn(
             batch, self.channels, frames, generator=generator, dtype=self.A.dtype, device=dev
@@ -549,13 +589,7 @@ class VAR(nn.Module):
         Returns the codes (batch, C, frames) (zero at rests), the rests (batch, frames) bool
         and the (span, clips, kinds) state to pass on.
         """
-        if self.code_transitions.numel() == 0:
-            raise ValueError(
-                "codes='sequence' needs the order of the training codes, which this model's "
-                "whitening was fitted without (models trained before mmsin 0.12: refit it with "
-                "scripts/train_pretrained.py refit MODEL OUT --set whitening.codes=sequence); "
-                "use codes='bank'"
-            )
+        self._need_order("sequence")
         clip, pair = self._held_clips(batch, first, frames, generator, held)
         dev = clip.device
         u = torch.rand(batch, frames, 2, generator=generator, device=dev, dtype=torch.float64)
@@ -570,6 +604,57 @@ class VAR(nn.Module):
         Z = self._bank_rows(row.clamp(min=0)).masked_fill(rest[:, None].to(self.A.device), 0.0)
         return Z, rest, (*pair, kind[:, -1])
 
+    def block_codes(
+        self,
+        batch: int,
+        first: int,
+        frames: int,
+        generator: torch.Generator | None = None,
+        held: Held | None = None,
+    ) -> tuple[Tensor, Tensor, Held]:
+        """Codes of ``codes="blocks"``: training codes in their own order, a block at a time.
+
+        The moving-block bootstrap of the innovations: frame ``first + k`` is in block
+        ``(first + k) // BLOCK_FRAMES``; each block takes :data:`BLOCK_FRAMES` consecutive codes
+        of the clip its sample holds (:meth:`bank_codes`' spans, which blocks never straddle),
+        from a start drawn uniformly among the clip's; a frame that was a rest in training
+        (:mod:`mmsin.whitening.sequence`'s kind 0) is a rest, which :meth:`unwhiten` makes
+        silent and forgets (``forget=True``). Inside a block the codes are those that made a
+        real passage (an onset and the frames that let it ring); across blocks, nothing of a
+        clip's order is kept.
+
+        Returns the codes (batch, C, frames) (zero at rests), the rests (batch, frames) bool
+        and the (span, clips, block, start) state to pass on.
+        """
+        self._need_order("blocks")
+        clip, pair = self._held_clips(batch, first, frames, generator, held)
+        dev = clip.device
+        a = torch.arange(first, first + frames, device=dev)
+        block = torch.div(a, BLOCK_FRAMES, rounding_mode="floor")
+        b0 = int(block[0])
+        u = torch.rand(
+            batch, int(block[-1]) - b0 + 1, generator=generator, device=dev, dtype=torch.float64
+        )
+        if held is not None and len(held) > 3 and held[2] == b0:
+            u[:, 0] = held[3]  # the block straddles the previous call: same start
+        clips = self.code_bank_clips
+        lo, size = clips[clip], clips[clip + 1] - clips[clip]
+        start = (u[:, block - b0] * (size - BLOCK_FRAMES + 1).clamp(min=1)).long()
+        row = lo + torch.minimum(start + (a - block * BLOCK_FRAMES), size - 1)
+        rest = self.code_kinds[row] == 0
+        Z = self._bank_rows(row).masked_fill(rest[:, None].to(self.A.device), 0.0)
+        return Z, rest, (*pair, int(block[-1]), u[:, -1])
+
+    def _need_order(self, codes: str) -> None:
+        """Refuse a law that needs :mod:`mmsin.whitening.sequence`'s fit when it is missing."""
+        if self.code_transitions.numel() == 0:
+            raise ValueError(
+                f"codes={codes!r} needs the order of the training codes, which this model's "
+                "whitening was fitted without (models trained before mmsin 0.12: refit it with "
+                f"scripts/train_pretrained.py refit MODEL OUT --set whitening.codes={codes}); "
+                "use codes='bank'"
+            )
+
     def spectral_radius(self) -> float:
         """Largest modulus of the companion matrix's eigenvalues (< 1 means a stable VAR)."""
         M, C = self.M, self.channels
@@ -583,11 +668,15 @@ class VAR(nn.Module):
 
 
 #: The laws :meth:`VAR.sample` can draw codes from.
-CODE_LAWS = ("gaussian", "mixture", "bank", "sequence")
 
 #: Frames for which a sample of ``codes="bank"`` keeps drawing from one training clip: 32
 #: frames are 8 s at the paper's J = 10 and 4096 Hz, the length of a beethoven-like extract.
 BANK_HOLD = 32
+
+#: Frames of one block of ``codes="blocks"``: consecutive training codes replayed in their order.
+#: 4 frames are 1 s at J = 10 (the piano set has 3.4 onsets a second); chosen on the shipped
+#: piano among 2, 4 and 8 by the generation figures (docs/model.md, "Codes in order").
+BLOCK_FRAMES = 4
 
 
 def _quantile_lookup(quantiles: Tensor, u: Tensor) -> Tensor:
