@@ -14,7 +14,8 @@ The laws (``--laws``):
 - ``ica``: independent components of the training codes (symmetric FastICA, tanh), each drawn
   from its own marginal (256 quantiles).
 - ``model:LAW``: a law the model's VAR holds, drawn as ``mmsin generate --codes LAW`` draws it
-  (``model:bank``, ``model:sequence``).
+  (``model:bank``, ``model:sequence``, ``model:blocks``; ``model:blocks:N``: blocks of N
+  frames instead of :data:`mmsin.whitening.BLOCK_FRAMES`).
 
 The training codes are Z = L S_J of the training clips from frame M on (their past inside the
 clip). S_J comes from the chunked disk cache that training fills.
@@ -40,7 +41,8 @@ from mmsin.model import MMSIN
 from mmsin.training.features import data_fingerprint, default_cache_dir
 from mmsin.training.frames import scattering_frames
 from mmsin.training.loop import load_data
-from mmsin.whitening import apply_relu, fit_code_bank
+from mmsin.whitening import BLOCK_FRAMES, apply_relu, fit_code_bank
+from mmsin.whitening import var as var_module
 
 
 def training_codes(model: MMSIN, data: str, size: str) -> tuple[Tensor, Any]:
@@ -144,7 +146,9 @@ def main() -> None:
     results: dict[str, Any] = {"train": {"sigma": ev.spread(f_train)}}
     for law in args.laws:
         if law.startswith("model:"):  # a law the model's VAR holds, as `mmsin generate` draws it
-            name = law.split(":", 1)[1]
+            parts = law.split(":")
+            name = parts[1]
+            var_module.BLOCK_FRAMES = int(parts[2]) if len(parts) > 2 else BLOCK_FRAMES
             audio = model.generate(frames, batch=args.clips, seed=args.seed, codes=name).numpy()
         else:
             g = torch.Generator().manual_seed(args.seed)
