@@ -57,6 +57,8 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "sequence-rests-sound",
         "sequence-kinds-forget-the-past",
         "sequence-picks-any-frame",
+        "blocks-rests-remembered",
+        "blocks-shuffled",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name
