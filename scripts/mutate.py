@@ -292,6 +292,7 @@ BREAKAGES = (
         (
             "tests/test_code_sequence.py::test_a_rest_that_forgets_clears_the_recursions_memory",
             "tests/test_code_sequence.py::test_block_codes_replay_training_codes_in_order",
+            "tests/test_model.py::test_the_shipped_piano_stays_bounded_with_blocks_of_real_codes",
         ),
     ),
     Breakage(
