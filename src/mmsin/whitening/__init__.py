@@ -17,7 +17,8 @@ docs/model.md gives the derivation and the numerical choices.
 
 Modules: :mod:`~mmsin.whitening.var` (the VAR module, L, L^-1, sampling and the code laws),
 :mod:`~mmsin.whitening.fit` (the fit, the ridge, stability and whiteness),
-:mod:`~mmsin.whitening.sequence` (the order of the codes drawn by ``codes="sequence"``).
+:mod:`~mmsin.whitening.sequence` (the order of the codes drawn by ``codes="sequence"``, and
+the rests of ``codes="blocks"``).
 """
 
 from mmsin.whitening.fit import (
