@@ -304,6 +304,23 @@ BREAKAGES = (
         ("tests/test_code_sequence.py::test_block_codes_replay_training_codes_in_order",),
     ),
     Breakage(
+        "envelope-unshaped",
+        "the points inside a frame (generator.sub_frames) ignore their multipliers",
+        "    knots = torch.lerp(_before(c, prev)[..., None], c[..., None], w) * env\n",
+        "    knots = torch.lerp(_before(c, prev)[..., None], c[..., None], w)\n",
+        (
+            "tests/test_sub_frames.py::test_envelope_points_shape_the_amplitude",
+            "tests/test_sub_frames.py::test_a_stream_with_envelopes_equals_the_whole_sequence",
+        ),
+    ),
+    Breakage(
+        "envelope-point-not-carried",
+        "a stream's block starts from the frame's amplitude, not the last envelope point",
+        "            amp_prev = state.amp if state.amp_knot is None else state.amp_knot\n",
+        "            amp_prev = state.amp\n",
+        ("tests/test_sub_frames.py::test_a_stream_with_envelopes_equals_the_whole_sequence",),
+    ),
+    Breakage(
         "sequence-picks-any-frame",
         "codes='sequence' takes the held clip's first frame of the kind, not one at random",
         "    j = (u * n_match).long().clamp(max=(n_match - 1).clamp_min(0))\n",

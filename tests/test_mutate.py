@@ -59,6 +59,8 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "sequence-picks-any-frame",
         "blocks-rests-remembered",
         "blocks-shuffled",
+        "envelope-unshaped",
+        "envelope-point-not-carried",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

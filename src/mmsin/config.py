@@ -149,6 +149,8 @@ class GeneratorConfig:
     ``amp_refine``: how the free head's network refines the amplitudes read from u, each
     partial on its own (``"bin"``) or all the partials of a frame by one gain, the mean of its
     refinements over them, so that their relative levels are u's (``"frame"``).
+    ``sub_frames``: P > 0 gives the free head an envelope inside each frame, P points per
+    partial and per noise band (flat at first; 0: amplitudes linear across the frame).
     ``c1`` is used by ``"conv"`` only; the other fields by the
     heads that name them.
     """
@@ -170,6 +172,7 @@ class GeneratorConfig:
     noise_input: str = "sj"
     peak_rounds: int = 2
     amp_refine: str = "bin"
+    sub_frames: int = 0
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -189,6 +192,12 @@ class GeneratorConfig:
         _require(self.peak_rounds >= 0, "generator.peak_rounds", self.peak_rounds, ">= 0")
         _choice("generator.noise_input", self.noise_input, ("sj", "log"))
         _choice("generator.amp_refine", self.amp_refine, ("bin", "frame"))
+        _require(
+            self.sub_frames in (0, 1, 2, 4, 8, 16, 32),
+            "generator.sub_frames",
+            self.sub_frames,
+            "must be 0 (off) or a power of 2 up to 32",
+        )
 
 
 @dataclass

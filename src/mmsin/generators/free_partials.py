@@ -74,6 +74,7 @@ from mmsin.generators.synthesis import (
     band_noise_tables,
     band_shapes,
     block_phases,
+    envelope_knots,
     interpolate_blocks,
     parabolic_peaks,
     polyval,
@@ -101,18 +102,37 @@ class Controls:
     omega: Tensor
     gain: Tensor
     noise: Tensor
+    # with generator.sub_frames = P: each frame's envelope, P multipliers of mean 1 per
+    # oscillator (B, N, T, P) and per noise band (B, nb, T, P)
+    amp_env: Tensor | None = None
+    noise_env: Tensor | None = None
 
     def last(self, phase: Tensor) -> State:
         """The state after these frames: their last values, and the phase the next block
         starts at."""
+        amp_knot = noise_knot = None
+        if self.amp_env is not None and self.noise_env is not None:
+            amp_knot = self.amp[..., -1] * self.amp_env[..., -1, -1]
+            noise_knot = self.noise[..., -1] * self.noise_env[..., -1, -1]
         return State(
-            self.amp[..., -1], self.omega[..., -1], self.gain[..., -1], self.noise[..., -1], phase
+            self.amp[..., -1],
+            self.omega[..., -1],
+            self.gain[..., -1],
+            self.noise[..., -1],
+            phase,
+            amp_knot,
+            noise_knot,
         )
 
     def tail(self, k: int, m: int) -> Controls:
         """The last k frames (m gain samples per frame)."""
+        env = [e[..., -k:, :] if e is not None else None for e in (self.amp_env, self.noise_env)]
         return Controls(
-            self.amp[..., -k:], self.omega[..., -k:], self.gain[..., -k * m :], self.noise[..., -k:]
+            self.amp[..., -k:],
+            self.omega[..., -k:],
+            self.gain[..., -k * m :],
+            self.noise[..., -k:],
+            *env,
         )
 
 
@@ -126,6 +146,10 @@ class State:
     gain: Tensor
     noise: Tensor
     phase: Tensor
+    # with sub-frame envelopes: the last envelope point of the oscillators and noise bands (the
+    # frame's amplitude times its last multiplier); None: the frame's amplitude
+    amp_knot: Tensor | None = None
+    noise_knot: Tensor | None = None
 
 
 class _FreeAmplitude(nn.Module):
@@ -286,6 +310,8 @@ class FreePartialGenerator(PartialGenerator):
     bin_hz: Tensor
     phase_offset: Tensor
     noise_tables: Tensor
+    envelope: _FreqLayer  # with sub_frames only
+    noise_envelope: nn.Conv1d
 
     def __init__(
         self,
@@ -301,6 +327,7 @@ class FreePartialGenerator(PartialGenerator):
         refine_rounds: int = 2,
         noise_power: np.ndarray | None = None,
         amp_refine: str = "bin",
+        sub_frames: int = 0,
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -358,6 +385,20 @@ class FreePartialGenerator(PartialGenerator):
         self.noise = _NoiseGains(c_noise, noise_bands, 0.0) if noise_bands else None
         tables = band_noise_tables(self.fs, NOISE_TABLE, max(noise_bands, 1))
         self.register_buffer("noise_tables", torch.tensor(tables), persistent=False)
+        if sub_frames < 0 or (sub_frames and self.hop % sub_frames):
+            raise ValueError(f"sub_frames must be >= 0 and divide {self.hop}, got {sub_frames}")
+        self.sub_frames = int(sub_frames)
+        if self.sub_frames:
+            # envelopes inside the frame: P logits per bin (from the network's last features)
+            # and per noise band (from the noise branch's input), zero at first: flat
+            P = self.sub_frames
+            self.envelope = _FreqLayer(c_last, P, self.out.kf, 1, relu=False)
+            self.noise_envelope = nn.Conv1d(c_noise, max(noise_bands, 1) * P, 1)
+            for conv in (self.envelope.conv, self.noise_envelope):
+                with torch.no_grad():
+                    conv.weight.zero_()
+                    assert conv.bias is not None
+                    conv.bias.zero_()
         self.noise_room = noise_power is not None and self.noise_bands > 0
         if self.noise_room:
             power = np.asarray(noise_power, dtype=np.float64)
@@ -543,7 +584,22 @@ class FreePartialGenerator(PartialGenerator):
             x = layer(x)
         amp = self.amp(self.out(x), est, peak)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, self.noise_gains(frames, lu, room))
+        noise = self.noise_gains(frames, lu, room)
+        c = Controls(amp, omega.to(amp.dtype), gain, noise)
+        if self.sub_frames:
+            c.amp_env, c.noise_env = self.inner_envelopes(self.envelope(x), frames, lu)
+        return c
+
+    def inner_envelopes(self, logits: Tensor, frames: Tensor, lu: Tensor) -> tuple[Tensor, Tensor]:
+        """The envelopes inside each frame (``sub_frames`` = P): the envelope layer's logits
+        (B, P, F, T) and the noise branch's input -> multipliers of mean 1, P softmax(logits)
+        over the P points, of the oscillators (B, N, T, P) and the noise bands (B, nb, T, P)."""
+        P = self.sub_frames
+        amp_env = P * torch.softmax(logits[:, :, self.keep].permute(0, 2, 3, 1), dim=-1)
+        B, T = frames.shape[0], frames.shape[-1]
+        raw = self.noise_envelope(self.noise_features(frames, lu)).reshape(B, -1, P, T)
+        noise_env = P * torch.softmax(raw.permute(0, 1, 3, 2), dim=-1)[:, : self.noise_bands]
+        return amp_env, noise_env
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is
@@ -570,9 +626,21 @@ class FreePartialGenerator(PartialGenerator):
             self._float64().phase_offset,
             h,
         )
-        y = sum_oscillators(c.amp, state.amp, c.omega, om_from, start, h)  # (B, T, h)
-        if self.noise is not None:
-            y = y + band_noise(c.noise, state.noise, self.noise_tables, first_sample, h)
+        if c.amp_env is None or c.noise_env is None:
+            y = sum_oscillators(c.amp, state.amp, c.omega, om_from, start, h)  # (B, T, h)
+            if self.noise is not None:
+                y = y + band_noise(c.noise, state.noise, self.noise_tables, first_sample, h)
+        else:  # P points a frame: the controls at P times the frame rate, linear between them
+            P = self.sub_frames
+            amp = envelope_knots(c.amp, state.amp, c.amp_env)
+            amp_prev = state.amp if state.amp_knot is None else state.amp_knot
+            y = sum_oscillators(amp, amp_prev, c.omega, om_from, start, h, sub=P)
+            if self.noise is not None:
+                gains = envelope_knots(c.noise, state.noise, c.noise_env)
+                prev = state.noise if state.noise_knot is None else state.noise_knot
+                y = y + band_noise(gains, prev, self.noise_tables, first_sample, h // P).reshape(
+                    y.shape
+                )
         B, T = y.shape[0], y.shape[1]
         hh = self.h  # output samples per gain sample
         g = interpolate_blocks(c.gain, state.gain, hh).reshape(B, T, h)

@@ -111,14 +111,18 @@ class FreePartialStreamer:
         """Forget the stream: the next push starts a sequence, as ``forward`` does."""
         g, B = self.generator, self.batch_size
         like = next(g.parameters()).detach()
-        self._layers = [CachedFreqLayer(la, B, g.num_bins) for la in [*g.freq_layers, g.out]]
+        layers: list[_FreqLayer] = list(g.freq_layers)  # type: ignore[arg-type]
+        self._layers = [CachedFreqLayer(la, B, g.num_bins) for la in layers]
+        self._out = CachedFreqLayer(g.out, B, g.num_bins)
+        self._envelope = CachedFreqLayer(g.envelope, B, g.num_bins) if g.sub_frames else None
         self._trunk = GeneratorStreamer(g.trunk, B)
         self._state: State = g.zero_state(B, like)
         self._like = like
         self._seen = 0
 
-    def _network(self, frames: Tensor, lu: Tensor) -> Tensor:
-        """The shared network's log-gain of the new frames, (B, 1, F, k) as offline."""
+    def _network(self, frames: Tensor, lu: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The shared network's log-gain of the new frames, (B, 1, F, k) as offline, and the
+        envelope layer's logits (B, P, F, k) (None without sub-frames)."""
         g = self.generator
         Fb = lu.shape[1]
         x = lu.transpose(1, 2)[:, :, None]  # (B, k, 1, F)
@@ -127,7 +131,8 @@ class FreePartialStreamer:
             x = torch.cat([x, ctx[..., None].expand(-1, -1, -1, Fb)], dim=2)
         for layer in self._layers:
             x = layer.push(x)
-        return x.permute(0, 2, 3, 1)
+        env = None if self._envelope is None else self._envelope.push(x).permute(0, 2, 3, 1)
+        return self._out.push(x).permute(0, 2, 3, 1), env
 
     @torch.inference_mode()
     def controls(self, frames: Tensor) -> Controls:
@@ -146,9 +151,13 @@ class FreePartialStreamer:
             B, n, nb = self.batch_size, g.num_oscillators, g.noise_bands
             return Controls(z(B, n, 0), z(B, n, 0), z(B, 1, 0), z(B, nb, 0))
         lu, est, peak, omega, room = g.estimate(frames)
-        amp = g.amp(self._network(frames, lu), est, peak)
+        r, env = self._network(frames, lu)
+        amp = g.amp(r, est, peak)
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
-        return Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
+        c = Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
+        if env is not None:
+            c.amp_env, c.noise_env = g.inner_envelopes(env, frames, lu)
+        return c
 
     @torch.inference_mode()
     def push(self, frames: Tensor) -> Tensor:

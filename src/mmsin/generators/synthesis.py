@@ -33,6 +33,7 @@ __all__ = [
     "band_noise",
     "band_noise_tables",
     "block_phases",
+    "envelope_knots",
     "interpolate_blocks",
     "parabolic_peaks",
     "polyval",
@@ -188,8 +189,25 @@ def block_phases(
     return start, om_from.to(omega.dtype), phase_next
 
 
+def envelope_knots(c: Tensor, prev: Tensor, env: Tensor) -> Tensor:
+    """Controls per frame (B, N, T) and the frame before (B, N), shaped by envelopes of P
+    multipliers per frame (B, N, T, P): the P points of each block, point p of block n
+    ``lerp(c[n-1], c[n], (p + 1) / P) env[n, p]`` (flat envelopes give the line between the
+    frames at P points), as controls at P times the frame rate (B, N, T P)."""
+    P = env.shape[-1]
+    w = (torch.arange(P, device=c.device, dtype=c.dtype) + 1) / P
+    knots = torch.lerp(_before(c, prev)[..., None], c[..., None], w) * env
+    return knots.reshape(c.shape[0], c.shape[1], -1)
+
+
 def sum_oscillators(
-    amp: Tensor, amp_prev: Tensor, omega: Tensor, omega_from: Tensor, start: Tensor, h: int
+    amp: Tensor,
+    amp_prev: Tensor,
+    omega: Tensor,
+    omega_from: Tensor,
+    start: Tensor,
+    h: int,
+    sub: int = 1,
 ) -> Tensor:
     """sum_k a_k(s) cos(phi_k(s)) over blocks: (B, N, T) controls -> (B, T, h).
 
@@ -202,6 +220,9 @@ def sum_oscillators(
     exactly 0: on the CPU, where no gradient is asked for, only the others' cosines are
     computed (a frame of the free head sounds a handful of its oscillators; a zero
     amplitude still has a gradient, and on a GPU the count would wait for the device).
+
+    ``sub`` > 1: ``amp`` holds ``sub`` points a frame (B, N, T sub, :func:`envelope_knots`),
+    interpolated linearly over blocks of h / sub samples; the phases stay per frame.
     """
     if amp.device.type == "cpu" and not (torch.is_grad_enabled() and amp.requires_grad):
         sounding = ((amp != 0).any(dim=-1) | (amp_prev != 0)).any(dim=0).nonzero()[:, 0]
@@ -216,7 +237,11 @@ def sum_oscillators(
         dw = (omega.float() - omega_from.float()).transpose(1, 2)[..., None]
         phi = start.float().transpose(1, 2)[..., None] + u1 * w0 + quad * dw
         carrier = torch.cos(phi).to(amp.dtype)
-    return _interpolated_sum(amp, amp_prev, carrier, h)
+        if sub > 1:  # (B, T, N, h) -> (B, T sub, N, h / sub)
+            B, T, N = carrier.shape[:3]
+            carrier = carrier.reshape(B, T, N, sub, h // sub).transpose(2, 3)
+            carrier = carrier.reshape(B, T * sub, N, h // sub)
+    return _interpolated_sum(amp, amp_prev, carrier, h // sub).reshape(amp.shape[0], -1, h)
 
 
 def band_noise_tables(fs: float, length: int, num_bands: int, seed: int = 0) -> np.ndarray:
