@@ -32,6 +32,9 @@ is synthesised, silent or not). Rows:
   streamer, which re-ran the controls over the last ``frame_span`` frames at every push
   (:class:`RerenderStreamer`, kept here to compare; checked equal to the cached one).
 - ``pitched-stream-b1-8frames``: the same with 8 frames per push.
+- ``... compiled``: the same streamers with each push one graph made by ``torch.compile``
+  (``g.stream(1, compiled=True)``; the first push compiles, ``compile_s``); the peer is the
+  eager cached streamer.
 - ``pitched-batch32``: whole-sequence forward, batch 32 x 16 frames.
 - ``pitched-train-step``: forward + backward of the head in training mode on the preset's
   batch (context + segment frames), a mean of squares standing in for the losses.
@@ -222,6 +225,31 @@ def pitched_rows(device: str, quick: bool, row: Callable[..., None]) -> None:
         )
         if k == 1:
             row(f"{name} latency per frame (mean)", m_new * 1e3, "ms", peer_ms=m_old * 1e3)
+        # the same streamer with each push one graph from torch.compile (checked equal first)
+        comp, eager = g.stream(1, compiled=True), g.stream(1)
+        t0 = time.perf_counter()
+        a = torch.cat([comp.push(z[..., i : i + k]) for i in range(0, z.shape[-1], k)], -1)
+        compile_s = time.perf_counter() - t0
+        b = torch.cat([eager.push(z[..., i : i + k]) for i in range(0, z.shape[-1], k)], -1)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        comp.reset()
+        t_comp = stream_times(comp, z[..., :k], n, device)
+        m_comp = statistics.fmean(t_comp)
+        rtf = k * frame_s / m_comp
+        extra = {"target": ">= 300x real time", "target_met": rtf >= 300} if k == 1 else {}
+        row(
+            f"{name} compiled (real-time factor)",
+            rtf,
+            "x",
+            peer={"value": k * frame_s / m_new, "unit": "x"},
+            ratio=m_new / m_comp,
+            latency_mean_ms=m_comp * 1e3 / k,
+            latency_p90_ms=sorted(t_comp)[int(0.9 * (len(t_comp) - 1))] * 1e3,
+            compile_s=compile_s,
+            peer_note="the same cached streamer, eager",
+            notes=note,
+            **extra,
+        )
     batch, frames = (32, 8) if quick else (32, 16)
     zb = torch.rand(batch, CHANNELS, frames, device=device) * 0.02
     with torch.no_grad():

@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the project needs (sound-font renderer and sound fonts for the embedded data,
-# a headless browser for the report test).
-APT_PACKAGES=(libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont chromium)
+# a headless browser for the report test, a C++ compiler for the compiled stream).
+APT_PACKAGES=(libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont chromium g++)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

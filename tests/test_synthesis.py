@@ -25,7 +25,8 @@ def test_polyval_equals_numpy_for_one_and_several_polynomials() -> None:
 
 def test_band_noise_reads_the_tables_by_absolute_sample_across_their_end() -> None:
     """Gains interpolated between frames times the table at (first + s) mod L, from a
-    per-sample numpy loop, both where the blocks run past the table's end and where not."""
+    per-sample numpy loop, both where the blocks run past the table's end and where not, with
+    the position as an int and as a 0-d tensor (what a compiled stream passes)."""
     rng = np.random.default_rng(1)
     nb, L, h, T = 3, 64, 8, 5
     tables = rng.standard_normal((nb, L)).astype(np.float32)
@@ -40,6 +41,9 @@ def test_band_noise_reads_the_tables_by_absolute_sample_across_their_end() -> No
                 w = (u + 1) / h
                 g = before + (gains[..., n] - before) * w
                 ref[:, n * h + u] = g @ tables[:, (first + n * h + u) % L]
+        np.testing.assert_allclose(y.reshape(2, -1).numpy(), ref, rtol=1e-5, atol=1e-5)
+        at = torch.tensor(first)
+        y = band_noise(torch.tensor(gains), torch.tensor(prev), torch.tensor(tables), at, h)
         np.testing.assert_allclose(y.reshape(2, -1).numpy(), ref, rtol=1e-5, atol=1e-5)
 
 

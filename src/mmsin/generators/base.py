@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["Derived", "GeneratorHead", "ReadsInputNorm", "Streamer"]
@@ -39,6 +40,10 @@ class Derived(Generic[T]):
         self._value: T | None = None
 
     def get(self, sources: Sequence[Tensor], make: Callable[[], T]) -> T:
+        if self._value is not None and torch.compiler.is_compiling():
+            # a compiled stream (its reset made the value): data pointers and versions cannot
+            # be traced, and the streamer asks for a new stream after weights change
+            return self._value
         state = tuple((t.data_ptr(), t._version) for t in sources)
         if (
             self._value is None

@@ -36,6 +36,12 @@ from mmsin.generators.partials import _FreqLayer
 __all__ = ["CachedFreqLayer", "FreePartialStreamer"]
 
 
+def _fresh(t: Tensor) -> Tensor:
+    """A copy of ``t`` with the strides a new tensor of its shape has (``contiguous`` keeps
+    a size-1 dimension's stride)."""
+    return t.new_empty(t.shape).copy_(t)
+
+
 class CachedFreqLayer:
     """One :class:`mmsin.generators.partials._FreqLayer` applied to new frames only.
 
@@ -98,15 +104,19 @@ class FreePartialStreamer:
     batch_size : int
     """
 
-    def __init__(self, generator: FreePartialGenerator, batch_size: int) -> None:
+    def __init__(
+        self, generator: FreePartialGenerator, batch_size: int, compiled: bool = False
+    ) -> None:
         if generator.training:
             raise RuntimeError("call generator.eval() before streaming")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.generator = generator
         self.batch_size = int(batch_size)
+        self.compiled = bool(compiled)
         self.reset()
 
+    @torch.inference_mode()  # the state as pushes leave it (a compiled graph guards on it)
     def reset(self) -> None:
         """Forget the stream: the next push starts a sequence, as ``forward`` does."""
         g, B = self.generator, self.batch_size
@@ -119,6 +129,15 @@ class FreePartialStreamer:
         self._state: State = g.zero_state(B, like)
         self._like = like
         self._seen = 0
+        self._step_fn = self._step
+        if self.compiled:
+            g._float64()  # what the compiled graph reads as it stands (base.Derived)
+            self._trunk._layer_plans()
+            self._step_fn = torch.compile(self._step, dynamic=False)
+
+    def _cached_layers(self) -> list[CachedFreqLayer]:
+        extra = [self._envelope] if self._envelope is not None else []
+        return [*self._layers, self._out, *extra]
 
     def _network(self, frames: Tensor, lu: Tensor) -> tuple[Tensor, Tensor | None]:
         """The shared network's log-gain of the new frames, (B, 1, F, k) as offline, and the
@@ -134,22 +153,29 @@ class FreePartialStreamer:
         env = None if self._envelope is None else self._envelope.push(x).permute(0, 2, 3, 1)
         return self._out.push(x).permute(0, 2, 3, 1), env
 
-    @torch.inference_mode()
-    def controls(self, frames: Tensor) -> Controls:
-        """The controls of new frames (B, in_channels, k), as :meth:`FreePartialGenerator.controls`
-        gives them within the whole sequence; advances the network's caches (not the
-        synthesis: :meth:`push` does both)."""
+    def _checked(self, frames: Tensor) -> Tensor:
         g = self.generator
         if frames.dim() != 3 or frames.shape[:2] != (self.batch_size, g.in_channels):
             raise ValueError(
                 f"frames must have shape ({self.batch_size}, {g.in_channels}, k), got "
                 f"{tuple(frames.shape)}"
             )
-        frames = frames.to(self._like)
+        return frames.to(self._like)
+
+    @torch.inference_mode()
+    def controls(self, frames: Tensor) -> Controls:
+        """The controls of new frames (B, in_channels, k), as :meth:`FreePartialGenerator.controls`
+        gives them within the whole sequence; advances the network's caches (not the
+        synthesis: :meth:`push` does both)."""
+        frames = self._checked(frames)
         if frames.shape[-1] == 0:
-            z = frames.new_zeros
+            g, z = self.generator, frames.new_zeros
             B, n, nb = self.batch_size, g.num_oscillators, g.noise_bands
             return Controls(z(B, n, 0), z(B, n, 0), z(B, 1, 0), z(B, nb, 0))
+        return self._controls(frames)
+
+    def _controls(self, frames: Tensor) -> Controls:
+        g = self.generator
         lu, est, peak, omega, room = g.estimate(frames)
         r, env = self._network(frames, lu)
         amp = g.amp(r, est, peak)
@@ -159,15 +185,30 @@ class FreePartialStreamer:
             c.amp_env, c.noise_env = g.inner_envelopes(env, frames, lu)
         return c
 
+    def _step(self, frames: Tensor, first_sample: int | Tensor) -> Tensor:
+        """One push: the controls, then the synthesis from the state (both advanced)."""
+        c = self._controls(frames)
+        y, state = self.generator.synthesize(c, self._state, first_sample)
+        if self.compiled:  # laid out as reset lays them out (a compiled graph guards on strides)
+            for name, t in vars(state).items():
+                if t is not None:
+                    setattr(state, name, _fresh(t))
+            for layer in self._cached_layers():
+                layer.history = _fresh(layer.history)
+            self._trunk._history = [_fresh(h) for h in self._trunk._history]
+        self._state = state
+        return y
+
     @torch.inference_mode()
     def push(self, frames: Tensor) -> Tensor:
         """Feed frames (B, in_channels, k), get their k 2^J samples (B, k 2^J)."""
+        frames = self._checked(frames)
         k = frames.shape[-1]
         if k == 0:
             return frames.new_zeros(self.batch_size, 0)
-        g = self.generator
-        c = self.controls(frames)
-        y, self._state = g.synthesize(c, self._state, self._seen * g.hop)
+        first = self._seen * self.generator.hop
+        # compiled: the position as a tensor, so that one graph serves every push
+        y = self._step_fn(frames, torch.tensor(first) if self.compiled else first)
         self._seen += k
         return y
 

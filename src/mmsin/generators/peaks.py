@@ -45,7 +45,6 @@ bins.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmsin.generators.synthesis import polyval
+from mmsin.generators.synthesis import made_once, polyval
 
 __all__ = [
     "DISCOVER_FLOOR",
@@ -331,7 +330,7 @@ def _vertex(lo: Tensor, mid: Tensor, hi: Tensor, poly: Tensor) -> tuple[Tensor, 
     return sg[..., 0], level + sg[..., 1]
 
 
-@functools.lru_cache(maxsize=16)
+@made_once
 def _last_column(n: int, device: torch.device) -> Tensor:
     """(n,) bool, True in the last place only (made once)."""
     with torch.inference_mode(False):
@@ -433,12 +432,13 @@ def refine_peaks(
             DISCOVER_SHARE * u2[..., 1:-1], DISCOVER_FLOOR * u2.amax(dim=-1, keepdim=True)
         )
         new = (mid > lo) & (mid >= hi) & (mid > floor) & (rest[..., 1:-1] >= least) & ~near
-        if bool(new.any()):  # the new partials; every frame is then refined again alike
-            new = F.pad(new, (1, 1))  # never the first or the last bin
-            s_new, a_new = (F.pad(t, (1, 1)) for t in _vertex(lo, mid, hi, poly))
-            semis = torch.where(new, s_new, semis)
-            log_a = torch.where(new, a_new, log_a)
-            peak = peak | new
+        # the new partials (none found: the same values), without asking whether there are
+        # any, which would stop a compiled stream's graph
+        new = F.pad(new, (1, 1))  # never the first or the last bin
+        s_new, a_new = (F.pad(t, (1, 1)) for t in _vertex(lo, mid, hi, poly))
+        semis = torch.where(new, s_new, semis)
+        log_a = torch.where(new, a_new, log_a)
+        peak = peak | new
         # whether or not it found a partial: a frame's estimate must not depend on the other
         # frames and clips it is computed with (a batch, a whole sequence or a stream)
         for _ in range(rounds):

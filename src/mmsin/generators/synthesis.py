@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+_R = TypeVar("_R")
 
 __all__ = [
     "band_noise",
@@ -35,12 +39,28 @@ __all__ = [
     "block_phases",
     "envelope_knots",
     "interpolate_blocks",
+    "made_once",
     "parabolic_peaks",
     "polyval",
     "sum_oscillators",
 ]
 
 TWO_PI = 2 * math.pi
+
+
+def made_once(fn: Callable[..., _R]) -> Callable[..., _R]:
+    """``functools.lru_cache`` for the small constant tensors of the hot paths (ramps,
+    exponents, masks), made once per size, device and dtype; traced by ``torch.compile`` (a
+    compiled stream), the function itself runs and its values become the graph's constants."""
+    cached = functools.lru_cache(maxsize=64)(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Hashable) -> _R:
+        if torch.compiler.is_compiling():
+            return fn(*args)
+        return cached(*args)
+
+    return call
 
 
 def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
@@ -56,14 +76,14 @@ def polyval(coefficients: Tensor, x: Tensor) -> Tensor:
     return powers @ coefficients.to(x)
 
 
-@functools.lru_cache(maxsize=16)
+@made_once
 def _exponents(n: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """n - 1, ..., 1, 0: the powers :func:`polyval` raises x to, made once."""
     with torch.inference_mode(False), torch.no_grad():
         return torch.arange(n - 1, -1, -1, device=device, dtype=dtype)
 
 
-@functools.lru_cache(maxsize=64)
+@made_once
 def _ramps(h: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
     """(w_u = (u + 1) / h, u + 1 in float32, (u + 1)(u + 2) / (2 h) in float32) for u < h,
     made once per block length, device and dtype (the same values as made on each call)."""
@@ -224,7 +244,11 @@ def sum_oscillators(
     ``sub`` > 1: ``amp`` holds ``sub`` points a frame (B, N, T sub, :func:`envelope_knots`),
     interpolated linearly over blocks of h / sub samples; the phases stay per frame.
     """
-    if amp.device.type == "cpu" and not (torch.is_grad_enabled() and amp.requires_grad):
+    if (
+        amp.device.type == "cpu"
+        and not (torch.is_grad_enabled() and amp.requires_grad)
+        and not torch.compiler.is_compiling()  # a compiled stream: fixed shapes, no branch
+    ):
         sounding = ((amp != 0).any(dim=-1) | (amp_prev != 0)).any(dim=0).nonzero()[:, 0]
         if sounding.shape[0] < amp.shape[1]:
             amp, amp_prev, omega, omega_from, start = (
@@ -285,15 +309,17 @@ def band_shapes(f: np.ndarray, fs: float, num_bands: int) -> np.ndarray:
 
 
 def band_noise(
-    gains: Tensor, gains_prev: Tensor, tables: Tensor, first_sample: int, h: int
+    gains: Tensor, gains_prev: Tensor, tables: Tensor, first_sample: int | Tensor, h: int
 ) -> Tensor:
     """sum_b g_b(s) table_b[s mod L]: gains per frame (B, nb, T), interpolated between frames
     as the oscillators' amplitudes, over blocks of h samples, from the absolute sample
-    ``first_sample`` (so a stream and the whole sequence read the same noise). (B, T, h)."""
+    ``first_sample`` (so a stream and the whole sequence read the same noise). (B, T, h).
+    ``first_sample`` may be a 0-d integer tensor (a compiled stream: one graph whatever the
+    position)."""
     nb, T = gains.shape[1], gains.shape[2]
     L = tables.shape[-1]
     first = first_sample % L
-    if first + T * h <= L:  # no wrap: a view of the tables
+    if isinstance(first, int) and first + T * h <= L:  # no wrap: a view of the tables
         noise = tables[:, first : first + T * h]
     else:
         noise = tables[:, (first + torch.arange(T * h, device=tables.device)) % L]
