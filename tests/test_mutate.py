@@ -61,6 +61,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "blocks-shuffled",
         "envelope-unshaped",
         "envelope-point-not-carried",
+        "compiled-stream-relaid-never",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name
