@@ -65,10 +65,10 @@ PRETRAINED_LABEL = (
     "shipped pretrained models: the pitched preset (partials generator with free frequencies, "
     "what ships), trained on a 2-core CPU on the full look-alikes (notes: 1,561 steps on "
     "nsynth-like full, then 1,546 on its augmented rebuild with guitars, strings and basses, "
-    "detuned, half with reverb, run with one amplitude refinement per frame; piano: 7,684 "
-    "steps on beethoven-like full, the last 2,260 with L_MM on codes drawn from real training "
-    "codes, which it generates from, then its whitening refitted on the extracts without their "
-    "first frames; batch 16)"
+    "detuned, half with reverb, run with one amplitude refinement per frame; piano: 10,396 "
+    "steps on beethoven-like full, L_MM last on real training codes drawn in a learned order "
+    "with rests, which it generates from, its whitening fitted on the extracts without their "
+    "first frames, the last 904 steps with envelopes inside the frame; batch 16)"
 )
 
 #: The demo's scale: epochs of every training it runs (unless ``--set train.epochs=N``), and
