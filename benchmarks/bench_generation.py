@@ -193,62 +193,66 @@ def pitched_rows(device: str, quick: bool, row: Callable[..., None]) -> None:
     frame_s = g.hop / FS
     torch.manual_seed(2)
     z = torch.rand(1, CHANNELS, 24, device=device) * 0.02
+
+    def pushed(s: Any, k: int) -> torch.Tensor:
+        """All of z pushed k frames at a time into the streamer ``s``."""
+        return torch.cat([s.push(z[..., i : i + k]) for i in range(0, z.shape[-1], k)], -1)
+
     # the cached streamer equals the re-rendering one (and both the offline forward)
-    new, old = g.stream(1), RerenderStreamer(g, 1)
-    with torch.no_grad():
-        a = torch.cat([new.push(z[..., i : i + 1]) for i in range(z.shape[-1])], -1)
-    b = torch.cat([old.push(z[..., i : i + 1]) for i in range(z.shape[-1])], -1)
-    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        pushed(g.stream(1), 1), pushed(RerenderStreamer(g, 1), 1), rtol=1e-3, atol=1e-3
+    )
     pushes = 40 if quick else 200
-    for k in (1, 8):
-        n = max(5, pushes // k)
-        t_new = stream_times(g.stream(1), z[..., :k], n, device)
-        t_old = stream_times(RerenderStreamer(g, 1), z[..., :k], n, device)
-        m_new, m_old = statistics.fmean(t_new), statistics.fmean(t_old)
-        rtf = k * frame_s / m_new
-        name = "pitched-stream-b1" if k == 1 else f"pitched-stream-b1-{k}frames"
-        extra: dict[str, Any] = {}
-        if k == 1:
-            extra = {"target": ">= 300x real time", "target_met": rtf >= 300}
+
+    def stream_row(case: str, k: int, times: list[float], peer_mean: float, **more: Any) -> float:
+        """A real-time-factor row of pushes of k frames that took ``times``, against a peer
+        whose mean push took ``peer_mean``; returns the mean push time."""
+        mean = statistics.fmean(times)
+        rtf = k * frame_s / mean
+        target = {"target": ">= 300x real time", "target_met": rtf >= 300} if k == 1 else {}
         row(
-            f"{name} (real-time factor)",
+            f"{case} (real-time factor)",
             rtf,
             "x",
-            peer={"value": k * frame_s / m_old, "unit": "x"},
-            ratio=m_old / m_new,
-            latency_mean_ms=m_new * 1e3 / k,
-            latency_p90_ms=sorted(t_new)[int(0.9 * (len(t_new) - 1))] * 1e3,
+            peer={"value": k * frame_s / peer_mean, "unit": "x"},
+            ratio=peer_mean / mean,
+            latency_mean_ms=mean * 1e3 / k,
+            latency_p90_ms=sorted(times)[int(0.9 * (len(times) - 1))] * 1e3,
+            notes=note,
+            **more,
+            **target,
+        )
+        return mean
+
+    for k in (1, 8):
+        n = max(5, pushes // k)
+        t_old = stream_times(RerenderStreamer(g, 1), z[..., :k], n, device)
+        m_old = statistics.fmean(t_old)
+        name = "pitched-stream-b1" if k == 1 else f"pitched-stream-b1-{k}frames"
+        m_new = stream_row(
+            name,
+            k,
+            stream_times(g.stream(1), z[..., :k], n, device),
+            m_old,
             peer_latency_mean_ms=m_old * 1e3 / k,
             peer_note="previous streamer: re-renders the last frame_span frames per push",
-            notes=note,
-            **extra,
         )
         if k == 1:
             row(f"{name} latency per frame (mean)", m_new * 1e3, "ms", peer_ms=m_old * 1e3)
         # the same streamer with each push one graph from torch.compile (checked equal first)
-        comp, eager = g.stream(1, compiled=True), g.stream(1)
+        comp = g.stream(1, compiled=True)
         t0 = time.perf_counter()
-        a = torch.cat([comp.push(z[..., i : i + k]) for i in range(0, z.shape[-1], k)], -1)
+        a = pushed(comp, k)
         compile_s = time.perf_counter() - t0
-        b = torch.cat([eager.push(z[..., i : i + k]) for i in range(0, z.shape[-1], k)], -1)
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a, pushed(g.stream(1), k), rtol=1e-4, atol=1e-5)
         comp.reset()
-        t_comp = stream_times(comp, z[..., :k], n, device)
-        m_comp = statistics.fmean(t_comp)
-        rtf = k * frame_s / m_comp
-        extra = {"target": ">= 300x real time", "target_met": rtf >= 300} if k == 1 else {}
-        row(
-            f"{name} compiled (real-time factor)",
-            rtf,
-            "x",
-            peer={"value": k * frame_s / m_new, "unit": "x"},
-            ratio=m_new / m_comp,
-            latency_mean_ms=m_comp * 1e3 / k,
-            latency_p90_ms=sorted(t_comp)[int(0.9 * (len(t_comp) - 1))] * 1e3,
+        stream_row(
+            f"{name} compiled",
+            k,
+            stream_times(comp, z[..., :k], n, device),
+            m_new,
             compile_s=compile_s,
             peer_note="the same cached streamer, eager",
-            notes=note,
-            **extra,
         )
     batch, frames = (32, 8) if quick else (32, 16)
     zb = torch.rand(batch, CHANNELS, frames, device=device) * 0.02

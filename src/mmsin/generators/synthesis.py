@@ -116,12 +116,12 @@ def parabolic_peaks(log_u: Tensor, floor: float) -> tuple[Tensor, Tensor, Tensor
     """
     lo, mid, hi = log_u[:, :-2], log_u[:, 1:-1], log_u[:, 2:]
     diff = lo - hi
-    peak_inner = (mid > lo) & (mid >= hi) & (mid > floor)
     # the mask over every bin from neighbours padded with +inf (the first and last bins are
     # never peaks), not by padding a bool tensor: Inductor's vectorised C++ (a compiled
     # stream of several frames a push) fails to compile a padded bool mask in torch 2.13
     walls = torch.nn.functional.pad(log_u, (0, 0, 1, 1), value=math.inf)
     peak = (log_u > walls[:, :-2]) & (log_u >= walls[:, 2:]) & (log_u > floor)
+    peak_inner = peak[:, 1:-1]
     curv = torch.where(peak_inner, torch.clamp(torch.add(lo, mid, alpha=-2) + hi, max=-1e-9), -1.0)
     d = torch.clamp(0.5 * diff / curv, -0.5, 0.5)
     # A pure tone's vertex lies at most 0.19 nepers above its peak bin (Gammatone, Q = 12);
