@@ -322,6 +322,14 @@ BREAKAGES = (
         ("tests/test_sub_frames.py::test_a_stream_with_envelopes_equals_the_whole_sequence",),
     ),
     Breakage(
+        "generation-envelopes-as-trained",
+        "generate renders the envelopes inside the frame as trained, whatever "
+        "generator.generation_temperature says",
+        "        with self.generation_envelopes(envelope_temperature):\n",
+        "        with contextlib.nullcontext():\n",
+        ("tests/test_sub_frames.py::test_generation_alone_renders_at_the_configured_temperature",),
+    ),
+    Breakage(
         "compiled-stream-relaid-never",
         "a compiled stream keeps its caches as the pushes leave them (other strides than reset "
         "gives them): every push after the first compiles a new graph",

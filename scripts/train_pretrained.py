@@ -31,7 +31,11 @@ import numpy as np
 
 KINDS = {"notes": "nsynth-like", "piano": "beethoven-like"}
 #: Settings of a trained generator that change how it is run, not its weights.
-INFERENCE_SETTINGS = ("generator.amp_refine", "generator.peak_rounds")
+INFERENCE_SETTINGS = (
+    "generator.amp_refine",
+    "generator.peak_rounds",
+    "generator.generation_temperature",
+)
 
 
 def export(out: Path) -> None:

@@ -123,6 +123,33 @@ def test_generate_and_interpolate(workspace: Path, tmp_path: Path) -> None:
     assert np.isfinite(sf.read(mid)[0]).all()
 
 
+def test_generate_softens_the_envelopes_as_the_model_says(tmp_path: Path) -> None:
+    """The shipped piano generates at its ``generator.generation_temperature``: the file is
+    ``MMSIN.generate`` at that temperature, not at 1 (the shapes as trained), and
+    ``--envelope-temperature 1`` gives the latter; a bad temperature writes no file."""
+    from mmsin.model import MMSIN
+
+    model = MMSIN.load("piano")
+    assert model.config.generator.generation_temperature > 1
+    frames = int(np.ceil(1.0 * 4096 / model.hop))
+    files = {}
+    for tau in (None, "1"):
+        out = tmp_path / f"t{tau}.wav"
+        extra = [] if tau is None else ["--envelope-temperature", tau]
+        argv = ["generate", "--model", "piano", "--seconds", "1", "--seed", "2", "--out", str(out)]
+        assert main([*argv, *extra, "-q"]) == 0
+        files[tau] = sf.read(out)[0]
+    for tau, x in files.items():
+        w = model.generate(frames, seed=2, envelope_temperature=None if tau is None else 1.0)
+        w = w[0].numpy() / float(w.abs().max())
+        assert np.abs(x - w).max() < 2.0 / 32768, tau
+    assert np.abs(files[None] - files["1"]).max() > 0.01
+    bad = tmp_path / "bad"
+    argv = ["generate", "--model", "piano", "--seconds", "1", "--out", str(bad)]
+    assert main([*argv, "--envelope-temperature", "-2"]) == 2
+    assert not bad.exists() or not list(bad.iterdir())
+
+
 def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
     """G(ReLU(L^-1 z)), z ~ N(0, I) drawn from ``seed`` in blocks of ``NOISE_FRAMES`` frames
     (so that long generations stream): the VAR recursion written out here,
@@ -172,6 +199,8 @@ def _generate_by_hand(frames: int, batch: int, seed: int) -> np.ndarray:
         (["decode", "{text}", "--out", "y.wav"], "not a .npy array"),
         (["interpolate", "{wav}", "--out", "m.wav"], "two audio files"),
         (["generate", "--seconds", "-1"], "--seconds must be positive"),
+        (["generate", "--envelope-temperature", "4"], "no envelopes inside the frame"),
+        (["generate", "--model", "piano", "--envelope-temperature", "0"], "must be > 0"),
         (["train", "--set", "train.nope=1"], "unknown field 'nope'"),
         (["train", "--set", "train.epochs=x"], "not a valid int"),
         (["decode", "{npy}", "--out", "y.wav", "--model", "no/such/run"], "no such model"),

@@ -273,6 +273,12 @@ def test_generation(ctx: Any) -> None:
     assert r["mm_distance"]["test"] == pytest.approx(_mm_distance(model, test, train), rel=1e-4)
     gen_mm = _mm_distance(model, gen, train)
     assert r["mm_distance"]["generated"] == pytest.approx(gen_mm, rel=1e-3)
+    # eq. (6) of other draws: the same law from the next seeds
+    draws = {int(k): v for k, v in r["mm_distance_draws"].items()}
+    assert sorted(draws) == [ctx.seed, ctx.seed + 1, ctx.seed + 2]
+    assert draws[ctx.seed] == r["mm_distance"]["generated"]
+    other = _mm_distance(model, _generate_by_hand(model, n, frames, ctx.seed + 2), train)
+    assert draws[ctx.seed + 2] == pytest.approx(other, rel=1e-3)
     # The music figures of each set are those of its first n_f0 clips.
     assert r["music_clips"] == ctx.n_f0
     figs = ev.music_figures(gen[: ctx.n_f0], FS)

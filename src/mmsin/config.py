@@ -151,6 +151,10 @@ class GeneratorConfig:
     refinements over them, so that their relative levels are u's (``"frame"``).
     ``sub_frames``: P > 0 gives the free head an envelope inside each frame, P points per
     partial and per noise band (flat at first; 0: amplitudes linear across the frame).
+    ``generation_temperature``: the softmax temperature of those envelopes when G renders
+    frames drawn from the VAR (``generate``, ``generate_blocks``, ``mmsin generate``; 1: as
+    trained, above 1 softer, ``inf`` flat); reconstructions, interpolations and transpositions
+    of real audio, and training, keep them as trained (docs/model.md, section 3).
     ``c1`` is used by ``"conv"`` only; the other fields by the
     heads that name them.
     """
@@ -173,6 +177,7 @@ class GeneratorConfig:
     peak_rounds: int = 2
     amp_refine: str = "bin"
     sub_frames: int = 0
+    generation_temperature: float = 1.0
 
     def validate(self) -> None:
         _require(self.kernel_size >= 1, "generator.kernel_size", self.kernel_size, "must be >= 1")
@@ -197,6 +202,14 @@ class GeneratorConfig:
             "generator.sub_frames",
             self.sub_frames,
             "must be 0 (off) or a power of 2 up to 32",
+        )
+        tau = self.generation_temperature
+        _require(tau > 0, "generator.generation_temperature", tau, "must be > 0 (inf: flat)")
+        _require(
+            tau == 1 or self.sub_frames > 0,
+            "generator.generation_temperature",
+            tau,
+            "softens the envelopes inside the frame: needs generator.sub_frames > 0",
         )
 
 

@@ -18,6 +18,7 @@ stands for x[(n-1) 2^J + 1 .. n 2^J]. :meth:`decode` drops the first 2^J - 1 out
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -306,6 +307,7 @@ class MMSIN(nn.Module):
         *,
         warmup: int | None = None,
         codes: str | None = None,
+        envelope_temperature: float | None = None,
     ) -> Tensor:
         """New audio from Gaussian white noise: G(ReLU(L^-1 z)) (paper eq. 1, Fig. 5).
 
@@ -328,6 +330,10 @@ class MMSIN(nn.Module):
             chain of their kinds, with rests, or replayed in their own order a block of
             :data:`~mmsin.whitening.BLOCK_FRAMES` frames at a time (:meth:`VAR.sample`). Default:
             ``config.whitening.codes``.
+        envelope_temperature : float, optional
+            Softmax temperature of G's envelopes inside the frame (1: as trained, ``inf``:
+            flat; :meth:`generation_envelopes`). Default:
+            ``config.generator.generation_temperature``.
 
         Returns
         -------
@@ -338,7 +344,33 @@ class MMSIN(nn.Module):
         w = self._config.whitening.warmup if warmup is None else int(warmup)
         lead = self.generation_lead(w)
         S = self.sample_scattering(frames + lead, batch, seed, warmup=w - lead, codes=codes)
-        return self._generate_from(S, aligned=False)[:, lead * self.hop :]
+        with self.generation_envelopes(envelope_temperature):
+            return self._generate_from(S, aligned=False)[:, lead * self.hop :]
+
+    def generation_envelopes(
+        self, temperature: float | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Within: G renders with its envelopes inside the frame at the softmax temperature of
+        generated frames (default ``config.generator.generation_temperature``; 1: as trained).
+
+        G learns those shapes on reconstructions, which need them; on frames drawn from the VAR
+        the sharp shapes cost the moment-matching distance of eq. (6) (the shipped piano's 0.363
+        as trained, 0.201 at temperature 8; docs/model.md, section 3), so generation may soften
+        them. A generator without envelopes inside the frame is unchanged (temperature 1 only).
+        """
+        tau = self._config.generator.generation_temperature if temperature is None else temperature
+        tau = float(tau)
+        if not tau > 0:
+            raise ValueError(f"the envelope temperature must be > 0 (inf: flat), got {tau}")
+        at = getattr(self.generator, "envelopes_at", None)
+        if at is None or not getattr(self.generator, "sub_frames", 0):
+            if tau != 1.0:
+                raise ValueError(
+                    f"envelope temperature {tau}: this generator has no envelopes inside the "
+                    "frame (generator.sub_frames = 0)"
+                )
+            return contextlib.nullcontext()
+        return at(tau)  # type: ignore[no-any-return]
 
     def generation_lead(self, warmup: int) -> int:
         """Warm-up frames of the VAR that G also runs on before the kept ones when generating:

@@ -125,6 +125,7 @@ def generate_blocks(
     *,
     warmup: int | None = None,
     codes: str | None = None,
+    envelope_temperature: float | None = None,
 ) -> Iterator[Tensor]:
     """:meth:`MMSIN.generate` block by block: G(ReLU(L^-1 z)), z ~ N(0, I) (paper eq. 1).
 
@@ -143,7 +144,8 @@ def generate_blocks(
     w = model.config.whitening.warmup if warmup is None else int(warmup)
     lead = model.generation_lead(w)  # warm-up frames G runs on too; their output is dropped
     skip = lead * model.hop
-    streamer = model.generator.stream(batch)
+    with model.generation_envelopes(envelope_temperature):  # the stream keeps the temperature
+        streamer = model.generator.stream(batch)
     for S in model.var.sample_blocks(
         batch,
         frames + lead,

@@ -312,6 +312,7 @@ def _generate(args: argparse.Namespace) -> int:
     out = check_output_folder(Path(args.out).parent if one_file else Path(args.out or default))
     model = _load_model(args)
     frames = _frames_for(args.seconds, model)
+    model.generation_envelopes(args.envelope_temperature)  # a bad temperature: before any file
     what = f"--seconds {args.seconds:g} --count {args.count}"
     _check_size(model, what, frames, args.count, out)  # before a check per file
     if one_file:
@@ -320,7 +321,14 @@ def _generate(args: argparse.Namespace) -> int:
         names = [out / f"generated-seed{args.seed}-{i:02d}.wav" for i in range(args.count)]
         for name in names:
             check_output_file(name)
-    blocks = generate_blocks(model, frames, batch=args.count, seed=args.seed, codes=args.codes)
+    blocks = generate_blocks(
+        model,
+        frames,
+        batch=args.count,
+        seed=args.seed,
+        codes=args.codes,
+        envelope_temperature=args.envelope_temperature,
+    )
     total = frames * model.hop / model.fs
     with WavWriter(names, model.fs) as w, _progress(args, total, "generate") as bar:
         for y in blocks:
@@ -517,6 +525,15 @@ def register(subparsers: Any) -> None:
         "the same clip's codes in an order drawn from a Markov chain of the kinds of training "
         "codes, with rests; blocks, the clip's codes replayed in their own order a second at "
         "a time, with their rests (default: the model's whitening.codes)",
+    )
+    g.add_argument(
+        "--envelope-temperature",
+        type=float,
+        default=None,
+        metavar="T",
+        help="softmax temperature of G's envelopes inside the frame: 1 as trained (sharp "
+        "attacks), higher softer, inf flat (default: the model's "
+        "generator.generation_temperature; models with generator.sub_frames > 0 only)",
     )
     g.add_argument(
         "--out",

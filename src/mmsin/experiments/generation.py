@@ -43,6 +43,8 @@ __all__ = ["generation"]
 
 #: Clips of each set in the listening section.
 LISTEN = 8
+#: Draws of the generated set (seeds) whose eq. (6) distances are reported.
+DRAWS = 3
 
 
 def _without_mm(ctx: Context, dataset: str) -> tuple[Any, dict[str, Any]] | None:
@@ -55,6 +57,14 @@ def _without_mm(ctx: Context, dataset: str) -> tuple[Any, dict[str, Any]] | None
     if run_config(ctx, dataset, "inv").name in ctx.runs:
         return trained_model(ctx, dataset, "inv")
     return None
+
+
+def _label(key: str, law: str, tau: float) -> str:
+    """The table's name of a set: the generated one with its codes' law and, where the model
+    softens them, its envelopes' temperature."""
+    if key != "generated":
+        return key
+    return f"generated ({law} codes)" + ("" if tau == 1.0 else f", envelope temperature {tau:g}")
 
 
 def generation(ctx: Context) -> Outcome:
@@ -90,6 +100,13 @@ def generation(ctx: Context) -> Outcome:
             sets[f"generated, {other_law} codes"] = (
                 model.generate(frames, batch=n_gen, seed=ctx.seed, codes=other_law).cpu().numpy()
             )
+    tau = model.config.generator.generation_temperature
+    if tau != 1.0:  # what the softened envelopes change (generation_envelopes)
+        sets["generated, envelopes as trained"] = (
+            model.generate(frames, batch=n_gen, seed=ctx.seed, envelope_temperature=1.0)
+            .cpu()
+            .numpy()
+        )
     other = _without_mm(ctx, dataset)
     if other is not None:
         sets["generated without L_MM"] = generated(other[0], n_gen, frames, ctx.seed)
@@ -99,6 +116,13 @@ def generation(ctx: Context) -> Outcome:
     feats = {k: ev.time_averaged(sk, whole.get(k, v), normalizer=norm) for k, v in sets.items()}
     sigma = {k: ev.spread(f) for k, f in feats.items()}
     mm = {k: ev.feature_mean_distance(f, feats["train"]) for k, f in feats.items() if k != "train"}
+    # eq. (6) of n clips moves from draw to draw by about as much as sigma^2 / n: the model's
+    # law drawn again from other seeds (0.13-0.22 for the shipped piano, measured)
+    draws = {ctx.seed: mm["generated"]}
+    for seed in range(ctx.seed + 1, ctx.seed + DRAWS):
+        ctx.say(f"generation: eq. (6) of another draw (seed {seed})")
+        f = ev.time_averaged(sk, generated(model, n_gen, frames, seed), normalizer=norm)
+        draws[seed] = ev.feature_mean_distance(f, feats["train"])
     n_music = max(1, min(n_gen, ctx.n_f0))
     ctx.say(f"generation: figures of music on {n_music} clips of each set (CREPE)")
     music = {}
@@ -124,7 +148,7 @@ def generation(ctx: Context) -> Outcome:
             ["set", "sigma", "MM distance to train", *cols],
             [
                 [
-                    f"generated ({law} codes)" if k == "generated" else k,
+                    _label(k, law, tau),
                     sigma[k],
                     mm.get(k),
                     *(music[k][c] for c in cols),
@@ -158,6 +182,13 @@ def generation(ctx: Context) -> Outcome:
                 + "; ".join(f"{c}: {d}" for c, d in ev.MUSIC_FIGURES.items())
                 + "."
             ),
+        ),
+        report.Table(
+            ["seed", "eq. (6) distance to train"],
+            [[seed, d] for seed, d in draws.items()]
+            + [["mean", float(np.mean(list(draws.values())))], ["test extracts", mm["test"]]],
+            caption=f"eq. (6) of {n_gen} clips generated ({law} codes) from {len(draws)} seeds: "
+            "the spread between draws is the sampling term's (about sigma^2 / n).",
         ),
         report.Table(
             [
@@ -214,8 +245,10 @@ def generation(ctx: Context) -> Outcome:
         "run": info,
         "dataset": dataset,
         "codes": law,
+        "envelope_temperature": tau,
         "spread": sigma,
         "mm_distance": mm,
+        "mm_distance_draws": draws,
         "music": {k: {c: v[c] for c in cols} for k, v in music.items()},
         "music_per_clip": {k: v["per_clip"] for k, v in music.items()},
         "grid_share_64hz": {k: music[k]["grid"] for k in music},

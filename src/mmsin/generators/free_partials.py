@@ -47,6 +47,8 @@ cached past, so a push computes its new frames only.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -359,6 +361,8 @@ class FreePartialGenerator(PartialGenerator):
         if sub_frames < 0 or (sub_frames and self.hop % sub_frames):
             raise ValueError(f"sub_frames must be >= 0 and divide {self.hop}, got {sub_frames}")
         self.sub_frames = int(sub_frames)
+        # softmax temperature of those envelopes (1: as trained; :meth:`envelopes_at`)
+        self.envelope_temperature = 1.0
         if self.sub_frames:
             # envelopes inside the frame: P logits per bin (from the network's last features)
             # and per noise band (from the noise branch's input), zero at first: flat
@@ -561,16 +565,42 @@ class FreePartialGenerator(PartialGenerator):
             c.amp_env, c.noise_env = self.inner_envelopes(self.envelope(x), frames, lu)
         return c
 
-    def inner_envelopes(self, logits: Tensor, frames: Tensor, lu: Tensor) -> tuple[Tensor, Tensor]:
+    def inner_envelopes(
+        self, logits: Tensor, frames: Tensor, lu: Tensor, temperature: float | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The envelopes inside each frame (``sub_frames`` = P): the envelope layer's logits
-        (B, P, F, T) and the noise branch's input -> multipliers of mean 1, P softmax(logits)
-        over the P points, of the oscillators (B, N, T, P) and the noise bands (B, nb, T, P)."""
+        (B, P, F, T) and the noise branch's input -> multipliers of mean 1, P softmax(logits /
+        temperature) over the P points, of the oscillators (B, N, T, P) and the noise bands
+        (B, nb, T, P). ``temperature`` (default :attr:`envelope_temperature`, 1 as trained)
+        above 1 softens the shapes, ``inf`` makes them flat (amplitudes linear across the frame,
+        the knots' mean kept)."""
+        tau = self.envelope_temperature if temperature is None else float(temperature)
         P = self.sub_frames
-        amp_env = P * torch.softmax(logits[:, :, self.keep].permute(0, 2, 3, 1), dim=-1)
         B, T = frames.shape[0], frames.shape[-1]
         raw = self.noise_envelope(self.noise_features(frames, lu)).reshape(B, -1, P, T)
-        noise_env = P * torch.softmax(raw.permute(0, 1, 3, 2), dim=-1)[:, : self.noise_bands]
-        return amp_env, noise_env
+        amp_logits = logits[:, :, self.keep].permute(0, 2, 3, 1)  # (B, N, T, P)
+        noise_logits = raw.permute(0, 1, 3, 2)[:, : self.noise_bands]  # (B, nb, T, P)
+        if math.isinf(tau):
+            return torch.ones_like(amp_logits), torch.ones_like(noise_logits)
+        if tau != 1.0:
+            amp_logits, noise_logits = amp_logits / tau, noise_logits / tau
+        return P * torch.softmax(amp_logits, dim=-1), P * torch.softmax(noise_logits, dim=-1)
+
+    @contextmanager
+    def envelopes_at(self, temperature: float) -> Iterator[None]:
+        """Within the block, the envelopes inside the frame at softmax ``temperature``
+        (:meth:`inner_envelopes`; a stream takes the temperature in force when it is made).
+        What :meth:`mmsin.model.MMSIN.generate` renders generated frames with
+        (``generator.generation_temperature``)."""
+        tau = float(temperature)
+        if not tau > 0:
+            raise ValueError(f"the envelope temperature must be > 0, got {temperature}")
+        before = self.envelope_temperature
+        self.envelope_temperature = tau
+        try:
+            yield
+        finally:
+            self.envelope_temperature = before
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is

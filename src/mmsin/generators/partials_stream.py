@@ -111,6 +111,8 @@ class FreePartialStreamer:
         compiler must be installed). The first push of each frame count compiles (10-30 s on
         2 cores); then a push of one frame takes about 1.3 ms on one thread against 2.7 ms
         eager (docs/model.md, section 6). Build a new streamer after changing the weights.
+        The envelopes inside the frame keep the temperature in force when the streamer is
+        made (:meth:`FreePartialGenerator.envelopes_at`).
     """
 
     def __init__(
@@ -123,6 +125,8 @@ class FreePartialStreamer:
         self.generator = generator
         self.batch_size = int(batch_size)
         self.compiled = bool(compiled)
+        # the envelopes' temperature in force now (FreePartialGenerator.envelopes_at)
+        self.envelope_temperature = float(getattr(generator, "envelope_temperature", 1.0))
         self.reset()
 
     @torch.inference_mode()  # the state as pushes leave it (a compiled graph guards on it)
@@ -191,7 +195,7 @@ class FreePartialStreamer:
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
         c = Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
         if env is not None:
-            c.amp_env, c.noise_env = g.inner_envelopes(env, frames, lu)
+            c.amp_env, c.noise_env = g.inner_envelopes(env, frames, lu, self.envelope_temperature)
         return c
 
     def _step(self, frames: Tensor, first_sample: int | Tensor) -> Tensor:
