@@ -60,8 +60,8 @@ BREAKAGES = (
     Breakage(
         "bn-stats-from-synthetic",
         "BatchNorm running statistics also updated by the MM pass on VAR-sampled batches",
-        "with amp_context(device, amp), frozen_batchnorm(model):",
-        "with amp_context(device, amp), contextlib.nullcontext():",
+        "frozen_batchnorm(model), generation_envelopes(model, cfg):",
+        "contextlib.nullcontext(), generation_envelopes(model, cfg):",
         (
             "tests/test_training_consistency.py::test_batchnorm_statistics_come_from_real_batches_only",
         ),
@@ -328,6 +328,15 @@ BREAKAGES = (
         "        with self.generation_envelopes(envelope_temperature):\n",
         "        with contextlib.nullcontext():\n",
         ("tests/test_sub_frames.py::test_generation_alone_renders_at_the_configured_temperature",),
+    ),
+    Breakage(
+        "mm-pass-envelopes-as-trained",
+        "L_MM's pass over synthetic frames renders the envelopes inside the frame as trained, "
+        "not at the generation temperature that generate uses",
+        "        with amp_context(device, amp), frozen_batchnorm(model), "
+        "generation_envelopes(model, cfg):\n",
+        "        with amp_context(device, amp), frozen_batchnorm(model):\n",
+        ("tests/test_sub_frames.py::test_the_moment_matching_pass_renders_as_generation_does",),
     ),
     Breakage(
         "compiled-stream-relaid-never",

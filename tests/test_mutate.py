@@ -63,6 +63,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "envelope-point-not-carried",
         "compiled-stream-relaid-never",
         "generation-envelopes-as-trained",
+        "mm-pass-envelopes-as-trained",
     }
     for b in m.BREAKAGES:
         copy = tmp_path / b.name

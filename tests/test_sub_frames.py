@@ -248,3 +248,48 @@ def test_a_bad_envelope_temperature_is_refused(sj: TimeFrequencyScattering) -> N
     model.generator = _generator(sj)  # no envelopes inside the frame
     with pytest.raises(ValueError, match="no envelopes inside the frame"):
         model.generate(4, envelope_temperature=8.0)
+
+
+def test_the_moment_matching_pass_renders_as_generation_does(
+    sj: TimeFrequencyScattering,
+) -> None:
+    """L_MM's pass over synthetic frames sees G as ``generate`` runs it: at
+    ``generator.generation_temperature`` (inf: what the flattened head renders), while the real
+    batch's reconstruction keeps the shapes as trained; through a DDP-like wrapper too."""
+    from types import SimpleNamespace
+
+    from mmsin.training.objective import loss_terms
+
+    g = _shaped(sj)
+    frames = _frames(sj)
+    seen: dict[str, torch.Tensor] = {}
+    objective = SimpleNamespace(
+        inv=lambda x, sk: seen.setdefault("inv", x).sum() * 0,
+        spectrum=lambda x, wave: x.sum() * 0,
+        mm=lambda x: seen.setdefault("mm", x).sum() * 0,
+    )
+    feats = SimpleNamespace(crop=lambda x: x)
+    with torch.no_grad():
+        shaped, flat = g(frames), _flattened(g)(frames)
+    sets = ["generator.sub_frames=4", "generator.generation_temperature=inf"]
+    cfg = override(preset("pitched"), sets)
+    for model in (g, _Wrapped(g)):
+        seen.clear()
+        with torch.no_grad():
+            loss_terms(
+                cfg, model, objective, frames, frames, frames, frames, feats, False, frames.device
+            )
+        torch.testing.assert_close(seen["inv"], shaped, rtol=0, atol=1e-6)
+        torch.testing.assert_close(seen["mm"], flat, rtol=0, atol=1e-6)
+    assert float((shaped - flat).abs().max()) > 0.05
+
+
+class _Wrapped(torch.nn.Module):
+    """A stand-in for DDP: the generator as ``.module``."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)  # type: ignore[no-any-return]

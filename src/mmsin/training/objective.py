@@ -155,6 +155,18 @@ def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
             m.train()
 
 
+def generation_envelopes(model: nn.Module, cfg: Config) -> contextlib.AbstractContextManager[None]:
+    """Within: G's envelopes inside the frame at ``generator.generation_temperature``, as
+    generation renders frames drawn from the VAR (:meth:`mmsin.model.MMSIN.generation_envelopes`);
+    ``model`` may be wrapped (DDP). A no-op at temperature 1."""
+    tau = float(cfg.generator.generation_temperature)
+    inner = getattr(model, "module", model)
+    at = getattr(inner, "envelopes_at", None)
+    if tau == 1.0 or at is None or not getattr(inner, "sub_frames", 0):
+        return contextlib.nullcontext()
+    return at(tau)  # type: ignore[no-any-return]
+
+
 def loss_terms(
     cfg: Config,
     model: nn.Module,
@@ -172,7 +184,8 @@ def loss_terms(
     applied to the synthetic S_J batch ``codes`` = ReLU(L^-1 z) when given.
 
     The real batch starts from a zero state at clip starts (``pad``, :func:`zero_state`); the
-    synthetic one runs with BatchNorm in eval mode (:func:`frozen_batchnorm`)."""
+    synthetic one runs with BatchNorm in eval mode (:func:`frozen_batchnorm`) and the envelopes
+    inside the frame at the generation temperature (:func:`generation_envelopes`)."""
     terms: dict[str, Tensor] = {}
     with amp_context(device, amp), zero_state(model, pad):
         out = model(frames)
@@ -184,8 +197,8 @@ def loss_terms(
         terms["inv"] = objective.inv(x_hat, sk)
         if cfg.loss.spectral > 0:
             terms["spec"] = objective.spectrum(x_hat, wave)
-    if codes is not None:
-        with amp_context(device, amp), frozen_batchnorm(model):
+    if codes is not None:  # G as generation runs it: BatchNorm frozen, envelopes softened
+        with amp_context(device, amp), frozen_batchnorm(model), generation_envelopes(model, cfg):
             gen = model(codes)
         terms["mm"] = objective.mm(feats.crop(gen).float())
     return terms
