@@ -35,6 +35,7 @@ from mmsin.checkpoint import (
     save_checkpoint,
 )
 from mmsin.config import Config
+from mmsin.generators.base import envelope_temperature
 from mmsin.scattering import nonnegative_channels
 from mmsin.whitening import apply_relu
 
@@ -359,18 +360,7 @@ class MMSIN(nn.Module):
         them. A generator without envelopes inside the frame is unchanged (temperature 1 only).
         """
         tau = self._config.generator.generation_temperature if temperature is None else temperature
-        tau = float(tau)
-        if not tau > 0:
-            raise ValueError(f"the envelope temperature must be > 0 (inf: flat), got {tau}")
-        at = getattr(self.generator, "envelopes_at", None)
-        if at is None or not getattr(self.generator, "sub_frames", 0):
-            if tau != 1.0:
-                raise ValueError(
-                    f"envelope temperature {tau}: this generator has no envelopes inside the "
-                    "frame (generator.sub_frames = 0)"
-                )
-            return contextlib.nullcontext()
-        return at(tau)  # type: ignore[no-any-return]
+        return envelope_temperature(self.generator, tau)
 
     def generation_lead(self, warmup: int) -> int:
         """Warm-up frames of the VAR that G also runs on before the kept ones when generating:

@@ -15,13 +15,14 @@ one head to the next.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Derived", "GeneratorHead", "ReadsInputNorm", "Streamer"]
+__all__ = ["Derived", "GeneratorHead", "ReadsInputNorm", "Streamer", "envelope_temperature"]
 
 T = TypeVar("T")
 
@@ -138,3 +139,22 @@ class ReadsInputNorm(Protocol):
     def set_input_norm(self, norm: Tensor) -> None:
         """Store the normaliser, (in_channels,) positive values."""
         ...
+
+
+def envelope_temperature(
+    generator: nn.Module, temperature: float
+) -> contextlib.AbstractContextManager[None]:
+    """Within: ``generator`` renders its envelopes inside the frame at softmax ``temperature``
+    (:meth:`mmsin.generators.free_partials.FreePartialGenerator.envelopes_at`); a head without
+    them renders unchanged and takes 1 only. The temperature is checked on the call, before the
+    block is entered."""
+    tau = float(temperature)
+    at = getattr(generator, "envelopes_at", None)
+    if at is None or not getattr(generator, "sub_frames", 0):
+        if tau != 1.0:
+            raise ValueError(
+                f"envelope temperature {tau}: this generator has no envelopes inside the frame "
+                "(generator.sub_frames = 0)"
+            )
+        return contextlib.nullcontext()
+    return at(tau)  # type: ignore[no-any-return]

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -586,15 +586,18 @@ class FreePartialGenerator(PartialGenerator):
             amp_logits, noise_logits = amp_logits / tau, noise_logits / tau
         return P * torch.softmax(amp_logits, dim=-1), P * torch.softmax(noise_logits, dim=-1)
 
-    @contextmanager
-    def envelopes_at(self, temperature: float) -> Iterator[None]:
+    def envelopes_at(self, temperature: float) -> AbstractContextManager[None]:
         """Within the block, the envelopes inside the frame at softmax ``temperature``
-        (:meth:`inner_envelopes`; a stream takes the temperature in force when it is made).
-        What :meth:`mmsin.model.MMSIN.generate` renders generated frames with
-        (``generator.generation_temperature``)."""
+        (:meth:`inner_envelopes`; a stream takes the temperature in force when it is made),
+        checked on the call. What :meth:`mmsin.model.MMSIN.generate` renders generated frames
+        with (``generator.generation_temperature``)."""
         tau = float(temperature)
         if not tau > 0:
-            raise ValueError(f"the envelope temperature must be > 0, got {temperature}")
+            raise ValueError(f"the envelope temperature must be > 0 (inf: flat), got {tau}")
+        return self._envelopes_at(tau)
+
+    @contextmanager
+    def _envelopes_at(self, tau: float) -> Iterator[None]:
         before = self.envelope_temperature
         self.envelope_temperature = tau
         try:

@@ -126,7 +126,7 @@ class FreePartialStreamer:
         self.batch_size = int(batch_size)
         self.compiled = bool(compiled)
         # the envelopes' temperature in force now (FreePartialGenerator.envelopes_at)
-        self.envelope_temperature = float(getattr(generator, "envelope_temperature", 1.0))
+        self.envelope_temperature = generator.envelope_temperature
         self.reset()
 
     @torch.inference_mode()  # the state as pushes leave it (a compiled graph guards on it)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from mmsin.assembly import build_scalogram
 from mmsin.config import Config
-from mmsin.generators.base import GeneratorHead
+from mmsin.generators.base import GeneratorHead, envelope_temperature
 from mmsin.training.features import Features
 
 __all__ = [
@@ -158,13 +158,9 @@ def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
 def generation_envelopes(model: nn.Module, cfg: Config) -> contextlib.AbstractContextManager[None]:
     """Within: G's envelopes inside the frame at ``generator.generation_temperature``, as
     generation renders frames drawn from the VAR (:meth:`mmsin.model.MMSIN.generation_envelopes`);
-    ``model`` may be wrapped (DDP). A no-op at temperature 1."""
-    tau = float(cfg.generator.generation_temperature)
+    ``model`` may be wrapped (DDP)."""
     inner = getattr(model, "module", model)
-    at = getattr(inner, "envelopes_at", None)
-    if tau == 1.0 or at is None or not getattr(inner, "sub_frames", 0):
-        return contextlib.nullcontext()
-    return at(tau)  # type: ignore[no-any-return]
+    return envelope_temperature(inner, cfg.generator.generation_temperature)
 
 
 def loss_terms(
