@@ -29,6 +29,9 @@ tests/test_free_partials.py splits sequences at random points, one frame to many
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,7 +40,18 @@ from mmsin.generators.conv import GeneratorStreamer
 from mmsin.generators.free_partials import Controls, FreePartialGenerator, State
 from mmsin.generators.partials import _FreqLayer
 
-__all__ = ["CachedFreqLayer", "FreePartialStreamer"]
+__all__ = ["COMPILE_OPTIONS", "CachedFreqLayer", "FreePartialStreamer"]
+
+#: Inductor settings of the compiled stream (docs/model.md, section 6, "Compiled streaming"):
+#: the graph's wrapper in C++ rather than Python (a push launches about forty kernels and
+#: buffers; in the profile its Python was a quarter of a push), and every intermediate with an
+#: operation stored once instead of recomputed inside each kernel that reads it (the peaks'
+#: shares are read at 17 offsets). Measured at batch 1, one frame a push, one thread: the
+#: shipped `notes` 1.37 -> 1.09 ms a frame, `piano` 1.41 -> 1.20 ms (2026-12-07).
+COMPILE_OPTIONS: dict[str, str | int | bool | Callable[..., Any]] = {
+    "cpp_wrapper": True,
+    "realize_opcount_threshold": 1,
+}
 
 
 def _fresh(t: Tensor) -> Tensor:
@@ -109,7 +123,7 @@ class FreePartialStreamer:
     compiled : bool
         Run each push as one graph made by ``torch.compile`` (Inductor's C++ kernels: a C++
         compiler must be installed). The first push of each frame count compiles (10-30 s on
-        2 cores); then a push of one frame takes about 1.3 ms on one thread against 2.7 ms
+        2 cores); then a push of one frame takes about 1.1 ms on one thread against 2.7 ms
         eager (docs/model.md, section 6). Build a new streamer after changing the weights.
         The envelopes inside the frame keep the temperature in force when the streamer is
         made (:meth:`FreePartialGenerator.envelopes_at`).
@@ -146,7 +160,7 @@ class FreePartialStreamer:
         if self.compiled:
             g._float64()  # what the compiled graph reads as it stands (base.Derived)
             self._trunk._layer_plans()
-            self._step_fn = torch.compile(self._step, dynamic=False)
+            self._step_fn = torch.compile(self._step, dynamic=False, options=COMPILE_OPTIONS)
 
     def _cached_layers(self) -> list[CachedFreqLayer]:
         extra = [self._envelope] if self._envelope is not None else []
