@@ -327,7 +327,10 @@ class GeneratorStreamer:
         self._history[index] = full[:, k:]
         # windows of taps input samples, oldest first: a view (rows overlap)
         windows = full.unfold(1, taps, 1).transpose(2, 3).reshape(B, k, taps * c_in)
-        y = (windows @ matrix).view(B, 2 * k, -1)  # (phase, c_out) -> time
+        # the matrix is stored (2 c_out, taps c_in): at one frame a push the product is a
+        # matrix-vector product over contiguous rows, which reads the weights ~1.6x faster
+        # than over columns (the first layer's 2 MB are re-read from L3 on every push)
+        y = F.linear(windows, matrix).view(B, 2 * k, -1)  # (phase, c_out) -> time
         if final:  # j < 2 n + a: the last zero input's second phase is past it when a is odd
             y = y[:, : y.shape[1] - (a % 2)]
         skip = min(self._skip[index], y.shape[1])
@@ -339,15 +342,16 @@ class GeneratorStreamer:
         return torch.relu_(torch.addcmul(shift, y, scale))
 
     def _polyphase(self, layer: _UpsampleLayer) -> Tensor:
-        """The layer's kernel as one matrix (taps c_in, 2 c_out): row (s, c) holds the weights
-        input sample n - taps + 1 + s meets in outputs 2 n (phase 0) and 2 n + 1 (phase 1),
-        i.e. transposed-convolution taps 2 (taps - 1 - s) + phase (zero past K - 1)."""
+        """The layer's kernel as one matrix (2 c_out, taps c_in), stored for ``F.linear``:
+        column (s, c) holds the weights input sample n - taps + 1 + s meets in outputs 2 n
+        (phase 0) and 2 n + 1 (phase 1), i.e. transposed-convolution taps
+        2 (taps - 1 - s) + phase (zero past K - 1)."""
         w = layer.conv.weight.detach()  # (c_in, c_out, K)
         c_in, c_out, K = w.shape
         taps = (K + 1) // 2
         w = torch.nn.functional.pad(w, (0, 2 * taps - K))
         w = w.reshape(c_in, c_out, taps, 2).permute(2, 0, 3, 1).flip(0)
-        return w.reshape(taps * c_in, 2 * c_out).contiguous()
+        return w.reshape(taps * c_in, 2 * c_out).t().contiguous()
 
     def _affine(self, layer: _UpsampleLayer, like: Tensor) -> tuple[Tensor | None, Tensor]:
         """Bias, then BatchNorm with running statistics, folded into one affine map (scale,
