@@ -350,6 +350,17 @@ BREAKAGES = (
         ),
     ),
     Breakage(
+        "compiled-taps-shifted-wrong",
+        "a compiled 2-D layer sums its taps' products one bin off (the frequency axis shifted in "
+        "the compiled stream alone; eager and offline unchanged)",
+        "                y = y + z[:, j * self.c_out : (j + 1) * self.c_out, j : j + Fb]\n",
+        "                y = y + z[:, j * self.c_out : (j + 1) * self.c_out, j - 1 : j - 1 + Fb]\n",
+        (
+            "tests/test_compiled_stream.py::"
+            "test_compiled_stream_equals_the_eager_stream_and_the_whole_sequence",
+        ),
+    ),
+    Breakage(
         "sequence-picks-any-frame",
         "codes='sequence' takes the held clip's first frame of the kind, not one at random",
         "    j = (u * n_match).long().clamp(max=(n_match - 1).clamp_min(0))\n",

@@ -62,6 +62,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "envelope-unshaped",
         "envelope-point-not-carried",
         "compiled-stream-relaid-never",
+        "compiled-taps-shifted-wrong",
         "generation-envelopes-as-trained",
         "mm-pass-envelopes-as-trained",
     }
