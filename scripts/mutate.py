@@ -374,6 +374,27 @@ BREAKAGES = (
         "    y = y - 0 * y.mean()\n",
         ("tests/test_real_notes.py::test_build_real_notes_from_files_with_known_onsets",),
     ),
+    Breakage(
+        "stream-drops-generation-gain",
+        "a stream renders generated frames without the generation gain (offline applies it)",
+        "        amp = g.amp(r, est, peak, self.generating)\n",
+        "        amp = g.amp(r, est, peak)\n",
+        ("tests/test_generation_gain.py::test_only_generation_applies_the_gain",),
+    ),
+    Breakage(
+        "generation-gain-everywhere",
+        "the generation gain also applies to reconstructions",
+        "        return a * self.generation_gain.to(a.dtype)[:, None] if generating else a\n",
+        "        return a * self.generation_gain.to(a.dtype)[:, None]\n",
+        ("tests/test_generation_gain.py::test_only_generation_applies_the_gain",),
+    ),
+    Breakage(
+        "generation-refined-as-reconstruction",
+        "generated frames are refined as reconstructions are (generation_amp_refine ignored)",
+        "        if self.generation_per_frame if generating else self.per_frame:\n",
+        "        if self.per_frame:\n",
+        ("tests/test_generation_gain.py::test_generated_frames_may_be_refined_per_frame",),
+    ),
 )
 
 

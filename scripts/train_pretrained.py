@@ -7,6 +7,7 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
     python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...] [--keep-var]
     python scripts/train_pretrained.py configure MODEL OUT --set generator.amp_refine=frame
+    python scripts/train_pretrained.py gain MODEL OUT [--rounds 8] [--clips 225]
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
 small (piano) at 4096 Hz as float16; ``train`` trains a preset (default ``pitched``, what
@@ -18,6 +19,8 @@ with changed ``whitening`` settings, keeping G (with ``--keep-var`` L too: only 
 laws, frame powers, bank and order, are fitted on the model's own L,
 :func:`mmsin.training.features.fit_code_laws`), and packs it the same way; ``configure``
 changes how a trained generator is run, not its weights (:data:`INFERENCE_SETTINGS`), and
+packs it the same way; ``gain`` fits the free head's generation gain to the moments of the
+model's own training data (:func:`mmsin.training.generation_gain.fit_generation_gain`) and
 packs it the same way.
 """
 
@@ -33,6 +36,7 @@ KINDS = {"notes": "nsynth-like", "piano": "beethoven-like"}
 #: Settings of a trained generator that change how it is run, not its weights.
 INFERENCE_SETTINGS = (
     "generator.amp_refine",
+    "generator.generation_amp_refine",
     "generator.peak_rounds",
     "generator.generation_temperature",
 )
@@ -152,6 +156,27 @@ def configure(model_in: str, out: Path, overrides: list[str]) -> None:
     print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB, {' '.join(overrides)}")
 
 
+def gain(model_in: str, out: Path, rounds: int, clips: int) -> None:
+    from mmsin.model import MMSIN
+    from mmsin.training.features import data_fingerprint
+    from mmsin.training.generation_gain import fit_generation_gain
+    from mmsin.training.loop import load_data
+
+    model = MMSIN.load(model_in).eval()
+    train_clips, test_clips = load_data(model.config)
+    if data_fingerprint(train_clips, test_clips) != model._extra.get("data_fingerprint"):
+        raise SystemExit(f"{model_in}: its training data is not {model.config.data.source} here")
+    t0 = time.perf_counter()
+    fit = fit_generation_gain(model, train_clips.audio, rounds=rounds, clips=clips, progress=print)
+    g = np.array(fit.gain_db)
+    print(
+        f"fitted in {time.perf_counter() - t0:.0f} s: gain {g.min():+.1f} .. {g.max():+.1f} dB "
+        f"(median |gain| {np.median(np.abs(g)):.1f} dB)"
+    )
+    model.save(out, half=True)
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -182,6 +207,11 @@ def main() -> None:
     c.add_argument("model", help="model name or checkpoint")
     c.add_argument("out", type=Path)
     c.add_argument("--set", dest="overrides", action="append", default=[])
+    gn = sub.add_parser("gain")
+    gn.add_argument("model", help="model name or checkpoint")
+    gn.add_argument("out", type=Path)
+    gn.add_argument("--rounds", type=int, default=8)
+    gn.add_argument("--clips", type=int, default=225)
     args = parser.parse_args()
     if args.step == "export":
         export(args.out)
@@ -191,6 +221,8 @@ def main() -> None:
         refit(args.model, args.out, args.overrides, args.keep_var)
     elif args.step == "configure":
         configure(args.model, args.out, args.overrides)
+    elif args.step == "gain":
+        gain(args.model, args.out, args.rounds, args.clips)
     else:
         pack(args.run, args.out)
 

@@ -128,6 +128,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 responses=response_table(sj, hz),
                 refine_rounds=g.peak_rounds,
                 amp_refine=g.amp_refine,
+                generation_amp_refine=g.generation_amp_refine,
                 sub_frames=g.sub_frames,
                 noise_power=room,
                 **shared,

@@ -52,6 +52,8 @@ WAVELETS = ("gammatone", "morlet")
 #: of those layers driving a bank of fixed oscillators (mmsin.generators.oscillators,
 #: docs/model.md).
 GENERATOR_HEADS = ("conv", "oscillators", "partials")
+#: How the free head refines amplitudes of generated frames ("same": as generator.amp_refine).
+AMP_REFINE_GEN = ("same", "bin", "frame")
 #: Laws of the white codes z (:meth:`mmsin.whitening.VAR.sample`).
 CODE_LAWS = ("gaussian", "mixture", "bank", "sequence", "blocks")
 #: Default moment-matching weight lambda (eq. 4's L = L_inv + lambda L_MM). The paper does not
@@ -148,7 +150,10 @@ class GeneratorConfig:
     its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks).
     ``amp_refine``: how the free head's network refines the amplitudes read from u, each
     partial on its own (``"bin"``) or all the partials of a frame by one gain, the mean of its
-    refinements over them, so that their relative levels are u's (``"frame"``).
+    refinements over them, so that their relative levels are u's (``"frame"``);
+    ``generation_amp_refine`` the same when G renders frames drawn from the VAR (``"same"``:
+    as ``amp_refine``), beside the free head's generation gain
+    (mmsin.training.generation_gain).
     ``sub_frames``: P > 0 gives the free head an envelope inside each frame, P points per
     partial and per noise band (flat at first; 0: amplitudes linear across the frame).
     ``generation_temperature``: the softmax temperature of those envelopes when G renders
@@ -176,6 +181,7 @@ class GeneratorConfig:
     noise_input: str = "sj"
     peak_rounds: int = 2
     amp_refine: str = "bin"
+    generation_amp_refine: str = "same"
     sub_frames: int = 0
     generation_temperature: float = 1.0
 
@@ -197,6 +203,7 @@ class GeneratorConfig:
         _require(self.peak_rounds >= 0, "generator.peak_rounds", self.peak_rounds, ">= 0")
         _choice("generator.noise_input", self.noise_input, ("sj", "log"))
         _choice("generator.amp_refine", self.amp_refine, ("bin", "frame"))
+        _choice("generator.generation_amp_refine", self.generation_amp_refine, AMP_REFINE_GEN)
         _require(
             self.sub_frames in (0, 1, 2, 4, 8, 16, 32),
             "generator.sub_frames",

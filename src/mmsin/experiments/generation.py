@@ -107,6 +107,16 @@ def generation(ctx: Context) -> Outcome:
             .cpu()
             .numpy()
         )
+    gain = getattr(getattr(model.generator, "amp", None), "generation_gain", None)
+    if gain is not None and not bool((gain == 1).all()):  # what the fitted gain changes
+        kept = gain.clone()
+        gain.fill_(1.0)
+        try:
+            sets["generated, without the generation gain"] = generated(
+                model, n_gen, frames, ctx.seed
+            )
+        finally:
+            gain.copy_(kept)
     other = _without_mm(ctx, dataset)
     if other is not None:
         sets["generated without L_MM"] = generated(other[0], n_gen, frames, ctx.seed)

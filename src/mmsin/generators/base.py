@@ -144,11 +144,15 @@ class ReadsInputNorm(Protocol):
 def envelope_temperature(
     generator: nn.Module, temperature: float
 ) -> contextlib.AbstractContextManager[None]:
-    """Within: ``generator`` renders its envelopes inside the frame at softmax ``temperature``
-    (:meth:`mmsin.generators.free_partials.FreePartialGenerator.envelopes_at`); a head without
-    them renders unchanged and takes 1 only. The temperature is checked on the call, before the
-    block is entered."""
+    """Within: ``generator`` renders generated frames, its envelopes inside the frame at softmax
+    ``temperature`` and, for the free head, its oscillators times their generation gain
+    (:meth:`mmsin.generators.free_partials.FreePartialGenerator.generating_at`); a head without
+    envelopes takes 1 only. The temperature is checked on the call, before the block is
+    entered."""
     tau = float(temperature)
+    generating = getattr(generator, "generating_at", None)
+    if generating is not None:  # the free head: the envelopes and its generation gain
+        return generating(tau)  # type: ignore[no-any-return]
     at = getattr(generator, "envelopes_at", None)
     if at is None or not getattr(generator, "sub_frames", 0):
         if tau != 1.0:

@@ -168,26 +168,54 @@ class _FreeAmplitude(nn.Module):
     sees nor blow one up (unbounded, training spiked to 20 times its loss and then learned to
     mute sustained notes). ``keep``: the oscillators' bins, a contiguous run. ``per_frame``:
     o is replaced by its mean over the frame's peaks, one gain for all its partials, whose
-    relative levels are then those u gives (``generator.amp_refine = "frame"``)."""
+    relative levels are then those u gives (``generator.amp_refine = "frame"``);
+    ``generation_per_frame`` the same for generated frames (``generating=True``; None: as
+    ``per_frame``).
+
+    ``generation_gain`` (N,): one fixed gain per oscillator that only generation applies
+    (``generating=True``), fitted so that generated music has the training set's moments
+    (:func:`mmsin.training.generation_gain.fit_generation_gain`); ones until fitted, and in
+    weights saved before it existed."""
+
+    generation_gain: Tensor
 
     def __init__(
-        self, log_max: float, keep: slice, bound: float = 2.0, per_frame: bool = False
+        self,
+        log_max: float,
+        keep: slice,
+        bound: float = 2.0,
+        per_frame: bool = False,
+        oscillators: int | None = None,
+        generation_per_frame: bool | None = None,
     ) -> None:
         super().__init__()
         self.log_max = log_max
         self.bound = float(bound)
         self.keep = keep
         self.per_frame = bool(per_frame)
+        self.generation_per_frame = (
+            self.per_frame if generation_per_frame is None else bool(generation_per_frame)
+        )
+        n = keep.stop - keep.start if oscillators is None else int(oscillators)
+        self.register_buffer("generation_gain", torch.ones(n))
 
-    def forward(self, r: Tensor, est: Tensor, peak: Tensor) -> Tensor:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the gain existed generate without one
+        key = prefix + "generation_gain"
+        state_dict.setdefault(key, torch.ones_like(self.generation_gain))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(self, r: Tensor, est: Tensor, peak: Tensor, generating: bool = False) -> Tensor:
         peak = peak[:, self.keep]
         o = self.bound * torch.tanh(r[:, 0, self.keep] / self.bound)
-        if self.per_frame:  # one refinement per frame: the mean over its peaks
+        if self.generation_per_frame if generating else self.per_frame:
+            # one refinement per frame: the mean over its peaks
             w = peak.to(o.dtype)
             o = (o * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp(min=1.0)
         # at most exp(log_max): finite everywhere, so the gradient off the peaks is 0, not NaN
         log_a = torch.clamp(est[:, self.keep] + o, max=self.log_max)
-        return torch.where(peak, torch.exp(log_a), 0.0)
+        a = torch.where(peak, torch.exp(log_a), 0.0)
+        return a * self.generation_gain.to(a.dtype)[:, None] if generating else a
 
 
 @dataclass(frozen=True)
@@ -260,6 +288,10 @@ class FreePartialGenerator(PartialGenerator):
         The network refines each partial's amplitude (``"bin"``), or all of a frame's by one
         gain, its refinements' mean over the frame's peaks (``"frame"``: the partials keep the
         relative levels u gives; docs/model.md, section 6).
+    generation_amp_refine : {"same", "bin", "frame"}
+        The same for generated frames (within :meth:`generating_at`); ``"same"``: as
+        ``amp_refine``. Those frames also take the generation gain (``amp.generation_gain``,
+        :mod:`mmsin.training.generation_gain`).
     noise_power : ndarray (noise_bands,), optional
         :func:`noise_band_power` of the bank: with it (and ``responses`` and a linear front
         end), each band's gain is at most the room u leaves for noise in its octave
@@ -301,6 +333,7 @@ class FreePartialGenerator(PartialGenerator):
         noise_power: np.ndarray | None = None,
         amp_refine: str = "bin",
         sub_frames: int = 0,
+        generation_amp_refine: str = "same",
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -345,8 +378,18 @@ class FreePartialGenerator(PartialGenerator):
         self.keep = slice(int(keep[0]), int(keep[-1]) + 1)
         if amp_refine not in ("bin", "frame"):
             raise ValueError(f"amp_refine must be 'bin' or 'frame', got {amp_refine!r}")
+        if generation_amp_refine not in ("same", "bin", "frame"):
+            raise ValueError(
+                "generation_amp_refine must be 'same', 'bin' or 'frame', got "
+                f"{generation_amp_refine!r}"
+            )
+        gen_refine = amp_refine if generation_amp_refine == "same" else generation_amp_refine
         self.amp = _FreeAmplitude(  # type: ignore[assignment]
-            self.log_max, self.keep, per_frame=amp_refine == "frame"
+            self.log_max,
+            self.keep,
+            per_frame=amp_refine == "frame",
+            oscillators=keep.size,
+            generation_per_frame=gen_refine == "frame",
         )
         self.keep_bins = keep
         self._float64_cache: Derived[_Float64] = Derived()
@@ -363,6 +406,8 @@ class FreePartialGenerator(PartialGenerator):
         self.sub_frames = int(sub_frames)
         # softmax temperature of those envelopes (1: as trained; :meth:`envelopes_at`)
         self.envelope_temperature = 1.0
+        # rendering generated frames: the oscillators take generation_gain (:meth:`generating_at`)
+        self.generating = False
         if self.sub_frames:
             # envelopes inside the frame: P logits per bin (from the network's last features)
             # and per noise band (from the noise branch's input), zero at first: flat
@@ -557,7 +602,7 @@ class FreePartialGenerator(PartialGenerator):
             x = torch.cat([x, ctx], dim=1)
         for layer in self.freq_layers:
             x = layer(x)
-        amp = self.amp(self.out(x), est, peak)
+        amp = self.amp(self.out(x), est, peak, self.generating)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
         noise = self.noise_gains(frames, lu, room)
         c = Controls(amp, omega.to(amp.dtype), gain, noise)
@@ -604,6 +649,30 @@ class FreePartialGenerator(PartialGenerator):
             yield
         finally:
             self.envelope_temperature = before
+
+    def generating_at(self, temperature: float = 1.0) -> AbstractContextManager[None]:
+        """Within the block, G renders generated frames: its envelopes inside the frame at
+        softmax ``temperature`` (:meth:`envelopes_at`; 1 only without them) and its oscillators
+        times ``amp.generation_gain``. What :meth:`mmsin.model.MMSIN.generate`, the streamed
+        generation and L_MM's pass render with; a stream keeps what is in force when it is
+        made. Checked on the call."""
+        tau = float(temperature)
+        if not self.sub_frames and tau != 1.0:
+            raise ValueError(
+                f"envelope temperature {tau}: this generator has no envelopes inside the frame "
+                "(generator.sub_frames = 0)"
+            )
+        return self._generating_at(self.envelopes_at(tau))
+
+    @contextmanager
+    def _generating_at(self, envelopes: AbstractContextManager[None]) -> Iterator[None]:
+        before = self.generating
+        self.generating = True
+        try:
+            with envelopes:
+                yield
+        finally:
+            self.generating = before
 
     def zero_state(self, batch: int, like: Tensor) -> State:
         """The state before a sequence's first frame: silence (the trunk's gain there is

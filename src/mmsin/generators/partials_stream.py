@@ -139,7 +139,8 @@ class FreePartialStreamer:
         2 cores); then a push of one frame takes about 1.0 ms on one thread against 2.7 ms
         eager (docs/model.md, section 6). Build a new streamer after changing the weights.
         The envelopes inside the frame keep the temperature in force when the streamer is
-        made (:meth:`FreePartialGenerator.envelopes_at`).
+        made (:meth:`FreePartialGenerator.envelopes_at`), and the oscillators the generation
+        gain when it is made within :meth:`FreePartialGenerator.generating_at`.
     """
 
     def __init__(
@@ -154,6 +155,8 @@ class FreePartialStreamer:
         self.compiled = bool(compiled)
         # the envelopes' temperature in force now (FreePartialGenerator.envelopes_at)
         self.envelope_temperature = generator.envelope_temperature
+        # ... and whether it renders generated frames (FreePartialGenerator.generating_at)
+        self.generating = generator.generating
         self.reset()
 
     @torch.inference_mode()  # the state as pushes leave it (a compiled graph guards on it)
@@ -218,7 +221,7 @@ class FreePartialStreamer:
         g = self.generator
         lu, est, peak, omega, room = g.estimate(frames)
         r, env = self._network(frames, lu)
-        amp = g.amp(r, est, peak)
+        amp = g.amp(r, est, peak, self.generating)
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
         c = Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
         if env is not None:
