@@ -7,7 +7,7 @@ Three steps, so that training can run on another machine (a GPU) from a small fi
     python scripts/train_pretrained.py pack RUN src/mmsin/pretrained/notes.pt
     python scripts/train_pretrained.py refit MODEL OUT [--set whitening.k=v ...] [--keep-var]
     python scripts/train_pretrained.py configure MODEL OUT --set generator.amp_refine=frame
-    python scripts/train_pretrained.py gain MODEL OUT [--rounds 8] [--clips 225]
+    python scripts/train_pretrained.py gain MODEL OUT [--rounds 12] [--clips 225]
 
 ``export`` writes the train and test clips of nsynth-like small (notes) and beethoven-like
 small (piano) at 4096 Hz as float16; ``train`` trains a preset (default ``pitched``, what
@@ -210,7 +210,7 @@ def main() -> None:
     gn = sub.add_parser("gain")
     gn.add_argument("model", help="model name or checkpoint")
     gn.add_argument("out", type=Path)
-    gn.add_argument("--rounds", type=int, default=8)
+    gn.add_argument("--rounds", type=int, default=12)
     gn.add_argument("--clips", type=int, default=225)
     args = parser.parse_args()
     if args.step == "export":
