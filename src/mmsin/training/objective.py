@@ -156,9 +156,10 @@ def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
 
 
 def generation_envelopes(model: nn.Module, cfg: Config) -> contextlib.AbstractContextManager[None]:
-    """Within: G's envelopes inside the frame at ``generator.generation_temperature``, as
-    generation renders frames drawn from the VAR (:meth:`mmsin.model.MMSIN.generation_envelopes`);
-    ``model`` may be wrapped (DDP)."""
+    """Within: G renders as generation renders frames drawn from the VAR
+    (:meth:`mmsin.model.MMSIN.generation_envelopes`): its envelopes inside the frame at
+    ``generator.generation_temperature`` and, for the free head, its generation gain and
+    ``generator.generation_amp_refine``; ``model`` may be wrapped (DDP)."""
     inner = getattr(model, "module", model)
     return envelope_temperature(inner, cfg.generator.generation_temperature)
 
