@@ -351,13 +351,15 @@ class MMSIN(nn.Module):
     def generation_envelopes(
         self, temperature: float | None = None
     ) -> contextlib.AbstractContextManager[None]:
-        """Within: G renders with its envelopes inside the frame at the softmax temperature of
-        generated frames (default ``config.generator.generation_temperature``; 1: as trained).
+        """Within: G renders generated frames: its envelopes inside the frame at their softmax
+        temperature (default ``config.generator.generation_temperature``; 1: as trained) and,
+        for the free head, its generation gain and ``generator.generation_amp_refine``
+        (:mod:`mmsin.training.generation_gain`).
 
         G learns those shapes on reconstructions, which need them; on frames drawn from the VAR
         the sharp shapes cost the moment-matching distance of eq. (6) (the shipped piano's 0.363
         as trained, 0.201 at temperature 8; docs/model.md, section 3), so generation may soften
-        them. A generator without envelopes inside the frame is unchanged (temperature 1 only).
+        them. A generator without envelopes inside the frame takes temperature 1 only.
         """
         tau = self._config.generator.generation_temperature if temperature is None else temperature
         return envelope_temperature(self.generator, tau)
