@@ -68,7 +68,9 @@ PRETRAINED_LABEL = (
     "detuned, half with reverb, run with one amplitude refinement per frame; piano: 10,396 "
     "steps on beethoven-like full, L_MM last on real training codes drawn in a learned order "
     "with rests, which it generates from, its whitening fitted on the extracts without their "
-    "first frames, the last 904 steps with envelopes inside the frame; batch 16)"
+    "first frames, the last 904 steps with envelopes inside the frame, its generated frames "
+    "refined one gain per frame and given a gain per oscillator fitted to the training set's "
+    "moments; batch 16)"
 )
 
 #: The demo's scale: epochs of every training it runs (unless ``--set train.epochs=N``), and
