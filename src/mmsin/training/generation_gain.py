@@ -29,9 +29,10 @@ steps
 with ``interp`` linear in log-frequency from the channels' centres to the oscillators'
 (:func:`gain_update`). Where a channel also holds what the gain does not scale (noise bands,
 the skirts of partials outside it) one step corrects only part of its error, so the steps do
-not shrink (measured: see below); the rounds' sampling errors are averaged instead: the gain kept is the mean of the
-log-gains after each of the last half of the rounds (Polyak-Ruppert averaging). Steps of
-1 / (k + 1), tried first, left the lowest channels (35-45 Hz) 6-11 % too loud on the piano.
+not shrink (the why is a guess; what follows is measured); the rounds' sampling errors are
+averaged instead: the gain kept is the mean of the log-gains after each of the last half of
+the rounds (Polyak-Ruppert averaging). Steps of 1 / (k + 1), tried first, left the lowest
+channels (35-45 Hz) 6-11 % too loud on the piano.
 Each round uses its own seed, none of those the generation experiment measures with. The
 gain is bounded to +-14 dB (:data:`GAIN_RANGE_DB`).
 """
