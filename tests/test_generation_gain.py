@@ -184,22 +184,15 @@ def test_the_moment_matching_pass_renders_with_the_generation_gain(
 ) -> None:
     """L_MM's pass over synthetic frames renders as ``generate`` does, with the generation gain
     and the generated frames' refinement; the real batch's reconstruction without either."""
-    from types import SimpleNamespace
-
     from mmsin.training.objective import loss_terms
+    from test_sub_frames import _recording_objective
 
     g = _generator(sj, noise_bands=3, generation_amp_refine="frame")
     with torch.no_grad():
         g.out.conv.weight.normal_(0.0, 0.3)
         g.amp.generation_gain.fill_(2.0)
     frames = sj(torch.tensor(_audio()))[..., :12]
-    seen: dict[str, torch.Tensor] = {}
-    objective = SimpleNamespace(
-        inv=lambda x, sk: seen.setdefault("inv", x).sum() * 0,
-        spectrum=lambda x, wave: x.sum() * 0,
-        mm=lambda x: seen.setdefault("mm", x).sum() * 0,
-    )
-    feats = SimpleNamespace(crop=lambda x: x)
+    seen, objective, feats = _recording_objective()
     with torch.no_grad():
         plain = g(frames)
         with g.generating_at():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -256,19 +257,11 @@ def test_the_moment_matching_pass_renders_as_generation_does(
     """L_MM's pass over synthetic frames sees G as ``generate`` runs it: at
     ``generator.generation_temperature`` (inf: what the flattened head renders), while the real
     batch's reconstruction keeps the shapes as trained; through a DDP-like wrapper too."""
-    from types import SimpleNamespace
-
     from mmsin.training.objective import loss_terms
 
     g = _shaped(sj)
     frames = _frames(sj)
-    seen: dict[str, torch.Tensor] = {}
-    objective = SimpleNamespace(
-        inv=lambda x, sk: seen.setdefault("inv", x).sum() * 0,
-        spectrum=lambda x, wave: x.sum() * 0,
-        mm=lambda x: seen.setdefault("mm", x).sum() * 0,
-    )
-    feats = SimpleNamespace(crop=lambda x: x)
+    seen, objective, feats = _recording_objective()
     with torch.no_grad():
         shaped, flat = g(frames), _flattened(g)(frames)
     sets = ["generator.sub_frames=4", "generator.generation_temperature=inf"]
@@ -282,6 +275,21 @@ def test_the_moment_matching_pass_renders_as_generation_does(
         torch.testing.assert_close(seen["inv"], shaped, rtol=0, atol=1e-6)
         torch.testing.assert_close(seen["mm"], flat, rtol=0, atol=1e-6)
     assert float((shaped - flat).abs().max()) > 0.05
+
+
+def _recording_objective() -> tuple[dict[str, torch.Tensor], Any, Any]:
+    """For ``loss_terms``: an objective whose terms are 0 and record what the real pass
+    (``seen["inv"]``) and L_MM's pass (``seen["mm"]``) rendered, and features that crop
+    nothing."""
+    from types import SimpleNamespace
+
+    seen: dict[str, torch.Tensor] = {}
+    objective = SimpleNamespace(
+        inv=lambda x, sk: seen.setdefault("inv", x).sum() * 0,
+        spectrum=lambda x, wave: x.sum() * 0,
+        mm=lambda x: seen.setdefault("mm", x).sum() * 0,
+    )
+    return seen, objective, SimpleNamespace(crop=lambda x: x)
 
 
 class _Wrapped(torch.nn.Module):

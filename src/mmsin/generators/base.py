@@ -153,12 +153,9 @@ def envelope_temperature(
     generating = getattr(generator, "generating_at", None)
     if generating is not None:  # the free head: the envelopes and its generation gain
         return generating(tau)  # type: ignore[no-any-return]
-    at = getattr(generator, "envelopes_at", None)
-    if at is None or not getattr(generator, "sub_frames", 0):
-        if tau != 1.0:
-            raise ValueError(
-                f"envelope temperature {tau}: this generator has no envelopes inside the frame "
-                "(generator.sub_frames = 0)"
-            )
-        return contextlib.nullcontext()
-    return at(tau)  # type: ignore[no-any-return]
+    if tau != 1.0:  # the other heads have no envelopes inside the frame
+        raise ValueError(
+            f"envelope temperature {tau}: this generator has no envelopes inside the frame "
+            "(generator.sub_frames = 0)"
+        )
+    return contextlib.nullcontext()

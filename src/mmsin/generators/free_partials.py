@@ -185,7 +185,6 @@ class _FreeAmplitude(nn.Module):
         keep: slice,
         bound: float = 2.0,
         per_frame: bool = False,
-        oscillators: int | None = None,
         generation_per_frame: bool | None = None,
     ) -> None:
         super().__init__()
@@ -196,8 +195,7 @@ class _FreeAmplitude(nn.Module):
         self.generation_per_frame = (
             self.per_frame if generation_per_frame is None else bool(generation_per_frame)
         )
-        n = keep.stop - keep.start if oscillators is None else int(oscillators)
-        self.register_buffer("generation_gain", torch.ones(n))
+        self.register_buffer("generation_gain", torch.ones(keep.stop - keep.start))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # weights saved before the gain existed generate without one
@@ -388,7 +386,6 @@ class FreePartialGenerator(PartialGenerator):
             self.log_max,
             self.keep,
             per_frame=amp_refine == "frame",
-            oscillators=keep.size,
             generation_per_frame=gen_refine == "frame",
         )
         self.keep_bins = keep
