@@ -12,7 +12,8 @@ Two measurements, both for K in --semitones (default -12 -7 -5 -1 +1 +5 +7 +12):
      whose timbre also changes with the key.
 2. **Decoded** with the model: ``G(T_K S_J x)`` against the target pitch, the original's own
    CREPE f0 times 2^(K/12): median f0 error in cents (CREPE tiny, voiced frames); timbre: the
-   levels of partials 1..8 relative to their total (dB), against the original's, median
+   levels of partials 1..8 relative to their total (dB), against the original's, read at the
+   target's harmonics as peaks and as energies (:mod:`mmsin.evaluation.timbre`), median
    |difference| (partials whose frequency is below 1.8 kHz before and after the shift; at
    least two); side by side with librosa's phase vocoder on the same audio
    (``librosa.effects.pitch_shift(x, sr=4096, n_steps=K, bins_per_octave=12, n_fft=2048,
@@ -62,11 +63,12 @@ def harmonic_tone(f0: float, ratio: float, seconds: float, partials: int) -> np.
     return np.asarray(env * x, dtype=np.float64)
 
 
-def partial_levels(x: np.ndarray, f0: float, n: int = 8) -> np.ndarray:
-    """Levels of partials 1..n (dB): :func:`mmsin.evaluation.partial_levels` at 4096 Hz."""
+def partial_levels(x: np.ndarray, f0: float, n: int = 8, measure: str = "peak") -> np.ndarray:
+    """Levels of partials 1..n (dB): :func:`mmsin.evaluation.partial_levels` at 4096 Hz, as
+    peaks or as energies (``measure``)."""
     from mmsin.evaluation import partial_levels as levels
 
-    return levels(x, f0, FS, n=n, fmax=PARTIAL_FMAX)
+    return levels(x, f0, FS, n=n, fmax=PARTIAL_FMAX, measure=measure)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -139,6 +141,7 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
         if not np.isfinite(f0):
             continue
         ref = partial_levels(x, f0)
+        ref_energy = partial_levels(x, f0, measure="energy")
         S = model.encode_scattering(x)
         for k in [0.0, *ks]:
             target = f0 * 2 ** (k / 12)
@@ -164,7 +167,11 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
                         "target": target,
                         "f0_out": fy,
                         "cents": float(cents(fy, target)) if np.isfinite(fy) else math.nan,
-                        "timbre_db": timbre_distance(ref, partial_levels(sig, fy)),
+                        # at the target's harmonics (the f0 error judges the pitch)
+                        "timbre_db": timbre_distance(ref, partial_levels(sig, target)),
+                        "timbre_energy_db": timbre_distance(
+                            ref_energy, partial_levels(sig, target, measure="energy")
+                        ),
                     }
                 )
     summary = []
@@ -175,6 +182,7 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
                 continue
             c = np.array([r["cents"] for r in sel])
             t = np.array([r["timbre_db"] for r in sel])
+            te = np.array([r["timbre_energy_db"] for r in sel])
             summary.append(
                 {
                     "K": k,
@@ -185,6 +193,7 @@ def audio_eval(model: Any, clips: Any, ks: list[float], step: int) -> dict[str, 
                     "median_cents": _median(c),
                     "within_10_cents": _median(np.abs(c) <= 10, mean=True),
                     "median_timbre_db": _median(t),
+                    "median_timbre_energy_db": _median(te),
                 }
             )
     return {"rows": rows, "summary": summary}
@@ -271,12 +280,16 @@ def main() -> None:
             res = audio_eval(model, clips, ks, args.step)
             result["audio"][name] = res
             print(f"\n{name}: f0 error against the original's f0 x 2^(K/12), timbre (partials 1-8)")
-            print("  K   method          notes  |cents| med  cents med  <=10c   timbre dB")
+            print(
+                "  K   method          notes  |cents| med  cents med  <=10c   timbre dB"
+                "  (peaks / energies)"
+            )
             for s in res["summary"]:
                 print(
                     f"{s['K']:+4.0f}  {s['method']:14s} {s['notes']:5d}"
                     f"  {s['median_abs_cents']:10.1f}  {s['median_cents']:9.1f}"
                     f"  {s['within_10_cents']:5.2f}  {s['median_timbre_db']:8.2f}"
+                    f" / {s['median_timbre_energy_db']:.2f}"
                 )
     result["seconds"] = time.time() - t0
     file = out / "transpose_eval.json"

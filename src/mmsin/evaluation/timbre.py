@@ -1,8 +1,15 @@
 """Timbre as the levels of a note's first partials: what a transposition should keep.
 
-:func:`partial_levels` reads the peak level near each multiple of f0 from one long
-zero-padded spectrum of the steady part of a note; :func:`timbre_distance` compares two sets
-of levels after removing each set's total (so a louder or softer copy has distance 0).
+:func:`partial_levels` reads the level near each multiple of f0 from one long zero-padded
+spectrum of the steady part of a note: the peak (``measure="peak"``) or the energy within the
+band (``"energy"``); :func:`timbre_distance` compares two sets of levels after removing each
+set's total (so a louder or softer copy has distance 0).
+
+Why both: a recorded piano partial is not one sinusoid (two or three strings a fraction of a
+hertz apart, beating), and the peak of a long spectrum is lower for such a line than for one
+sinusoid of the same energy (tests/test_timbre.py). A re-synthesis that plays each partial as
+one sinusoid a frame pays that in the peak measure whatever its levels; the energy measure
+reads the level alone.
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ def partial_levels(
     skip_seconds: float = 0.1,
     tolerance_cents: float = 40.0,
     fmax: float = PARTIAL_FMAX,
+    measure: str = "peak",
 ) -> np.ndarray:
-    """Peak magnitude (dB) within ``tolerance_cents`` of h f0, h = 1..n.
+    """Level (dB) within ``tolerance_cents`` of h f0, h = 1..n: the peak magnitude
+    (``measure="peak"``) or the band's energy (``"energy"``, 10 log10 of the summed power).
 
     One Hann-windowed spectrum of the signal after its first ``skip_seconds`` (the attack),
     zero-padded 8 times. NaN where h f0 exceeds ``fmax`` or f0 is not finite.
@@ -42,6 +51,8 @@ def partial_levels(
     f0 : float, Hz
     """
     _check_fs(fs)
+    if measure not in ("peak", "energy"):
+        raise ValueError(f"measure must be 'peak' or 'energy', got {measure!r}")
     y = _np(x)
     if y.ndim != 1:
         raise ValueError(f"x must have shape (time,), got {y.shape}")
@@ -58,7 +69,10 @@ def partial_levels(
         if f > fmax:
             break
         band = (freqs >= f / r) & (freqs <= f * r)
-        out[h - 1] = 20 * np.log10(mag[band].max() + 1e-12)
+        if measure == "peak":
+            out[h - 1] = 20 * np.log10(mag[band].max() + 1e-12)
+        else:
+            out[h - 1] = 10 * np.log10(np.sum(mag[band] ** 2) + 1e-24)
     return out
 
 
