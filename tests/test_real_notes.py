@@ -79,6 +79,25 @@ def test_missing_partial_is_detected_and_a_weak_one_is_not() -> None:
     assert np.isnan(m.partials_cents[2]) and np.isfinite(m.partials_cents[5])
 
 
+def test_partial_levels_of_a_note_with_one_partial_raised() -> None:
+    """Partial 2 of a harmonic tone (amplitudes 1/k) 6 dB up: each set of energies minus its
+    total, the seven others move by the total's change, which is the median |difference|; a
+    softer copy is at 0."""
+    f0 = 220.0
+    x = stretched(f0, stretch=0.0)
+    hz, lev = ev.find_partials(x, FS, f0)
+    ref = ev.OriginalAnalysis(
+        f0=np.full(10, f0), periodicity=np.ones(10), f0_median=f0, partials_hz=hz, partials_db=lev
+    )
+    gains = np.ones(8)
+    gains[1] = 2.0
+    m = ev.real_note_metrics(x, stretched(f0, gains=gains, stretch=0.0), FS, 57, reference=ref)
+    p = 1.0 / np.arange(1, 9) ** 2
+    shift = 10 * math.log10((p.sum() + 3 * p[1]) / p.sum())
+    assert m.partial_levels_db == pytest.approx(shift, abs=0.03)
+    assert ev.real_note_metrics(x, 0.5 * x, FS, 57, reference=ref).partial_levels_db < 1e-6
+
+
 # --- LSD, smoothing, loudness ---------------------------------------------------------------------
 
 

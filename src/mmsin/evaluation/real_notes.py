@@ -37,6 +37,10 @@ they exist:
   fs/16, a null at fs/8 = 512 Hz) as a reference for how far a plainly degraded copy lands.
 - **Loudness L1** (DDSP's): per frame, the A-weighted (IEC 61672) mean-square of the STFT frame
   in dB (a full-scale sine at 1 kHz: -3 dB), floored at -80 dB; the mean |difference| over frames.
+- **Partial levels** (the note's timbre over its whole length): the energies of partials 1-8
+  within 40 cents of h f0 (below 1.8 kHz) in one spectrum after the first 0.1 s, each set
+  relative to its total, median |difference| in dB (:func:`~mmsin.evaluation.timbre.
+  timbre_distance` with ``measure="energy"``; NaN with fewer than two partials).
 
 CREPE is the slow step (seconds per note on a CPU): :func:`analyse_original` does everything
 that depends on the original alone, once, and can cache it on disk
@@ -60,6 +64,7 @@ from mmsin.evaluation._common import _check_fs, _np, finite_median
 from mmsin.evaluation.grid import SPECTRUM_PAD, _long_spectrum, harmonic_to_noise_ratio
 from mmsin.evaluation.pitch import cents, midi_to_hz, pitch_track
 from mmsin.evaluation.spectra import _stft_mag, log_spectral_distance
+from mmsin.evaluation.timbre import partial_levels, timbre_distance
 
 #: DDSP's CREPE-confidence threshold: frames of the original at least this periodic count.
 PERIODICITY_MIN = 0.85
@@ -128,6 +133,8 @@ class RealNoteMetrics:
     lsd_db, lsd_db_smoothed : float
         LSD of the reconstruction and of the 8-tap-smoothed original, both against the original.
     loudness_l1_db : float
+    partial_levels_db : float
+        Partial levels' median |difference| (NaN: fewer than two partials below 1.8 kHz).
     """
 
     midi: float
@@ -146,6 +153,7 @@ class RealNoteMetrics:
     lsd_db: float
     lsd_db_smoothed: float
     loudness_l1_db: float
+    partial_levels_db: float = float("nan")
 
     @property
     def tracked(self) -> bool:
@@ -328,6 +336,12 @@ def real_note_metrics(
         lsd_db=log_spectral_distance(b, a),
         lsd_db_smoothed=log_spectral_distance(smoothed(a), a),
         loudness_l1_db=float(np.mean(np.abs(la - lb))),
+        partial_levels_db=timbre_distance(
+            partial_levels(a, f0, fs, measure="energy"),
+            partial_levels(b, f0, fs, measure="energy"),
+        )
+        if np.isfinite(f0)
+        else float("nan"),
     )
 
 
@@ -336,7 +350,7 @@ def summarize_real_notes(notes: Sequence[RealNoteMetrics]) -> dict[str, float]:
     90th percentile of the per-note median |f0 error| (cents), the octave-error and within-50
     shares; over all notes, the median per-note partial error (cents), the share of judged
     partials missing, and medians of HNR (reconstruction, original), LSD (reconstruction,
-    smoothed original) and loudness L1 (dB)."""
+    smoothed original), loudness L1 and partial levels (dB)."""
     if not notes:
         raise ValueError("no notes to summarise")
     med = np.array([n.f0_cents_median for n in notes])
@@ -364,6 +378,7 @@ def summarize_real_notes(notes: Sequence[RealNoteMetrics]) -> dict[str, float]:
         "lsd_db": median("lsd_db"),
         "lsd_db_smoothed": median("lsd_db_smoothed"),
         "loudness_l1_db": median("loudness_l1_db"),
+        "partial_levels_db": median("partial_levels_db"),
     }
 
 

@@ -28,6 +28,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("lsd_db", "LSD dB", "{:.1f}"),
     ("lsd_db_smoothed", "LSD smoothed original", "{:.1f}"),
     ("loudness_l1_db", "loudness L1 dB", "{:.2f}"),
+    ("partial_levels_db", "partial levels dB", "{:.2f}"),
 )
 
 
