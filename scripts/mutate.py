@@ -377,8 +377,8 @@ BREAKAGES = (
     Breakage(
         "stream-drops-generation-gain",
         "a stream renders generated frames without the generation gain (offline applies it)",
-        "        amp = g.amp(r, est, peak, self.generating)\n",
-        "        amp = g.amp(r, est, peak)\n",
+        "        amp = g.amp(r, g.lead_decays(est, peak, self._before), peak, self.generating)\n",
+        "        amp = g.amp(r, g.lead_decays(est, peak, self._before), peak)\n",
         ("tests/test_generation_gain.py::test_only_generation_applies_the_gain",),
     ),
     Breakage(
@@ -394,6 +394,45 @@ BREAKAGES = (
         "        if self.generation_per_frame if generating else self.per_frame:\n",
         "        if self.per_frame:\n",
         ("tests/test_generation_gain.py::test_generated_frames_may_be_refined_per_frame",),
+    ),
+    Breakage(
+        "lag-stream-forgets-frame-before",
+        "a stream leads each push's first frame as if the sequence started there",
+        "        amp = g.amp(r, g.lead_decays(est, peak, self._before), peak, self.generating)\n",
+        "        amp = g.amp(r, g.lead_decays(est, peak), peak, self.generating)\n",
+        (
+            "tests/test_decay_lag.py::"
+            "test_streaming_with_the_lag_correction_equals_the_whole_sequence",
+        ),
+    ),
+    Breakage(
+        "lag-leads-rises",
+        "rises are led as falls are (onsets and beats overshoot)",
+        "        fall = torch.minimum(torch.clamp(fall, min=0.0), reach[:, None])\n",
+        "        fall = torch.minimum(fall, reach[:, None])\n",
+        ("tests/test_decay_lag.py::test_rises_onsets_and_steady_partials_are_played_as_read",),
+    ),
+    Breakage(
+        "lag-first-order-only",
+        "the lag taken to first order (the group delay) instead of the exponential's exact gain",
+        "        rows.append(np.log(g / g[0]))\n",
+        "        rows.append(falls / hop * float(np.log(g[1] / g[0]) / (rho[1] + 1e-30)))\n",
+        (
+            "tests/test_decay_lag.py::test_the_table_is_the_filters_group_delay_and_what_the_"
+            "encoder_reads",
+            "tests/test_decay_lag.py::"
+            "test_partials_decaying_at_their_own_rates_keep_their_level_difference",
+        ),
+    ),
+    Breakage(
+        "lag-psi-only",
+        "the lag of the wavelet alone, without phi_J's (600 samples)",
+        "        g = _decaying_response(psi, xi, rho) * _decaying_response(phi, 0.0, rho)\n",
+        "        g = _decaying_response(psi, xi, rho)\n",
+        (
+            "tests/test_decay_lag.py::"
+            "test_partials_decaying_at_their_own_rates_keep_their_level_difference",
+        ),
     ),
 )
 

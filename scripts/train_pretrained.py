@@ -37,6 +37,7 @@ KINDS = {"notes": "nsynth-like", "piano": "beethoven-like"}
 INFERENCE_SETTINGS = (
     "generator.amp_refine",
     "generator.generation_amp_refine",
+    "generator.lag_correction",
     "generator.peak_rounds",
     "generator.generation_temperature",
 )

@@ -108,7 +108,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
         gen: Any
         if g.frequencies == "free":
             from mmsin.generators.free_partials import FreePartialGenerator, noise_band_power
-            from mmsin.generators.peaks import peak_calibration, response_table
+            from mmsin.generators.peaks import decay_lag, peak_calibration, response_table
 
             room = None  # each noise band at most what the partials leave of u (linear u)
             if g.noise_bands > 0 and s.variant != "joint-real":
@@ -129,6 +129,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 refine_rounds=g.peak_rounds,
                 amp_refine=g.amp_refine,
                 generation_amp_refine=g.generation_amp_refine,
+                decay_lag=decay_lag(sj, 2**s.J) if g.lag_correction else None,
                 sub_frames=g.sub_frames,
                 noise_power=room,
                 **shared,

@@ -154,6 +154,11 @@ class GeneratorConfig:
     ``generation_amp_refine`` the same when G renders frames drawn from the VAR (``"same"``:
     as ``amp_refine``), beside the free head's generation gain
     (mmsin.training.generation_gain).
+    ``lag_correction``: at frames where a partial falls, the free head lowers its level against
+    the frame's other partials by what the lag of S_J's causal filters adds to it (u reads the
+    level it had about 620 samples earlier at 1.7 kHz, 1,900 at 28 Hz; exact for exponential
+    decays), keeping the frame's partial energy, so that partials decaying at their own rates
+    keep their relative levels (mmsin.generators.peaks.decay_lag, docs/model.md, section 6).
     ``sub_frames``: P > 0 gives the free head an envelope inside each frame, P points per
     partial and per noise band (flat at first; 0: amplitudes linear across the frame).
     ``generation_temperature``: the softmax temperature of those envelopes when G renders
@@ -182,6 +187,7 @@ class GeneratorConfig:
     peak_rounds: int = 2
     amp_refine: str = "bin"
     generation_amp_refine: str = "same"
+    lag_correction: bool = False
     sub_frames: int = 0
     generation_temperature: float = 1.0
 

@@ -65,6 +65,7 @@ from mmsin.generators.partials import (
     _phase_offsets,
 )
 from mmsin.generators.peaks import (
+    DecayLag,
     PeakCalibration,
     ResponseTable,
     ShareLookup,
@@ -290,6 +291,11 @@ class FreePartialGenerator(PartialGenerator):
         The same for generated frames (within :meth:`generating_at`); ``"same"``: as
         ``amp_refine``. Those frames also take the generation gain (``amp.generation_gain``,
         :mod:`mmsin.training.generation_gain`).
+    decay_lag : DecayLag, optional
+        :func:`mmsin.generators.peaks.decay_lag` of the bank: with it, a partial's level at a
+        frame where its bin falls is lowered against the frame's others by what the lag of
+        S_J's filters adds to it (:meth:`lead_decays`); without it, each frame plays the
+        levels u reads, which lag.
     noise_power : ndarray (noise_bands,), optional
         :func:`noise_band_power` of the bank: with it (and ``responses`` and a linear front
         end), each band's gain is at most the room u leaves for noise in its octave
@@ -313,6 +319,8 @@ class FreePartialGenerator(PartialGenerator):
     bin_hz: Tensor
     phase_offset: Tensor
     noise_tables: Tensor
+    decay_table: Tensor | None
+    decay_reach: Tensor | None
     envelope: _FreqLayer  # with sub_frames only
     noise_envelope: nn.Conv1d
 
@@ -332,6 +340,7 @@ class FreePartialGenerator(PartialGenerator):
         amp_refine: str = "bin",
         sub_frames: int = 0,
         generation_amp_refine: str = "same",
+        decay_lag: DecayLag | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs["per_bin"] = 1
@@ -416,6 +425,19 @@ class FreePartialGenerator(PartialGenerator):
                     conv.weight.zero_()
                     assert conv.bias is not None
                     conv.bias.zero_()
+        table = reach = None  # lead_decays
+        self.decay_step = 1.0
+        if decay_lag is not None:
+            if decay_lag.log_gain.shape[0] != self.num_bins or decay_lag.log_gain.shape[1] < 2:
+                raise ValueError(
+                    f"decay_lag must have {self.num_bins} rows and two columns or more, got "
+                    f"{decay_lag.log_gain.shape}"
+                )
+            table = torch.tensor(decay_lag.log_gain, dtype=torch.float64)
+            reach = torch.tensor(decay_lag.reach, dtype=torch.float64)
+            self.decay_step = float(decay_lag.step)
+        self.register_buffer("decay_table", table, persistent=False)
+        self.register_buffer("decay_reach", reach, persistent=False)
         self.noise_room = noise_power is not None and self.noise_bands > 0
         if self.noise_room:
             power = np.asarray(noise_power, dtype=np.float64)
@@ -574,6 +596,59 @@ class FreePartialGenerator(PartialGenerator):
             omega = (2 * math.pi / self.fs) * torch.clamp(hz, max=self.fs / 2)
         return lu, est, peak, omega, room
 
+    def lead_decays(
+        self, est: Tensor, peak: Tensor, before: tuple[Tensor, Tensor] | None = None
+    ) -> Tensor:
+        """The log-amplitude estimate ``est`` (B, F, T) with each falling partial's level taken
+        back, against the frame's others, by what the lag of S_J's filters adds to it
+        (``decay_lag``; unchanged without it).
+
+        S_J's filters are causal, so u reads a partial decaying as exp(-r t) too high by
+        G_b(r) (:func:`mmsin.generators.peaks.decay_lag`: about its level D_b samples
+        earlier, 620 at 1.7 kHz to 1,900 at 28 Hz), while the synthesis reaches frame n's level
+        at the end of block n: the partial sounds late, its level against a slower one too
+        high (piano partials decay faster the higher they are). Where a bin peaks in frame n
+        and in the frame before and its estimate falls by f = est[n - 1] - est[n] > 0 nepers
+        (r 2^J for an exponential, whose every frame reads high by the same G_b), its level is
+        lowered by log G_b(f / 2^J) (the table interpolated linearly, f at most its reach):
+        exact for exponentials. A rise is left as it is: an onset or a beat, which no
+        exponential describes (rises led the same way overshot: the recorded Steinway notes'
+        partial levels 0.63 -> 0.51 dB off, falls alone 0.38; a scratch measure).
+
+        Then every level of the frame is raised by one factor so that its partials' energy
+        (the sum of exp(2 est) over its peaks) is what u read: the correction moves the
+        partials against one another and leaves each frame's level to the network, whose
+        per-frame gain, trained on lagged readings, already takes it back (lowered as well,
+        the recordings came back quieter than the originals: loudness L1 2.56 -> 2.95 dB on
+        the Steinway notes; docs/model.md, section 6).
+
+        ``before``: the previous frame's raw ``est`` and ``peak`` (B, F) (a stream's last
+        frame; None: the sequence starts here, as ``forward`` has it). Causal: frame n and
+        frame n - 1 only.
+        """
+        table, reach = self.decay_table, self.decay_reach
+        if table is None or reach is None:
+            return est
+        if before is None:
+            before = (est.new_zeros(est.shape[:2]), torch.zeros_like(peak[..., 0]))
+        prev = torch.cat([before[0][..., None].to(est), est[..., :-1]], dim=-1)
+        was = torch.cat([before[1][..., None], peak[..., :-1]], dim=-1)
+        fall = torch.where(peak & was, prev - est, 0.0).double()
+        fall = torch.minimum(torch.clamp(fall, min=0.0), reach[:, None])
+        pos = fall / self.decay_step
+        i0 = torch.clamp(pos.floor(), max=table.shape[1] - 2).long()
+        w = pos - i0
+        rows = torch.arange(table.shape[0], device=est.device)[:, None]
+        log_gain = table[rows, i0] * (1 - w) + table[rows, i0 + 1] * w  # (B, F, T)
+        # the frame's partial energy kept: log-sum-exp over its peaks, before and after
+        e = torch.where(peak, 2 * est.double(), -math.inf)
+        keep = 0.5 * (
+            torch.logsumexp(e, dim=1, keepdim=True)
+            - torch.logsumexp(e - 2 * log_gain, dim=1, keepdim=True)
+        )
+        keep = torch.nan_to_num(keep, nan=0.0, posinf=0.0, neginf=0.0)  # frames with no peak
+        return est - (log_gain - keep).to(est)
+
     def noise_features(self, frames: Tensor, lu: Tensor) -> Tensor:
         """What the noise branch reads: ``frames`` (B, in_channels, T), or with
         ``noise_input = "log"`` the log scalogram ``lu`` (B, F, T) and log(frames + eps),
@@ -599,7 +674,7 @@ class FreePartialGenerator(PartialGenerator):
             x = torch.cat([x, ctx], dim=1)
         for layer in self.freq_layers:
             x = layer(x)
-        amp = self.amp(self.out(x), est, peak, self.generating)
+        amp = self.amp(self.out(x), self.lead_decays(est, peak), peak, self.generating)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
         noise = self.noise_gains(frames, lu, room)
         c = Controls(amp, omega.to(amp.dtype), gain, noise)

@@ -170,6 +170,8 @@ class FreePartialStreamer:
         self._envelope = CachedFreqLayer(g.envelope, B, g.num_bins) if g.sub_frames else None
         self._trunk = GeneratorStreamer(g.trunk, B)
         self._state: State = g.zero_state(B, like)
+        # the last frame's raw estimate and peaks (FreePartialGenerator.lead_decays)
+        self._before = (like.new_zeros(B, g.num_bins), like.new_zeros(B, g.num_bins).bool())
         self._like = like
         self._seen = 0
         self._step_fn = self._step
@@ -221,7 +223,8 @@ class FreePartialStreamer:
         g = self.generator
         lu, est, peak, omega, room = g.estimate(frames)
         r, env = self._network(frames, lu)
-        amp = g.amp(r, est, peak, self.generating)
+        amp = g.amp(r, g.lead_decays(est, peak, self._before), peak, self.generating)
+        self._before = (est[..., -1], peak[..., -1])
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
         c = Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
         if env is not None:
@@ -236,6 +239,7 @@ class FreePartialStreamer:
             for name, t in vars(state).items():
                 if t is not None:
                     setattr(state, name, _fresh(t))
+            self._before = (_fresh(self._before[0]), _fresh(self._before[1]))
             for layer in self._cached_layers():
                 layer.history = _fresh(layer.history)
             self._trunk._history = [_fresh(h) for h in self._trunk._history]

@@ -60,9 +60,11 @@ from mmsin.generators.synthesis import made_once, polyval
 __all__ = [
     "DISCOVER_FLOOR",
     "DISCOVER_SHARE",
+    "DecayLag",
     "PeakCalibration",
     "ResponseTable",
     "ShareLookup",
+    "decay_lag",
     "peak_calibration",
     "refine_peaks",
     "response_table",
@@ -103,6 +105,59 @@ def wavelet_responses(
         order = order[np.asarray(bins, dtype=int)]
     omega = 2 * math.pi * np.asarray(f, dtype=np.float64) / float(scattering.fs)
     return np.stack([np.abs(scattering._psi1(int(i)).transfer(omega)) for i in order])
+
+
+@dataclass(frozen=True)
+class DecayLag:
+    """How much too high each bin of u reads a partial that decays exponentially
+    (:func:`decay_lag`): ``log_gain[b, j]`` at a fall of ``j * step`` nepers per frame, rows in
+    increasing centre frequency (u's bins); ``delay`` (samples) the first-order term."""
+
+    log_gain: np.ndarray  # (n1, G): log G_b at falls 0, step, ..., (G - 1) step
+    step: float  # nepers per frame between the table's columns
+    reach: np.ndarray  # (n1,): the largest fall each row holds (nepers per frame)
+    delay: np.ndarray  # (n1,): group delays, samples
+
+
+def _decaying_response(flt: Any, omega: float, rho: np.ndarray) -> np.ndarray:
+    """|H| of a Gammatone filter (:class:`mmsin.scattering.gammatone.Filter`, closed form) at
+    the input exp((-rho + i omega) n): its transfer function at z = exp(-rho + i omega)."""
+    z1 = np.exp(-1j * omega + np.asarray(rho, dtype=np.float64))
+    pole = np.exp(-flt.sigma + 1j * flt.xi)
+    num = (1.0 - z1) if flt.wavelet else 1.0
+    return np.abs(num / (1.0 - pole * z1) ** 3)
+
+
+def decay_lag(scattering: Any, hop: int, columns: int = 65) -> DecayLag:
+    """How late, and so how much too high, each bin of u reads a decaying partial.
+
+    S_J's filters are causal: u's frame n averages the past, so a partial a(t) = a_0 exp(-r t)
+    at bin b's centre reads as a(n 2^J) G_b(r), G_b(r) = |Psi_b(exp(-rho + i xi_b))|
+    Phi(exp(-rho)) / (|Psi_b(exp(i xi_b))| Phi(1)), rho = r / fs: the transfer functions of
+    the wavelet and of phi_J at the decaying input (their closed forms). To first order,
+    log G_b = rho D_b with D_b their group delays: 620 samples at the top bin (1.7 kHz), 925 at
+    106 Hz, 1,900 at 28 Hz (J = 10, Q = 12, 4096 Hz; phi_J alone 600). Tabulated against the
+    fall per frame, rho ``hop``, up to half the nearest pole's decay (where G_b is 2^6 for
+    the N = 3 poles of the slower filter alone).
+    """
+    fam = scattering.family
+    order = np.argsort(np.asarray(fam.xi1))
+    phi = scattering._phi()
+    reach = 0.5 * np.minimum(np.asarray(fam.sigma1)[order], phi.sigma) * hop
+    step = float(reach.max()) / (columns - 1)
+    falls = step * np.arange(columns)
+    rows: list[np.ndarray] = []
+    delays: list[float] = []
+    for i in order:
+        psi = scattering._psi1(int(i))
+        xi = float(fam.xi1[i])
+        rho = np.minimum(falls, reach[len(rows)]) / hop
+        g = _decaying_response(psi, xi, rho) * _decaying_response(phi, 0.0, rho)
+        rows.append(np.log(g / g[0]))
+        tiny = np.array([-1e-7, 1e-7])  # a central difference: the slope at rho = 0
+        d = np.log(_decaying_response(psi, xi, tiny) * _decaying_response(phi, 0.0, tiny))
+        delays.append((d[1] - d[0]) / 2e-7)
+    return DecayLag(np.array(rows), step, reach, np.array(delays))
 
 
 def peak_calibration(
