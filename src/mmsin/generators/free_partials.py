@@ -619,8 +619,8 @@ class FreePartialGenerator(PartialGenerator):
         (the sum of exp(2 est) over its peaks) is what u read: the correction moves the
         partials against one another and leaves each frame's level to the network, whose
         per-frame gain, trained on lagged readings, already takes it back (lowered as well,
-        the recordings came back quieter than the originals: loudness L1 2.56 -> 2.95 dB on
-        the Steinway notes; docs/model.md, section 6).
+        the loudness error rose on every recorded set: 2.56 -> 2.95 dB on the Steinway notes;
+        docs/model.md, section 6).
 
         ``before``: the previous frame's raw ``est`` and ``peak`` (B, F) (a stream's last
         frame; None: the sequence starts here, as ``forward`` has it). Causal: frame n and

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmsin.generators.synthesis import made_once, polyval
+from mmsin.scattering.gammatone import N_ORDER
 
 __all__ = [
     "DISCOVER_FLOOR",
@@ -125,7 +126,7 @@ def _decaying_response(flt: Any, omega: float, rho: np.ndarray) -> np.ndarray:
     z1 = np.exp(-1j * omega + np.asarray(rho, dtype=np.float64))
     pole = np.exp(-flt.sigma + 1j * flt.xi)
     num = (1.0 - z1) if flt.wavelet else 1.0
-    return np.abs(num / (1.0 - pole * z1) ** 3)
+    return np.abs(num / (1.0 - pole * z1) ** N_ORDER)
 
 
 def decay_lag(scattering: Any, hop: int, columns: int = 65) -> DecayLag:
@@ -137,8 +138,8 @@ def decay_lag(scattering: Any, hop: int, columns: int = 65) -> DecayLag:
     the wavelet and of phi_J at the decaying input (their closed forms). To first order,
     log G_b = rho D_b with D_b their group delays: 620 samples at the top bin (1.7 kHz), 925 at
     106 Hz, 1,900 at 28 Hz (J = 10, Q = 12, 4096 Hz; phi_J alone 600). Tabulated against the
-    fall per frame, rho ``hop``, up to half the nearest pole's decay (where G_b is 2^6 for
-    the N = 3 poles of the slower filter alone).
+    fall per frame, rho ``hop``, up to half the slower filter's pole decay (where that filter
+    alone reads 2^N = 8 times high).
     """
     fam = scattering.family
     order = np.argsort(np.asarray(fam.xi1))
