@@ -61,3 +61,28 @@ def test_two_strings_lines_lower_the_peak_not_the_energy() -> None:
     )
     assert float(peak[0]) == pytest.approx(-10 * math.log10(2), abs=0.1)
     assert abs(float(energy[0])) < 0.02
+
+
+def test_the_oracle_resynthesis_keeps_a_steady_tones_levels() -> None:
+    """scripts/timbre_oracle.py's oracle (one sinusoid per partial at the recording's own
+    frequency and amplitude) gives a steady harmonic tone back with its partials' levels: the
+    bound it measures on recorded notes is the recordings', not the oracle's own error."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "timbre_oracle.py"
+    spec = importlib.util.spec_from_file_location("timbre_oracle", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["timbre_oracle"] = module
+    spec.loader.exec_module(module)
+    levels = np.array([0.0, -4.0, -9.0, -6.0, -15.0, -12.0, -20.0, -18.0])
+    x = _tone(196.0 * 2 ** (7 / 1200), levels)  # 7 cents sharp of G3: found, not assumed
+    want = 196.0 * 2 ** (7 / 1200) * np.arange(1, 9)  # to half the 0.034 Hz FFT bin
+    np.testing.assert_allclose(module.partial_frequencies(x, 196.0)[:8], want, atol=0.018)
+    for rate in (16, 4):
+        y = module.oracle(x, 196.0, rate)
+        for measure in ("peak", "energy"):
+            ref = partial_levels(x, 196.0, measure=measure)
+            assert timbre_distance(ref, partial_levels(y, 196.0, measure=measure)) < 0.05
