@@ -6,7 +6,6 @@ steady partials as read; streaming equal to the whole sequence; the config switc
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -16,8 +15,10 @@ import torch
 from mmsin.config import override, preset
 from mmsin.generators.free_partials import FreePartialGenerator
 from mmsin.generators.partials import first_order_frontend
-from mmsin.generators.peaks import DecayLag, decay_lag, peak_calibration, response_table
+from mmsin.generators.peaks import DecayLag, decay_lag
 from mmsin.scattering import TimeFrequencyScattering
+from test_free_partials import _generator as _head
+from test_free_partials import _random_pushes
 
 FS = 4096
 HOP = 1024
@@ -35,23 +36,7 @@ def lag(sj: TimeFrequencyScattering) -> DecayLag:
 
 def _generator(sj: TimeFrequencyScattering, lag: DecayLag | None) -> FreePartialGenerator:
     """An untrained head (its network's log-gain is zero: the controls are the estimate)."""
-    matrix, hz = first_order_frontend(sj)
-    torch.manual_seed(0)
-    g = FreePartialGenerator(
-        sj.num_channels,
-        matrix,
-        hz,
-        J=10,
-        calibration=peak_calibration(sj, hz),
-        noise_bands=0,
-        responses=response_table(sj, hz),
-        decay_lag=lag,
-        channels=6,
-        depth=2,
-        trunk_hidden=4,
-        context=2,
-    )
-    return g.eval()
+    return _head(sj, context=2, decay_lag=lag)
 
 
 def _decaying(f: float, r: float, seconds: float = 8.0, a0: float = 0.5) -> np.ndarray:
@@ -180,13 +165,9 @@ def test_streaming_with_the_lag_correction_equals_the_whole_sequence(
     )
     x[:, 4 * FS : 5 * FS] = 0.0
     frames = sj(torch.tensor(x, dtype=torch.float32))
-    T = frames.shape[-1]
     with torch.no_grad():
         whole, c = g(frames), g.controls(frames)
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(4, T), size=int(rng.integers(3, 8)), replace=False))
-    bounds = [0, 1, 2, 2, 3, *cuts.tolist(), T]
-    pieces = [frames[..., a:b] for a, b in itertools.pairwise(bounds)]
+    pieces = _random_pushes(frames, seed, fewest_cuts=3)
     s = g.stream(2)
     streamed = torch.cat([s.controls(p).amp for p in pieces], -1)
     np.testing.assert_allclose(streamed.numpy(), c.amp.numpy(), rtol=1e-4, atol=1e-7)

@@ -63,6 +63,18 @@ def _responses(sj: TimeFrequencyScattering) -> ResponseTable:
     return _TABLES[id(sj)]
 
 
+def _random_pushes(frames: torch.Tensor, seed: int, fewest_cuts: int = 2) -> list[torch.Tensor]:
+    """``frames`` (B, C, T) cut into a stream's pushes: three of one frame and an empty one,
+    then runs between ``fewest_cuts`` to 7 random cuts (from frame 4 on), single frames and
+    long runs alike."""
+    T = frames.shape[-1]
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(fewest_cuts, 8))
+    cuts = np.sort(rng.choice(np.arange(4, T), size=size, replace=False))
+    bounds = [0, 1, 2, 2, 3, *cuts.tolist(), T]
+    return [frames[..., a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def _partials(f0: float, stretch: float = 0.0, n: int = 6, seconds: float = 5.0) -> np.ndarray:
     """Harmonic tone with partial k at k f0 sqrt(1 + B k^2) (a string's stretch B)."""
     t = np.arange(int(seconds * FS)) / FS
@@ -242,13 +254,9 @@ def test_streaming_at_random_split_points_equals_the_whole_sequence(
     x = np.stack([_partials(130.0, 2e-4, seconds=10.0), _partials(440.0, seconds=10.0)])
     x[:, 3 * FS : 4 * FS] = 0.0
     frames = sj(torch.tensor(x, dtype=torch.float32))
-    T = frames.shape[-1]
     with torch.no_grad():
         whole, c = g(frames), g.controls(frames)
-    rng = np.random.default_rng(seed)
-    cuts = np.sort(rng.choice(np.arange(4, T), size=int(rng.integers(2, 8)), replace=False))
-    bounds = [0, 1, 2, 2, 3, *cuts.tolist(), T]  # three pushes of one frame, one empty
-    pieces = [frames[..., a:b] for a, b in itertools.pairwise(bounds)]
+    pieces = _random_pushes(frames, seed)
     s = g.stream(2)
     cs = [s.controls(p) for p in pieces]
     for name in ("amp", "omega", "gain", "noise"):

@@ -56,7 +56,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmsin.generators.synthesis import made_once, polyval
-from mmsin.scattering.gammatone import N_ORDER
 
 __all__ = [
     "DISCOVER_FLOOR",
@@ -120,15 +119,6 @@ class DecayLag:
     delay: np.ndarray  # (n1,): group delays, samples
 
 
-def _decaying_response(flt: Any, omega: float, rho: np.ndarray) -> np.ndarray:
-    """|H| of a Gammatone filter (:class:`mmsin.scattering.gammatone.Filter`, closed form) at
-    the input exp((-rho + i omega) n): its transfer function at z = exp(-rho + i omega)."""
-    z1 = np.exp(-1j * omega + np.asarray(rho, dtype=np.float64))
-    pole = np.exp(-flt.sigma + 1j * flt.xi)
-    num = (1.0 - z1) if flt.wavelet else 1.0
-    return np.abs(num / (1.0 - pole * z1) ** N_ORDER)
-
-
 def decay_lag(scattering: Any, hop: int, columns: int = 65) -> DecayLag:
     """How late, and so how much too high, each bin of u reads a decaying partial.
 
@@ -153,10 +143,10 @@ def decay_lag(scattering: Any, hop: int, columns: int = 65) -> DecayLag:
         psi = scattering._psi1(int(i))
         xi = float(fam.xi1[i])
         rho = np.minimum(falls, reach[len(rows)]) / hop
-        g = _decaying_response(psi, xi, rho) * _decaying_response(phi, 0.0, rho)
+        g = np.abs(psi.transfer(xi, rho) * phi.transfer(0.0, rho))
         rows.append(np.log(g / g[0]))
         tiny = np.array([-1e-7, 1e-7])  # a central difference: the slope at rho = 0
-        d = np.log(_decaying_response(psi, xi, tiny) * _decaying_response(phi, 0.0, tiny))
+        d = np.log(np.abs(psi.transfer(xi, tiny) * phi.transfer(0.0, tiny)))
         delays.append((d[1] - d[0]) / 2e-7)
     return DecayLag(np.array(rows), step, reach, np.array(delays))
 

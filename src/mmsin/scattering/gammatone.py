@@ -230,9 +230,12 @@ class Filter:
             h = h - _gamma_at(self.sigma, self.xi, t - 1.0)
         return np.asarray(s * self.scale * h, dtype=np.complex128)
 
-    def transfer(self, omega: FloatArray) -> ComplexArray:
-        """Closed-form (untruncated) frequency response at ``omega`` (rad/sample, full rate)."""
-        z1 = np.exp(-1j * np.asarray(omega, dtype=float))
+    def transfer(self, omega: FloatArray, decay: FloatArray | float = 0.0) -> ComplexArray:
+        """Closed-form (untruncated) frequency response at ``omega`` (rad/sample, full rate);
+        with ``decay`` rho (per sample), the transfer function at z = exp(-rho + i omega): the
+        gain on the input exp((-rho + i omega) n), whose modulus is how much a causal filter
+        reads a decaying tone high (mmsin.generators.peaks.decay_lag)."""
+        z1 = np.exp(-1j * np.asarray(omega, dtype=float) + np.asarray(decay, dtype=float))
         a = -math.expm1(-self.sigma)
         pole = np.exp(-self.sigma + 1j * self.xi)
         num = a**N_ORDER * ((1.0 - z1) if self.wavelet else 1.0)
