@@ -414,6 +414,28 @@ def test_the_shared_network_is_centred_on_each_bin(sj: TimeFrequencyScattering) 
     assert support.min() == b - R and support.max() == b + R
 
 
+def test_the_frequencies_reach_the_synthesis_unrounded(sj: TimeFrequencyScattering) -> None:
+    """The oscillators' frequencies go from the estimate to the phase sums in float64, offline
+    and streamed. Rounded to float32 on the way (6e-8 of omega), a compiled push of four frames
+    played the partials up to 4e-5 of the signal away from the eager stream (an AVX2 CPU, one
+    thread: the fused graph did not keep the rounding, and the block phases, sums of omega h,
+    drift with it: 1.7e-4 rad a block at 1.5 kHz); unrounded, they agree to 1e-6
+    (tests/test_compiled_stream.py)."""
+    g = _generator(sj)
+    frames = sj(torch.tensor(_partials(220.0, 4e-4, n=8, seconds=3.0)[None], dtype=torch.float32))
+    with torch.no_grad():
+        omega = g.estimate(frames)[3]
+        c = g.controls(frames)
+        streamed = g.stream(1).controls(frames)
+        state = c.last(torch.zeros_like(omega[..., -1]))
+    assert omega.dtype == torch.float64
+    for got in (c.omega, streamed.omega):
+        assert got.dtype == torch.float64
+        assert torch.equal(got, omega)
+    assert torch.equal(state.omega, omega[..., -1])
+    assert g.zero_state(1, c.amp).omega.dtype == torch.float64  # one dtype for every push
+
+
 def test_a_frame_is_located_alike_streamed_or_in_its_sequence(sj: TimeFrequencyScattering) -> None:
     """Two sines (786 Hz at 0.3 of 917 Hz: both local maxima of u), then 810 Hz under 917 Hz's
     skirt (a partial the refinement has to discover): pushed one frame at a time, the first

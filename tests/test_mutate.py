@@ -58,6 +58,8 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "lag-leads-rises",
         "lag-first-order-only",
         "lag-psi-only",
+        "omega-rounded-offline",
+        "omega-rounded-stream",
         "bank-clip-not-held",
         "bank-codes-from-any-clip",
         "mm-chains-ignore-the-law",

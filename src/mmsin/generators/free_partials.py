@@ -103,7 +103,11 @@ NOISE_LOG_EPS = 1e-3  # log S_J's floor in the noise branch's input (S_J / norm 
 class Controls:
     """Frame-rate controls of :class:`FreePartialGenerator`.
 
-    amp (B, N, T): oscillator amplitudes; omega (B, N, T): radians per sample; gain
+    amp (B, N, T): oscillator amplitudes; omega (B, N, T): radians per sample, float64 as the
+    estimate gives them (rounded to float32 here, a compiled push of four frames played the
+    partials up to 4e-5 of the signal away from the eager stream on an AVX2 CPU with one
+    thread: the fused graph did not keep eager's rounding, and the block phases, summed from
+    omega, drift with it); gain
     (B, 1, T m): the trunk's gain at fs / 2^(J - trunk_layers); noise (B, nb, T): noise band
     gains."""
 
@@ -147,8 +151,8 @@ class Controls:
 
 @dataclass
 class State:
-    """Controls of the frame before a block (B, N), (B, N), (B, 1), (B, nb) and the phase
-    (B, N, float64) the next block starts at."""
+    """Controls of the frame before a block (B, N), (B, N, float64), (B, 1), (B, nb) and the
+    phase (B, N, float64) the next block starts at."""
 
     amp: Tensor
     omega: Tensor
@@ -677,7 +681,7 @@ class FreePartialGenerator(PartialGenerator):
         amp = self.amp(self.out(x), self.lead_decays(est, peak), peak, self.generating)
         gain = torch.exp(torch.clamp(self.trunk.features(frames), -12.0, 4.0))
         noise = self.noise_gains(frames, lu, room)
-        c = Controls(amp, omega.to(amp.dtype), gain, noise)
+        c = Controls(amp, omega, gain, noise)
         if self.sub_frames:
             c.amp_env, c.noise_env = self.inner_envelopes(self.envelope(x), frames, lu)
         return c
@@ -754,7 +758,7 @@ class FreePartialGenerator(PartialGenerator):
         knots = (z(batch, n), z(batch, nb)) if self.sub_frames else (None, None)
         return State(
             z(batch, n),
-            z(batch, n),
+            z(batch, n, dtype=torch.float64),  # the frequencies, as the estimate gives them
             like.new_ones(batch, 1),
             z(batch, nb),
             self.phase_offset.double().expand(batch, n).clone(),  # float64, as State has it

@@ -226,7 +226,7 @@ class FreePartialStreamer:
         amp = g.amp(r, g.lead_decays(est, peak, self._before), peak, self.generating)
         self._before = (est[..., -1], peak[..., -1])
         gain = torch.exp(torch.clamp(self._trunk.push_features(frames), -12.0, 4.0))
-        c = Controls(amp, omega.to(amp.dtype), gain, g.noise_gains(frames, lu, room))
+        c = Controls(amp, omega, gain, g.noise_gains(frames, lu, room))
         if env is not None:
             c.amp_env, c.noise_env = g.inner_envelopes(env, frames, lu, self.envelope_temperature)
         return c
