@@ -434,6 +434,7 @@ def test_the_frequencies_reach_the_synthesis_unrounded(sj: TimeFrequencyScatteri
         assert torch.equal(got, omega)
     assert torch.equal(state.omega, omega[..., -1])
     assert g.zero_state(1, c.amp).omega.dtype == torch.float64  # one dtype for every push
+    assert g.stream(1).controls(frames[..., :0]).omega.dtype == torch.float64  # no frames
 
 
 def test_a_frame_is_located_alike_streamed_or_in_its_sequence(sj: TimeFrequencyScattering) -> None:

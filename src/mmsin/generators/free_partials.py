@@ -104,10 +104,9 @@ class Controls:
     """Frame-rate controls of :class:`FreePartialGenerator`.
 
     amp (B, N, T): oscillator amplitudes; omega (B, N, T): radians per sample, float64 as the
-    estimate gives them (rounded to float32 here, a compiled push of four frames played the
-    partials up to 4e-5 of the signal away from the eager stream on an AVX2 CPU with one
-    thread: the fused graph did not keep eager's rounding, and the block phases, summed from
-    omega, drift with it); gain
+    estimate gives them (rounded to float32, a compiled push of four frames parted from the
+    eager stream by 4e-5 of the signal on an AVX2 CPU with one thread: the fused graph did not
+    keep the rounding, and the block phases, sums of omega, drifted; docs/model.md); gain
     (B, 1, T m): the trunk's gain at fs / 2^(J - trunk_layers); noise (B, nb, T): noise band
     gains."""
 

@@ -216,7 +216,8 @@ class FreePartialStreamer:
         if frames.shape[-1] == 0:
             g, z = self.generator, frames.new_zeros
             B, n, nb = self.batch_size, g.num_oscillators, g.noise_bands
-            return Controls(z(B, n, 0), z(B, n, 0), z(B, 1, 0), z(B, nb, 0))
+            omega = z(B, n, 0, dtype=torch.float64)  # as the estimate gives them
+            return Controls(z(B, n, 0), omega, z(B, 1, 0), z(B, nb, 0))
         return self._controls(frames)
 
     def _controls(self, frames: Tensor) -> Controls:
