@@ -39,6 +39,7 @@ INFERENCE_SETTINGS = (
     "generator.generation_amp_refine",
     "generator.lag_correction",
     "generator.peak_rounds",
+    "generator.peak_gaps",
     "generator.generation_temperature",
 )
 

@@ -511,3 +511,12 @@ def test_amp_refine_is_a_config_choice() -> None:
     assert g.amp.per_frame and not build_generator(preset("pitched"), 973).amp.per_frame
     with pytest.raises(ValueError, match="amp_refine"):
         override(preset("pitched"), ["generator.amp_refine=partial"])
+
+
+def test_peak_gaps_is_a_config_choice() -> None:
+    """``generator.peak_gaps`` reaches the free head (off by default: checkpoints saved before
+    it keep their estimate)."""
+    from mmsin.assembly import build_generator
+
+    g = build_generator(override(preset("pitched"), ["generator.peak_gaps=true"]), 973)
+    assert g.fill_gaps and not build_generator(preset("pitched"), 973).fill_gaps

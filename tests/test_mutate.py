@@ -60,6 +60,7 @@ def test_every_breakage_applies_once_to_a_copy_and_changes_it(tmp_path: Path) ->
         "lag-psi-only",
         "omega-rounded-offline",
         "omega-rounded-stream",
+        "gaps-unfilled",
         "bank-clip-not-held",
         "bank-codes-from-any-clip",
         "mm-chains-ignore-the-law",

@@ -127,6 +127,7 @@ def _build_head(cfg: Config, in_channels: int, norm: Tensor | None) -> Any:
                 noise_input=g.noise_input,
                 responses=response_table(sj, hz),
                 refine_rounds=g.peak_rounds,
+                fill_gaps=g.peak_gaps,
                 amp_refine=g.amp_refine,
                 generation_amp_refine=g.generation_amp_refine,
                 decay_lag=decay_lag(sj, 2**s.J) if g.lag_correction else None,

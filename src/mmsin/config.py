@@ -147,7 +147,10 @@ class GeneratorConfig:
     read S_J (``noise_input = "sj"``) or log S_J beside the log scalogram (``"log"``, fitted
     to the training audio's floor before the first step; mmsin.generators.noise_floor);
     mmsin.generators.free_partials); ``peak_rounds`` passes locate each of those partials with
-    its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks).
+    its neighbours' shares of u removed (0: the plain parabola; mmsin.generators.peaks);
+    ``peak_gaps``: a partial missing from an evenly spaced run of located ones (a harmonic
+    series' weak member between two strong ones, which is no peak of what they leave of u) is
+    put at the middle of its neighbours and given its bin's residual level.
     ``amp_refine``: how the free head's network refines the amplitudes read from u, each
     partial on its own (``"bin"``) or all the partials of a frame by one gain, the mean of its
     refinements over them, so that their relative levels are u's (``"frame"``);
@@ -185,6 +188,7 @@ class GeneratorConfig:
     noise_bands: int = 6
     noise_input: str = "sj"
     peak_rounds: int = 2
+    peak_gaps: bool = False
     amp_refine: str = "bin"
     generation_amp_refine: str = "same"
     lag_correction: bool = False

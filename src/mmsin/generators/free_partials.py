@@ -286,6 +286,9 @@ class FreePartialGenerator(PartialGenerator):
         without it, by the plain parabola.
     refine_rounds : int
         Refinement passes (0: the plain parabola).
+    fill_gaps : bool
+        After the refinement, fill one missing member of an evenly spaced run of located
+        partials (:func:`~mmsin.generators.peaks.refine_peaks`, ``gaps``).
     amp_refine : {"bin", "frame"}
         The network refines each partial's amplitude (``"bin"``), or all of a frame's by one
         gain, its refinements' mean over the frame's peaks (``"frame"``: the partials keep the
@@ -339,6 +342,7 @@ class FreePartialGenerator(PartialGenerator):
         noise_input: str = "sj",
         responses: ResponseTable | None = None,
         refine_rounds: int = 2,
+        fill_gaps: bool = False,
         noise_power: np.ndarray | None = None,
         amp_refine: str = "bin",
         sub_frames: int = 0,
@@ -369,6 +373,7 @@ class FreePartialGenerator(PartialGenerator):
         if refine_rounds < 0:
             raise ValueError(f"refine_rounds must be >= 0, got {refine_rounds}")
         self.refine_rounds = int(refine_rounds) if responses is not None else 0
+        self.fill_gaps = bool(fill_gaps)
         self.responses = responses
         if responses is not None:
             self.register_buffer(
@@ -577,6 +582,7 @@ class FreePartialGenerator(PartialGenerator):
                     floor=floor,
                     rounds=self.refine_rounds,
                     top=(k.top_poly, self.top_rise),
+                    gaps=self.fill_gaps,
                 )
             room = None
             if self.noise_room and k.lookup is not None and k.matrix is not None:

@@ -27,6 +27,20 @@ c_bj = (a_j / 2) |psi_hat_b(f_j)|:
    the bin below (:class:`PeakCalibration`), now with the other partials' shares taken out
    of both bins, so that the skirt of a strong partial a few semitones down no longer flattens
    it (a 1750 Hz partial next to a 1400 Hz one five times stronger: 75 cents flat before).
+4. **Gaps** (``gaps=True``, after the discovery's passes). A weak member of a harmonic series
+   between two strong ones may be no local maximum of the residual even then: a real D3's 8th
+   partial (the hammer strikes near its node: 26 dB under the fundamental, the 7th and 9th at
+   11 and 14) keeps half its bin, but the 9th and 10th, read a few cents and per cent off,
+   leave more in the bin above it. Where located partials f_lo2 < f_lo < f_hi < f_hi2 are
+   evenly spaced around a gap of twice the step (one side's spacing within
+   :data:`GAP_SPACING` of (f_hi - f_lo) / 2, the other's no smaller), a partial is put at
+   (f_lo + f_hi) / 2 if the residual in its bin holds at least :data:`GAP_SHARE` of the bin
+   and clears the frame's floor (:data:`DISCOVER_FLOOR`), at the level that residual gives.
+   Its frequency is not refined (the parabola through what the neighbours leave pulls it
+   towards their leftovers: 93 cents sharp for that D3), and no pass follows (more passes
+   move the other partials by themselves: the refinement is not converged after two), so a
+   frame with no gap keeps exactly its partials. A series of odd harmonics (1, 3, 5, ...:
+   evenly spaced by 2 f0) has no gap.
 
 What it cannot do: where partials lie less than two bins apart (a harmonic series from about
 its 9th partial on), u has about one value per partial or fewer, and no per-frame reading of it
@@ -79,6 +93,10 @@ DISCOVER_SHARE = 0.5
 #: responses, beyond the table's reach, and a recording's noise floor are not taken for
 #: partials; at -40 dB the real notes' HNR was 0.1 dB lower and their LSD 0.1 dB higher).
 DISCOVER_FLOOR = 1e-3
+#: How evenly the partials around a gap must be spaced for :func:`_gaps` to fill it.
+GAP_SPACING = 0.1
+#: ... and a gap's bin gets a partial when what they leave there is this share of its power.
+GAP_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -292,6 +310,7 @@ class ShareLookup:
     reach: int
     step: float
     length: int  # L, table entries per row
+    pitch: Tensor  # (F,) float64: each bin's centre in semitones above the lowest bin's
 
 
 def share_lookup(table: Tensor, shift: Tensor, reach: int, step: float) -> ShareLookup:
@@ -306,6 +325,8 @@ def share_lookup(table: Tensor, shift: Tensor, reach: int, step: float) -> Share
         n = torch.arange(-reach, reach + 1, device=table.device)
         rows = (torch.arange(nb, device=table.device)[None, :] + n[:, None]).clamp(0, nb - 1)
         offset = 1 - (torch.nan_to_num(shift.double().T, nan=math.inf) - reach) / step
+        up = shift.double()[:-1, reach + 1]  # semitones from each bin to the next
+        pitch = torch.cat([up.new_zeros(1), torch.cumsum(up, 0)])
     return ShareLookup(
         power.reshape(-1),
         power_step.reshape(-1),
@@ -314,6 +335,7 @@ def share_lookup(table: Tensor, shift: Tensor, reach: int, step: float) -> Share
         int(reach),
         float(step),
         int(L),
+        pitch,
     )
 
 
@@ -383,6 +405,74 @@ def _last_column(n: int, device: torch.device) -> Tensor:
         return torch.arange(n, device=device) == n - 1
 
 
+def _neighbours(peak: Tensor) -> tuple[Tensor, Tensor]:
+    """For every bin, the nearest bin strictly below that holds a partial (-1: none) and the
+    nearest strictly above (F: none); peak (B, T, F)."""
+    nb = peak.shape[-1]
+    idx = torch.arange(nb, device=peak.device)
+    below = torch.where(peak, idx, -1).cummax(-1).values
+    above = torch.where(peak, idx, nb).flip(-1).cummin(-1).values.flip(-1)
+    lo = torch.cat([torch.full_like(below[..., :1], -1), below[..., :-1]], dim=-1)
+    hi = torch.cat([above[..., 1:], torch.full_like(above[..., :1], nb)], dim=-1)
+    return lo, hi
+
+
+def _gaps(
+    peak: Tensor,
+    semis: Tensor,
+    rest: Tensor,
+    u2: Tensor,
+    lookup: ShareLookup,
+    floor: float,
+    tiny: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One missing member of an evenly spaced run of located partials (frame-major inputs;
+    module docstring, step 4).
+
+    Where located partials lie at f_lo2 < f_lo < f_hi < f_hi2, the spacing on one side of the
+    gap (f_lo - f_lo2 or f_hi2 - f_hi) within :data:`GAP_SPACING` of the step
+    (f_hi - f_lo) / 2 and the other no smaller (or absent), the bin nearest (f_lo + f_hi) / 2
+    gets a partial at that frequency if ``rest``, u^2 less the located partials' shares, holds
+    :data:`GAP_SHARE` of its bin's power and clears the frame's floor; its level is what
+    that residual gives. Returns the new partials' mask, offsets from their bins' centres
+    (semitones) and log-amplitudes, (B, T, F).
+    """
+    nb = peak.shape[-1]
+    lo, hi = _neighbours(peak)
+    lo2 = lo.gather(-1, lo.clamp(min=0))
+    hi2 = hi.gather(-1, hi.clamp(max=nb - 1))
+    f = torch.exp2((lookup.pitch + semis) / 12)
+
+    def at(i: Tensor) -> Tensor:
+        return f.gather(-1, i.clamp(0, nb - 1))
+
+    f_lo, f_hi = at(lo), at(hi)
+    step = 0.5 * (f_hi - f_lo)
+    # the spacing beyond each neighbour: the step on one side at least, and on neither side
+    # less than it (a closer partial there says the series' step is smaller than the gap's)
+    d_lo = torch.where(lo2 >= 0, f_lo - at(lo2), torch.full_like(step, math.inf))
+    d_hi = torch.where(hi2 < nb, at(hi2) - f_hi, torch.full_like(step, math.inf))
+    tol = GAP_SPACING * step
+    match = ((d_lo - step).abs() <= tol) | ((d_hi - step).abs() <= tol)
+    even = match & (d_lo >= step - tol) & (d_hi >= step - tol) & (lo >= 0) & (hi < nb)
+    s_mid = 12 * torch.log2(0.5 * (f_lo + f_hi)) - lookup.pitch  # from each bin's centre
+    nearest = s_mid.abs() <= 0.5
+    s_mid = torch.where(nearest, s_mid, torch.zeros_like(s_mid))  # in the table's reach
+    near = peak | F.pad(peak[..., 1:], (0, 1)) | F.pad(peak[..., :-1], (1, 0))
+    # a unit partial's power in its own bin (_share_power's row n = 0)
+    pos = torch.add(lookup.offset[lookup.reach], s_mid, alpha=1 / lookup.step)
+    i0 = pos.clamp(0, lookup.length + 1 - 1e-9).long()
+    at_i = lookup.base[lookup.reach] + i0
+    unit2 = torch.addcmul(lookup.power.take(at_i), pos - i0, lookup.power_step.take(at_i))
+    log_a = 0.5 * (torch.log(torch.clamp(rest, min=tiny)) - unit2)
+    least = torch.maximum(GAP_SHARE * u2, DISCOVER_FLOOR * u2.amax(dim=-1, keepdim=True))
+    bins = torch.arange(nb, device=peak.device)
+    inner = (bins > 0) & (bins < nb - 1)
+    new = even & nearest & ~near & inner
+    new = new & (rest >= least) & (rest > math.exp(2 * floor))
+    return new, s_mid, log_a
+
+
 def refine_peaks(
     u: Tensor,
     peak: Tensor,
@@ -395,6 +485,7 @@ def refine_peaks(
     rounds: int = 2,
     discover: bool = True,
     top: tuple[Tensor, float] | None = None,
+    gaps: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The partials of u with their neighbours' shares removed (module docstring).
 
@@ -420,6 +511,9 @@ def refine_peaks(
         below with the other partials' shares taken out of both bins (the plain rise: skirts
         of partials below and noise in the bin below make a partial near the fold read up to
         80 cents flat).
+    gaps : bool
+        After the discovery's passes, fill one missing member of an evenly spaced run of
+        located partials (module docstring, step 4; :func:`_gaps`).
 
     Returns
     -------
@@ -442,7 +536,7 @@ def refine_peaks(
     def residual(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
         return _residual(u2, peak, semis, log_a, lookup)
 
-    def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor]:
+    def refine(peak: Tensor, semis: Tensor, log_a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         c2, rest = residual(peak, semis, log_a)
         # bins j - 1, j, j + 1 of each partial j = 1 .. F - 1 with its own share put back
         # (the top bin's third is padding: it has no bin above)
@@ -465,10 +559,10 @@ def refine_peaks(
         ok = ok & peak[..., 1:]
         semis = torch.cat([semis[..., :1], torch.where(ok, s_new, semis[..., 1:])], dim=-1)
         log_a = torch.cat([log_a[..., :1], torch.where(ok, a_new, log_a[..., 1:])], dim=-1)
-        return semis, log_a
+        return semis, log_a, rest
 
     for _ in range(rounds):
-        semis, log_a = refine(peak, semis, log_a)
+        semis, log_a, rest = refine(peak, semis, log_a)
     if discover:
         rest = torch.clamp(residual(peak, semis, log_a)[1], min=tiny)
         lo, mid, hi = (0.5 * torch.log(rest)).unfold(-1, 3, 1).unbind(-1)
@@ -488,5 +582,12 @@ def refine_peaks(
         # whether or not it found a partial: a frame's estimate must not depend on the other
         # frames and clips it is computed with (a batch, a whole sequence or a stream)
         for _ in range(rounds):
-            semis, log_a = refine(peak, semis, log_a)
+            semis, log_a, rest = refine(peak, semis, log_a)
+        if gaps:  # last: the passes would move the partials by themselves (not converged)
+            if not rounds:  # (otherwise the last pass's residual, before its small moves)
+                rest = residual(peak, semis, log_a)[1]
+            gap, s_gap, a_gap = _gaps(peak, semis, rest, u2, lookup, floor, tiny)
+            semis = torch.where(gap, s_gap, semis)
+            log_a = torch.where(gap, a_gap, log_a)
+            peak = peak | gap
     return peak.transpose(1, 2), semis.transpose(1, 2), log_a.to(u.dtype).transpose(1, 2)
