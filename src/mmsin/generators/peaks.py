@@ -350,12 +350,19 @@ def _share_power(log_a2: Tensor, semis: Tensor, lookup: ShareLookup) -> Tensor:
 
     log_a2, semis : (B, T, F) float64. Returns (B, T, 2 reach + 1, F).
     """
-    pos = torch.add(lookup.offset, semis[..., None, :], alpha=1 / lookup.step)
+    log_c2 = _log_unit_power(lookup.offset, lookup.base, semis[..., None, :], lookup)
+    return torch.exp(log_c2 + log_a2[..., None, :])
+
+
+def _log_unit_power(offset: Tensor, base: Tensor, semis: Tensor, lookup: ShareLookup) -> Tensor:
+    """log of the power a unit partial ``semis`` from its bin's centre puts in the bins whose
+    rows ``offset`` and ``base`` (rows of :class:`ShareLookup`'s, broadcast with ``semis``)
+    name: linear interpolation in the table, 0 power beyond its reach."""
+    pos = torch.add(offset, semis, alpha=1 / lookup.step)
     pos = pos.clamp(0, lookup.length + 1 - 1e-9)  # in the row with its sentinels
     i0 = pos.long()  # floor: pos >= 0
-    at = lookup.base + i0
-    log_c2 = torch.addcmul(lookup.power.take(at), pos - i0, lookup.power_step.take(at))
-    return torch.exp(log_c2 + log_a2[..., None, :])
+    at = base + i0
+    return torch.addcmul(lookup.power.take(at), pos - i0, lookup.power_step.take(at))
 
 
 def _power_by_bin(c2: Tensor, reach: int) -> Tensor:
@@ -463,10 +470,8 @@ def _gaps(
     s_mid = torch.where(nearest, s_mid, torch.zeros_like(s_mid))  # in the table's reach
     near = peak | F.pad(peak[..., 1:], (0, 1)) | F.pad(peak[..., :-1], (1, 0))
     # a unit partial's power in its own bin (_share_power's row n = 0)
-    pos = torch.add(lookup.offset[lookup.reach], s_mid, alpha=1 / lookup.step)
-    i0 = pos.clamp(0, lookup.length + 1 - 1e-9).long()
-    at_i = lookup.base[lookup.reach] + i0
-    unit2 = torch.addcmul(lookup.power.take(at_i), pos - i0, lookup.power_step.take(at_i))
+    r = lookup.reach
+    unit2 = _log_unit_power(lookup.offset[r], lookup.base[r], s_mid, lookup)
     log_a = 0.5 * (torch.log(torch.clamp(rest, min=tiny)) - unit2)
     least = torch.maximum(GAP_SHARE * u2, DISCOVER_FLOOR * u2.amax(dim=-1, keepdim=True))
     bins = torch.arange(nb, device=peak.device)
